@@ -1,0 +1,156 @@
+"""A `Variant`: one grid cell, frozen and validated, with a stable readable id."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from nin.arches import smallest_input_for
+from nin.catalog import DATASETS
+
+DatasetName = Literal["fashion-mnist", "mnist", "cifar10", "cifar100", "svhn", "digits", "synthetic"]
+ARCH_INPUT_SIZE = {"d2l": 224, "cifar": 32}
+ALEXNET_INPUT_SIZE = 224
+NIN_ONLY_FIELDS = ("arch", "head", "cccp")
+
+
+class Variant(BaseModel):
+    """Axes + architecture + data + hyper-parameters + seed. Every field takes part in the id's hash."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
+
+    # What is built.
+    model: Literal["nin", "alexnet"] = "nin"
+    arch: Literal["d2l", "cifar"] | None = "d2l"
+    head: Literal["gap", "fc", "alexnet"] | None = "gap"
+    cccp: Literal[0, 1, 2] | None = 2
+    dropout: bool = True
+    width: float = Field(1.0, gt=0, le=8)
+    init: Literal["xavier", "default"] = "xavier"
+
+    # What it learns from. in_channels, num_classes and image_size default to the dataset's and the arch's.
+    dataset: DatasetName = "fashion-mnist"
+    in_channels: int = Field(None, ge=1, le=64)  # type: ignore[assignment]
+    num_classes: int = Field(None, ge=2, le=100_000)  # type: ignore[assignment]
+    image_size: int = Field(None, ge=1, le=1024)  # type: ignore[assignment]
+    train_size: int | None = Field(None, ge=1)  # use only the first N training images (stratified by the loader)
+    test_size: int | None = Field(None, ge=1)
+    augment: bool = False  # random crop (pad 4 at 32 px, scaled with size) + horizontal flip
+
+    # How it learns.
+    epochs: int = Field(10, ge=1, le=10_000)
+    batch_size: int = Field(128, ge=1, le=65_536)
+    optimizer: Literal["sgd", "adamw"] = "sgd"
+    lr: float = Field(0.1, gt=0, le=10)
+    momentum: float = Field(0.0, ge=0, lt=1)
+    nesterov: bool = False
+    weight_decay: float = Field(0.0, ge=0, le=1)
+    schedule: Literal["constant", "cosine", "step"] = "constant"
+    warmup_epochs: int = Field(0, ge=0)
+    step_size: int = Field(10, ge=1)  # epochs between lr drops under schedule "step"
+    gamma: float = Field(0.1, gt=0, le=1)  # lr factor at each drop under schedule "step"
+    precision: Literal["auto", "bf16", "fp32"] = "auto"
+    channels_last: bool = True
+    compile: bool = False
+    deterministic: bool = False
+    eval_train_every: int = Field(0, ge=0)  # 0: the eval-mode pass over the training set runs at the end only
+    seed: int = Field(0, ge=0, le=2**31 - 1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_defaults(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        if data.get("model") == "alexnet":
+            # The AlexNet reference has no NiN axes: a grid's shared head/cccp/arch settings do not apply to it.
+            for key in NIN_ONLY_FIELDS:
+                data[key] = None
+        info = DATASETS.get(data.get("dataset", "fashion-mnist"))
+        if info is not None:
+            data.setdefault("in_channels", info.channels)
+            data.setdefault("num_classes", info.classes)
+        if data.get("image_size") is None:
+            if data.get("model") == "alexnet":
+                data["image_size"] = ALEXNET_INPUT_SIZE
+            elif data.get("arch", "d2l") in ARCH_INPUT_SIZE:
+                data["image_size"] = ARCH_INPUT_SIZE[data.get("arch", "d2l")]
+        return data
+
+    @model_validator(mode="after")
+    def _check_combination(self) -> Variant:
+        if self.model == "nin":
+            for key in NIN_ONLY_FIELDS:
+                if getattr(self, key) is None:
+                    raise ValueError(f"{key} is required for model nin")
+        smallest = smallest_input_for(self.model, self.arch, self.head)
+        if self.image_size < smallest:
+            what = "the AlexNet reference" if self.model == "alexnet" else f"arch {self.arch} with head {self.head}"
+            raise ValueError(
+                f"image_size {self.image_size} is too small for {what}: the smallest that works is {smallest}"
+            )
+        if self.nesterov and self.momentum == 0:
+            raise ValueError("nesterov needs momentum > 0 (set momentum, e.g. 0.9, or nesterov: false)")
+        if self.warmup_epochs >= self.epochs and self.warmup_epochs > 0:
+            raise ValueError(f"warmup_epochs ({self.warmup_epochs}) must be smaller than epochs ({self.epochs})")
+        return self
+
+    # ---- identity -------------------------------------------------------------------------------------------
+    def config(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    @property
+    def slug(self) -> str:
+        """Readable part of the id, without the seed."""
+        if self.model == "alexnet":
+            parts = ["alexnet", f"do{int(self.dropout)}"]
+        else:
+            parts = [str(self.arch), str(self.head), f"cccp{self.cccp}", f"do{int(self.dropout)}"]
+        if self.width != 1.0:
+            parts.append(f"w{self.width:g}")
+        return "-".join(parts)
+
+    @property
+    def id(self) -> str:
+        """e.g. d2l-gap-cccp2-do1-s0-3f9a1c: readable slug, seed, and a short hash of the full config."""
+        return f"{self.slug}-s{self.seed}-{_short_hash(self.config())}"
+
+    @property
+    def group_id(self) -> str:
+        """The same variant across seeds: the id without the seed, hashed over everything but the seed."""
+        config = self.config()
+        config.pop("seed")
+        return f"{self.slug}-{_short_hash(config)}"
+
+    @property
+    def timm_name(self) -> str:
+        return "alexnet_d2l" if self.model == "alexnet" else f"nin_{self.arch}"
+
+    def model_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for `timm.create_model(self.timm_name, **kwargs)` and nin.models' builders."""
+        kwargs: dict[str, Any] = dict(
+            dropout=self.dropout,
+            width=self.width,
+            in_chans=self.in_channels,
+            num_classes=self.num_classes,
+            image_size=self.image_size,
+            init=self.init,
+        )
+        if self.model == "nin":
+            kwargs.update(head=self.head, cccp=self.cccp)
+        return kwargs
+
+    def architecture_key(self) -> tuple:
+        """Everything that decides the network's shape (for caching params/MACs across seeds and lrs)."""
+        return (self.timm_name, tuple(sorted(self.model_kwargs().items())))
+
+
+def _short_hash(config: dict[str, Any]) -> str:
+    blob = json.dumps(config, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:6]
+
+
+VARIANT_FIELDS: tuple[str, ...] = tuple(Variant.model_fields)

@@ -1,0 +1,112 @@
+"""`nin-ablate`: list, run, train, report and bench an ablation grid.
+
+Bad input of any kind ends in one line on stderr and exit code 2; nothing is written before input is valid.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+
+from nin.errors import InputError
+
+EXIT_OK, EXIT_FAILED_RUNS, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, but usage errors are one line (and exit 2, as argparse does)."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise InputError(f"{message} (see '{self.prog} --help')")
+
+
+def _add_grid_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("spec", help="grid file, e.g. ablations/quick.yaml")
+    parser.add_argument("--yes", action="store_true", help="allow grids of more than 500 runs")
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from nin.profile import profile_variant
+    from runners.spec import load_grid
+
+    grid = load_grid(args.spec, max_runs=None if args.yes else 500)
+    rows = []
+    for variant in grid.variants:
+        profile = profile_variant(variant)
+        rows.append(
+            {
+                "variant_id": variant.id,
+                "group_id": variant.group_id,
+                "model": variant.model,
+                "arch": variant.arch,
+                "head": variant.head,
+                "cccp": variant.cccp,
+                "dropout": variant.dropout,
+                "width": variant.width,
+                "dataset": variant.dataset,
+                "image_size": variant.image_size,
+                "lr": variant.lr,
+                "seed": variant.seed,
+                "params": profile.params,
+                "macs": profile.macs,
+                "flops": profile.flops,
+                "uncounted_ops": profile.unsupported_ops,
+            }
+        )
+    if args.json:
+        json.dump(rows, sys.stdout, indent=1)
+        print()
+        return EXIT_OK
+    columns = ("variant_id", "model", "arch", "head", "cccp", "dropout", "seed", "params", "macs")
+    shown = [[_cell(col, row[col]) for col in columns] for row in rows]
+    widths = [max(len(col), *(len(r[i]) for r in shown)) for i, col in enumerate(columns)]
+    header = ("variant_id", "model", "arch", "head", "cccp", "dropout", "seed", "params", "GMACs")
+    print("  ".join(h.ljust(w) for h, w in zip(header, widths)))
+    for r in shown:
+        print("  ".join(c.rjust(w) if i >= 7 else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))))
+    uncounted = sorted({op for row in rows for op in row["uncounted_ops"]})
+    print(
+        f"{len(rows)} runs ({len({r['group_id'] for r in rows})} variants) in grid '{grid.name}'. "
+        f"GMACs: fvcore multiply-adds per image, forward; flops = 2 × macs."
+        + (f" Not counted by fvcore (no multiply-adds): {', '.join(uncounted)}." if uncounted else "")
+    )
+    return EXIT_OK
+
+
+def _cell(column: str, value: object) -> str:
+    if value is None:
+        return "-"
+    if column == "params":
+        return f"{value:,}"
+    if column == "macs":
+        return f"{value / 1e9:.3f}"
+    return str(value)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="nin-ablate", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("list", help="every variant of a grid with its params and MACs; trains nothing")
+    _add_grid_args(p)
+    p.add_argument("--json", action="store_true", help="print a JSON list of objects instead of a table")
+    p.set_defaults(handler=cmd_list)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        args = build_parser().parse_args(argv)
+        return args.handler(args)
+    except InputError as exc:
+        print(f"nin-ablate: error: {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("nin-ablate: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,149 @@
+"""Grid files: expansion, ids, and one-line errors with file and line."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+
+import pytest
+
+from nin.variant import Variant
+from runners.spec import SpecError, load_grid, parse_grid
+from tests.conftest import REPO, run_cli
+
+
+def grid(text: str, **kwargs):
+    return parse_grid(textwrap.dedent(text), source="g.yaml", **kwargs)
+
+
+def test_paper_grid_is_the_mission_grid():
+    paper = load_grid(REPO / "ablations" / "paper.yaml")
+    assert len(paper.variants) == 57
+    nin = [v for v in paper.variants if v.model == "nin"]
+    assert {(v.head, v.cccp, v.dropout) for v in nin} == {
+        (h, c, d) for h in ("gap", "fc", "alexnet") for c in (0, 1, 2) for d in (True, False)
+    }
+    alexnet = [v for v in paper.variants if v.model == "alexnet"]
+    assert [v.seed for v in alexnet] == [0, 1, 2] and all(v.lr == 0.01 for v in alexnet)
+    assert all(v.lr == 0.1 and v.batch_size == 128 and v.epochs == 10 for v in nin)
+    assert all(v.dataset == "fashion-mnist" and v.arch == "d2l" and v.image_size == 224 for v in nin)
+    assert len({v.id for v in paper.variants}) == 57
+
+
+def test_quick_grid_runs_on_embedded_data():
+    quick = load_grid(REPO / "ablations" / "quick.yaml")
+    assert {v.dataset for v in quick.variants} == {"digits"}
+    assert 4 <= len(quick.variants) <= 40
+
+
+def test_variant_id_is_readable_stable_and_config_sensitive():
+    v = Variant(arch="d2l", head="gap", cccp=2, dropout=True, seed=0)
+    assert v.id.startswith("d2l-gap-cccp2-do1-s0-") and len(v.id.rsplit("-", 1)[1]) == 6
+    assert v.id == Variant(arch="d2l", head="gap", cccp=2, dropout=True, seed=0).id
+    assert v.id != Variant(arch="d2l", head="gap", cccp=2, dropout=True, seed=0, lr=0.05).id
+    assert v.group_id == Variant(seed=5).group_id
+    assert Variant(model="alexnet").id.startswith("alexnet-do1-s0-")
+
+
+def test_variant_errors_name_the_field_and_allowed_values():
+    with pytest.raises(ValueError, match="head") as info:
+        Variant(head="gapp")
+    assert "'gap', 'fc' or 'alexnet'" in str(info.value)
+    with pytest.raises(ValueError, match="cccp"):
+        Variant(cccp=3)
+    with pytest.raises(ValueError, match="nesterov needs momentum"):
+        Variant(nesterov=True)
+
+
+def test_axes_expand_as_a_cartesian_product_with_include_exclude_and_seeds():
+    g = grid("""
+        name: t
+        settings: {arch: cifar, dataset: digits, width: 0.25}
+        axes: {head: [gap, fc], cccp: [0, 1, 2]}
+        exclude: [{head: fc, cccp: 1}]
+        include: [{model: alexnet, image_size: 72, width: 0.125}]
+        seeds: 2
+    """)
+    combos = [(v.head, v.cccp, v.seed) for v in g.variants if v.model == "nin"]
+    assert len(combos) == 10 and ("fc", 1, 0) not in combos
+    assert [v.seed for v in g.variants if v.model == "alexnet"] == [0, 1]
+    assert g.resolved()["variants"] == [v.id for v in g.variants]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("name: t\naxes:\n  haed: [gap]\n", "g.yaml:3: axes.haed: unknown axis 'haed' (did you mean 'head'?"),
+        ("name: t\naxes:\n  head: [gap, gapp]\n", "g.yaml:3: axes.head[1]: head: Input should be"),
+        ("name: t\naxes:\n  head: [gap, gap]\n", "g.yaml:3: axes.head[1]: level 'gap' is listed twice"),
+        ("name: t\naxes: {head: [gap]}\ninclude:\n  - {head: gap}\n", "g.yaml:4: include[0]: duplicate variant"),
+        ("name: t\naxes: [head\n", "g.yaml:3:1: invalid YAML"),
+        ("name: t\nepochs: 3\n", "g.yaml:2: epochs: unknown top-level key 'epochs'"),
+        ("name: t\nsettings: {epochs: 0}\naxes: {head: [gap]}\n", "g.yaml:2: settings.epochs: epochs: Input should"),
+        ("name: t\naxes: {head: []}\n", "axes.head: axis 'head' needs a non-empty list"),
+        ("name: t\naxes: {head: [gap]}\nexclude: [{head: gap}]\n", "zero variants"),
+        ("name: t\naxes: {head: [gap]}\nexclude: [{head: fc}]\n", "exclude[0]: this exclude matches no axis"),
+        ("name: 'a b'\naxes: {head: [gap]}\n", "g.yaml:1: name: name must be a short identifier"),
+        ("name: t\naxes: {head: [gap]}\nseeds: [0, 0]\n", "a seed is listed twice"),
+    ],
+)
+def test_bad_grids_give_one_line_naming_the_problem(text, expected):
+    with pytest.raises(SpecError) as info:
+        grid(text)
+    message = str(info.value)
+    assert expected in message
+    assert "\n" not in message
+
+
+def test_huge_grid_needs_confirmation():
+    text = "name: t\nsettings: {dataset: digits, arch: cifar}\naxes: {lr: [0.1, 0.2, 0.3, 0.4]}\nseeds: 200\n"
+    with pytest.raises(SpecError, match="pass --yes"):
+        grid(text)
+    assert len(grid(text, max_runs=None).variants) == 800
+
+
+def test_list_json_reports_paper_grid_sizes():
+    result = run_cli("list", "ablations/paper.yaml", "--json")
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)
+    assert len(rows) == 57
+    required = {"variant_id", "head", "cccp", "dropout", "model", "arch", "seed", "params", "macs"}
+    assert all(required <= row.keys() for row in rows)
+    seed_nin = [r for r in rows if r["head"] == "gap" and r["cccp"] == 2 and r["model"] == "nin"]
+    assert len(seed_nin) == 6 and all(r["params"] == 1_992_166 for r in seed_nin)
+    assert all(abs(r["macs"] / 1e9 - 0.762) < 0.001 for r in seed_nin)
+    assert {r["params"] for r in rows if r["model"] == "alexnet"} == {46_764_746}
+
+
+def test_list_table_is_human_readable():
+    result = run_cli("list", "ablations/quick.yaml")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines()[0].split()[:4] == ["variant_id", "model", "arch", "head"]
+    assert "in grid 'quick'" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("name: t\naxes: {haed: [gap]}\n", "unknown axis 'haed'"),
+        ("name: t\naxes: {head: [gap, nope]}\n", "axes.head[1]"),
+        ("name: t\naxes: {head: [gap]}\ninclude: [{head: gap}]\n", "duplicate variant"),
+        ("name: t\naxes: {head: [gap\n", "invalid YAML"),
+    ],
+)
+def test_cli_bad_grid_exits_2_with_one_line_and_writes_nothing(tmp_path, text, needle):
+    spec = tmp_path / "bad.yaml"
+    spec.write_text(text)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    result = run_cli("list", str(spec), cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0] and "Traceback" not in result.stderr
+    assert lines[0].startswith(f"nin-ablate: error: {spec}:")
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+def test_cli_missing_grid_file(tmp_path):
+    result = run_cli("list", str(tmp_path / "nope.yaml"))
+    assert result.returncode == 2 and "grid file not found" in result.stderr
