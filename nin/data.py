@@ -1,0 +1,422 @@
+"""Datasets: decoded once into uint8 tensors through torchvision's own classes, then batched on the device.
+
+`load_dataset` reads torchvision's on-disk layout (`data_dir` is torchvision's `root`), or builds an embedded
+dataset (scikit-learn's digits, a synthetic one for tests). `DeviceData` keeps the uint8 tensors on the device and
+does resize, normalization and augmentation as batched tensor ops, seeded from (seed, epoch) only.
+"""
+
+from __future__ import annotations
+
+import gzip
+import math
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torchvision import datasets as tvd
+
+from nin.catalog import DATASETS, DatasetInfo
+from nin.errors import InputError
+
+DEFAULT_DATA_DIR = Path("data")
+FIX = "pass --data-dir DIR pointing at torchvision's root, or run with --download on a machine with internet"
+MNIST_CLASSES = {"mnist": tvd.MNIST, "fashion-mnist": tvd.FashionMNIST}
+IDX_MAGIC = {"images": 0x0803, "labels": 0x0801}  # IDX: 0x08 = unsigned byte, then the number of dimensions
+DIGITS_TEST_FRACTION, DIGITS_SPLIT_SEED = 0.2, 0
+SYNTHETIC_TRAIN, SYNTHETIC_TEST = 500, 100
+_CACHE_SIZE = 4
+
+
+@dataclass(frozen=True, eq=False)  # eq=False: comparing tensors field by field has no single truth value
+class DataTensors:
+    name: str
+    train_x: torch.Tensor  # uint8 (N, C, H, W), CPU
+    train_y: torch.Tensor  # int64 (N,)
+    test_x: torch.Tensor
+    test_y: torch.Tensor
+    classes: int
+    mean: tuple[float, ...]  # per-channel mean of train_x / 255
+    std: tuple[float, ...]
+
+
+# torchvision's CIFAR and SVHN classes compare every file with the md5 of the upstream release. We check presence
+# there and validate the decoded arrays (shape, dtype, label range) instead: that catches the corruption that
+# matters, accepts re-packed copies, and lets tests read tiny files in the real formats through the real classes.
+class _CIFAR10(tvd.CIFAR10):
+    def _check_integrity(self) -> bool:
+        return all(_is_file(self.root, self.base_folder, f) for f, _ in self.train_list + self.test_list)
+
+    def _load_meta(self) -> None:
+        self.meta = {**self.meta, "md5": None}  # check_integrity(path, None) tests presence only
+        super()._load_meta()
+
+
+class _CIFAR100(_CIFAR10, tvd.CIFAR100):
+    pass
+
+
+class _SVHN(tvd.SVHN):
+    def _check_integrity(self) -> bool:
+        return _is_file(self.root, self.filename)
+
+    def download(self) -> None:
+        if not self._check_integrity():  # never replace a file the user put there
+            super().download()
+
+
+TORCHVISION_CLASSES = {**MNIST_CLASSES, "cifar10": _CIFAR10, "cifar100": _CIFAR100, "svhn": _SVHN}
+
+
+def _is_file(*parts: str | Path) -> bool:
+    return os.path.isfile(os.path.join(*parts))
+
+
+def expected_files(name: str, root: Path) -> list[Path]:
+    """The files torchvision reads for `name` under `root`, named from torchvision's own class attributes."""
+    cls = TORCHVISION_CLASSES[name]
+    if name in MNIST_CLASSES:
+        return [root / cls.__name__ / "raw" / Path(f).stem for f, _ in cls.resources]
+    if name == "svhn":
+        return [root / cls.split_list[split][1] for split in ("train", "test")]
+    names = [f for f, _ in cls.train_list + cls.test_list] + [cls.meta["filename"]]
+    return [root / cls.base_folder / f for f in names]
+
+
+def _info(name: str) -> DatasetInfo:
+    if name not in DATASETS:
+        raise InputError(f"unknown dataset {name!r}; choose one of: {', '.join(DATASETS)}")
+    return DATASETS[name]
+
+
+def _root(data_dir: str | Path | None) -> Path:
+    return Path(DEFAULT_DATA_DIR if data_dir is None else data_dir).expanduser().resolve()
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(f"{type(exc).__name__}: {exc}".split())[:300]
+
+
+@contextmanager
+def _translated(name: str, where: Path, download: bool) -> Iterator[None]:
+    """torchvision, pickle, gzip and scipy raise many kinds of errors on bad files: the user gets one line."""
+    try:
+        yield
+    except (InputError, MemoryError):
+        raise
+    except Exception as exc:
+        doing = "download or read" if download else "read"
+        raise InputError(
+            f"{name}: could not {doing} {where} ({_one_line(exc)}); the files are missing, corrupt or not in "
+            f"torchvision's format: {FIX}"
+        ) from exc
+
+
+def _idx_header(path: Path) -> tuple[int, list[int], int]:
+    """(magic, dims, file size or -1 for .gz) of an IDX file, as MNIST ships them."""
+    with gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb") as f:
+        head = f.read(4)
+        if len(head) < 4:
+            return -1, [], 0
+        nd = head[3]
+        dims = f.read(4 * nd)
+    if len(dims) < 4 * nd:
+        return -1, [], 0
+    size = -1 if path.suffix == ".gz" else path.stat().st_size
+    return int.from_bytes(head, "big"), [int.from_bytes(dims[4 * i : 4 * i + 4], "big") for i in range(nd)], size
+
+
+def _check_mnist(name: str, files: list[Path], native: int) -> None:
+    counts = []
+    for path in files:
+        kind = "images" if "images" in path.name else "labels"
+        with _translated(name, path, download=False):
+            magic, dims, size = _idx_header(path)
+        if magic == -1:
+            raise InputError(f"{name}: {path} is truncated (shorter than its IDX header); {FIX}")
+        if magic != IDX_MAGIC[kind]:
+            # A compressed file under the uncompressed name is the usual cause; say so.
+            gzipped = f" (it is gzip-compressed: name it {path.name}.gz)" if magic >> 16 == 0x1F8B else ""
+            raise InputError(
+                f"{name}: {path} is not an IDX {kind} file (magic 0x{magic:08x}, expected "
+                f"0x{IDX_MAGIC[kind]:08x}){gzipped}; {FIX}"
+            )
+        if kind == "images" and dims[1:] != [native, native]:
+            raise InputError(f"{name}: {path} holds {dims[1:]} images, expected {native}x{native}; {FIX}")
+        expected = 4 + 4 * len(dims) + math.prod(dims)
+        if size not in (-1, expected):
+            raise InputError(f"{name}: {path} is truncated or damaged: {size} bytes, its header says {expected}; {FIX}")
+        counts.append(dims[0])
+    for split, (n_images, n_labels) in (("train", counts[0:2]), ("test", counts[2:4])):
+        if n_images != n_labels:
+            raise InputError(f"{name}: the {split} files hold {n_images} images but {n_labels} labels; {FIX}")
+
+
+def _present(name: str, root: Path) -> list[Path]:
+    """Each expected file (or, for MNIST, its .gz); one InputError line naming every missing one."""
+    found, missing = [], []
+    for path in expected_files(name, root):
+        gz = path.with_name(path.name + ".gz")
+        if path.is_file():
+            found.append(path)
+        elif name in MNIST_CLASSES and gz.is_file():
+            found.append(gz)
+        else:
+            missing.append(path)
+    if missing:
+        suffix = "(.gz)" if name in MNIST_CLASSES else ""
+        listed = ", ".join([f"{missing[0]}{suffix}"] + [f"{p.name}{suffix}" for p in missing[1:]])
+        raise InputError(f"{name}: data files not found: expected {listed}; {FIX}")
+    return found
+
+
+def check_dataset(name: str, data_dir: str | Path | None = None) -> None:
+    """Fast presence and format check (headers only, nothing decoded or written); raises InputError."""
+    info = _info(name)
+    if info.embedded:
+        return
+    root = _root(data_dir)
+    files = _present(name, root)
+    if name in MNIST_CLASSES:
+        _check_mnist(name, files, info.native_size)
+    for path in files:
+        if path.stat().st_size == 0:
+            raise InputError(f"{name}: {path} is empty; {FIX}")
+    if name == "svhn":
+        import scipy.io
+
+        for path in files:
+            with _translated(name, path, download=False):
+                shapes = {var: shape for var, shape, _ in scipy.io.whosmat(path)}
+            x, y = shapes.get("X"), shapes.get("y")
+            if x is None or y is None or x[:3] != (32, 32, 3) or y[0] != x[3]:
+                raise InputError(f"{name}: {path} should hold X (32, 32, 3, N) and y (N, 1), not X {x}, y {y}; {FIX}")
+
+
+def _gunzip(name: str, root: Path) -> None:
+    """torchvision's MNIST reads the uncompressed files; unpack the .gz copies next to them, atomically."""
+    for path in expected_files(name, root):
+        gz = path.with_name(path.name + ".gz")
+        if not path.is_file() and gz.is_file():
+            tmp = path.with_name(path.name + ".partial")
+            with _translated(name, gz, download=False):
+                with gzip.open(gz, "rb") as src, open(tmp, "wb") as dst:
+                    dst.write(src.read())
+                os.replace(tmp, path)
+
+
+def _decode_torchvision(name: str, root: Path, download: bool) -> tuple[torch.Tensor, ...]:
+    if name in MNIST_CLASSES:
+        _gunzip(name, root)
+    if not download:
+        check_dataset(name, root)
+    elif not root.is_dir():
+        root.mkdir(parents=True, exist_ok=True)
+    cls = TORCHVISION_CLASSES[name]
+    out: list[torch.Tensor] = []
+    with _translated(name, expected_files(name, root)[0].parent, download):
+        for train in (True, False):
+            if name in MNIST_CLASSES:
+                ds = cls(str(root), train=train, download=download)
+                x, y = ds.data.unsqueeze(1), ds.targets
+            elif name == "svhn":
+                ds = cls(str(root), split="train" if train else "test", download=download)
+                x, y = torch.from_numpy(np.ascontiguousarray(ds.data)), torch.from_numpy(ds.labels)
+            else:
+                ds = cls(str(root), train=train, download=download)
+                x, y = torch.from_numpy(ds.data).permute(0, 3, 1, 2), torch.as_tensor(ds.targets)
+            out += [x.contiguous(), y.reshape(-1).long()]
+    return tuple(out)
+
+
+def _decode_digits() -> tuple[torch.Tensor, ...]:
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    bunch = load_digits()
+    x = torch.from_numpy(np.rint(bunch.images * (255 / 16)).astype(np.uint8)).unsqueeze(1)
+    y = torch.from_numpy(bunch.target.astype(np.int64))
+    # A fixed split, independent of any variant's seed: every run is scored on the same test images.
+    train, test = train_test_split(
+        np.arange(len(y)), test_size=DIGITS_TEST_FRACTION, stratify=bunch.target, random_state=DIGITS_SPLIT_SEED
+    )
+    train, test = torch.from_numpy(np.sort(train)), torch.from_numpy(np.sort(test))
+    return x[train], y[train], x[test], y[test]
+
+
+def _decode_synthetic() -> tuple[torch.Tensor, ...]:
+    """Learnable in a few steps: each class is a smooth random pattern, each image that pattern plus noise."""
+    info = DATASETS["synthetic"]
+    g = torch.Generator().manual_seed(0)
+    patterns = torch.rand(info.classes, info.channels, 4, 4, generator=g)
+    patterns = F.interpolate(patterns, size=info.native_size, mode="bilinear", align_corners=False)
+    n = SYNTHETIC_TRAIN + SYNTHETIC_TEST
+    y = (torch.arange(n) % info.classes)[torch.randperm(n, generator=g)]
+    noise = torch.rand(n, info.channels, info.native_size, info.native_size, generator=g)
+    x = ((0.6 * patterns[y] + 0.4 * noise) * 255).round().to(torch.uint8)
+    return x[:SYNTHETIC_TRAIN], y[:SYNTHETIC_TRAIN], x[SYNTHETIC_TRAIN:], y[SYNTHETIC_TRAIN:]
+
+
+def _channel_stats(x: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Exact per-channel mean and std of x / 255 from a 256-bin histogram: no float copy of the dataset."""
+    levels = torch.arange(256, dtype=torch.float64) / 255
+    means, stds = [], []
+    for c in range(x.shape[1]):
+        counts = torch.bincount(x[:, c].reshape(-1), minlength=256).double()
+        mean = float((counts * levels).sum() / counts.sum())
+        means.append(mean)
+        stds.append(float(((counts * (levels - mean) ** 2).sum() / counts.sum()).sqrt()))
+    return tuple(means), tuple(stds)
+
+
+def _validated(info: DatasetInfo, where: Path | str, tensors: tuple[torch.Tensor, ...]) -> DataTensors:
+    shape = (info.channels, info.native_size, info.native_size)
+    for split, x, y in (("train", *tensors[0:2]), ("test", *tensors[2:4])):
+        problem = None
+        if x.dtype != torch.uint8 or x.dim() != 4 or tuple(x.shape[1:]) != shape:
+            problem = f"{split} images are {x.dtype} {tuple(x.shape)}, expected uint8 (N, {', '.join(map(str, shape))})"
+        elif len(x) == 0 or len(x) != len(y):
+            problem = f"the {split} split has {len(x)} images and {len(y)} labels"
+        elif int(y.min()) < 0 or int(y.max()) >= info.classes:
+            problem = f"{split} labels span {int(y.min())}..{int(y.max())}, expected 0..{info.classes - 1}"
+        if problem:
+            raise InputError(f"{info.name}: {where}: {problem}; {FIX}")
+    mean, std = _channel_stats(tensors[0])
+    return DataTensors(info.name, *tensors, classes=info.classes, mean=mean, std=std)
+
+
+_CACHE: OrderedDict[tuple[str, str], DataTensors] = OrderedDict()
+_CACHE_LOCK = threading.Lock()
+
+
+def load_dataset(name: str, data_dir: str | Path | None = None, download: bool = False) -> DataTensors:
+    """Decode a dataset into uint8 CPU tensors, once per (name, root) in this process; raises InputError."""
+    info = _info(name)
+    root = _root(data_dir)
+    key = (name, "" if info.embedded else str(root))
+    with _CACHE_LOCK:  # held while decoding: concurrent callers wait for one decode instead of doing their own
+        if key in _CACHE:
+            _CACHE.move_to_end(key)
+            return _CACHE[key]
+        if name == "digits":
+            data = _validated(info, "scikit-learn digits", _decode_digits())
+        elif name == "synthetic":
+            data = _validated(info, "synthetic", _decode_synthetic())
+        else:
+            data = _validated(info, root, _decode_torchvision(name, root, download))
+        _CACHE[key] = data
+        while len(_CACHE) > _CACHE_SIZE:
+            _CACHE.popitem(last=False)
+        return data
+
+
+def clear_cache() -> None:
+    with _CACHE_LOCK:
+        _CACHE.clear()
+
+
+def stratified_subset(y: torch.Tensor, size: int, classes: int) -> torch.Tensor:
+    """Indices of the first images of each class, class shares as in y (largest remainder), in their original order."""
+    counts = torch.bincount(y, minlength=classes).double()
+    exact = counts * size / len(y)
+    quota = exact.floor().long()
+    by_remainder = sorted(range(classes), key=lambda c: (-float(exact[c] - quota[c]), c))
+    for c in by_remainder[: size - int(quota.sum())]:
+        quota[c] += 1
+    picks = [torch.nonzero(y == c).flatten()[: int(quota[c])] for c in range(classes)]
+    return torch.cat(picks).sort().values
+
+
+def _seed_for(seed: int, epoch: int) -> int:
+    return int(np.random.SeedSequence([seed, epoch]).generate_state(1, dtype=np.uint64)[0])
+
+
+class DeviceData:
+    """A dataset's uint8 tensors on one device and the batched ops that turn them into model inputs."""
+
+    def __init__(
+        self,
+        data: DataTensors,
+        device: torch.device | str,
+        image_size: int,
+        augment: bool = False,
+        channels_last: bool = False,
+        train_size: int | None = None,
+        test_size: int | None = None,
+    ) -> None:
+        self.name, self.classes, self.device = data.name, data.classes, torch.device(device)
+        self.image_size, self.augment, self.channels_last = image_size, augment, channels_last
+        self.native_size = data.train_x.shape[-1]
+        self.pad = max(1, round(image_size / 8))  # random-crop padding: 4 px at 32 px, scaled with the size
+        self._x, self._y = {}, {}
+        for split, x, y, size in (
+            ("train", data.train_x, data.train_y, train_size),
+            ("test", data.test_x, data.test_y, test_size),
+        ):
+            if size is not None and size > len(y):
+                raise InputError(
+                    f"{split}_size={size} but {data.name} has {len(y)} {split} images; lower it or leave it unset"
+                )
+            if size is not None and size < len(y):
+                keep = stratified_subset(y, size, data.classes)
+                x, y = x[keep], y[keep]
+            self._x[split], self._y[split] = x.to(self.device), y.to(self.device)
+        self.n_train, self.n_test = len(self._y["train"]), len(self._y["test"])
+        mean = torch.tensor(data.mean, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
+        std = torch.tensor(data.std, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
+        # (x / 255 - mean) / std as one multiply-add on the 0..255 floats.
+        self._scale, self._shift = 1 / (255 * std), -mean / std
+
+    def batches_per_epoch(self, batch_size: int) -> int:
+        return math.ceil(self.n_train / batch_size)
+
+    def train_batches(self, batch_size: int, seed: int, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Shuffled (and augmented) batches; the draws depend on (seed, epoch) only, so a resumed run repeats them."""
+        g = torch.Generator().manual_seed(_seed_for(seed, epoch))
+        n = self.n_train
+        order = torch.randperm(n, generator=g).to(self.device)
+        if self.augment:  # one crop offset and flip per batch slot, drawn on the CPU: identical on every device
+            shifts = torch.randint(0, 2 * self.pad + 1, (n, 2), generator=g).to(self.device)
+            flips = (torch.rand(n, generator=g) < 0.5).to(self.device)
+        for start in range(0, n, batch_size):
+            idx = order[start : start + batch_size]
+            x = self._resized(self._x["train"][idx])
+            if self.augment:
+                x = self._crop_flip(x, shifts[start : start + batch_size], flips[start : start + batch_size])
+            yield self._normalized(x), self._y["train"][idx]
+
+    def eval_batches(self, split: str, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Batches of the "train" or "test" split in order, never augmented."""
+        if split not in self._x:
+            raise ValueError(f"split must be 'train' or 'test', not {split!r}")
+        x, y = self._x[split], self._y[split]
+        for start in range(0, len(y), batch_size):
+            yield self._normalized(self._resized(x[start : start + batch_size])), y[start : start + batch_size]
+
+    def _resized(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.float()
+        if self.image_size == self.native_size:
+            return x
+        # Bilinear as torchvision's Resize; antialias only matters (and is only paid for) when shrinking.
+        down = self.image_size < self.native_size
+        return F.interpolate(x, size=self.image_size, mode="bilinear", align_corners=False, antialias=down)
+
+    def _crop_flip(self, x: torch.Tensor, shifts: torch.Tensor, flips: torch.Tensor) -> torch.Tensor:
+        """Random crop of the zero-padded (black) image and horizontal flip, as two gathers and a select."""
+        b, c, h, w = x.shape
+        p = self.pad
+        padded = F.pad(x, (p, p, p, p))
+        rows = (shifts[:, :1] + torch.arange(h, device=x.device)).view(b, 1, h, 1).expand(b, c, h, w + 2 * p)
+        cols = (shifts[:, 1:] + torch.arange(w, device=x.device)).view(b, 1, 1, w).expand(b, c, h, w)
+        x = padded.gather(2, rows).gather(3, cols)
+        return torch.where(flips.view(b, 1, 1, 1), x.flip(3), x)
+
+    def _normalized(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.addcmul(self._shift, x, self._scale)
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
