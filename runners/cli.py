@@ -85,6 +85,13 @@ def _cell(column: str, value: object) -> str:
     return str(value)
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from reports import write_report
+
+    print(write_report(args.grid_dir).html)
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="nin-ablate", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -93,6 +100,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_grid_args(p)
     p.add_argument("--json", action="store_true", help="print a JSON list of objects instead of a table")
     p.set_defaults(handler=cmd_list)
+
+    p = sub.add_parser("report", help="tables, plots and report.html from a results directory OUT/<grid name>")
+    p.add_argument("grid_dir", help="the directory 'nin-ablate run' wrote, e.g. runs/quick")
+    p.set_defaults(handler=cmd_report)
     return parser
 
 

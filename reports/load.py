@@ -1,0 +1,240 @@
+"""A results directory (OUT/<grid>/) → pandas frames: one row per finished run, one row per run and epoch.
+
+Reads only the contract files: spec.yaml, runs/<id>/result.json, runs/<id>/metrics.jsonl. Anything else in a run
+directory (temp files of an interrupted write, checkpoints) is never read as a result.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from nin.errors import InputError
+
+RESULT_FILE, METRICS_FILE, SPEC_FILE = "result.json", "metrics.jsonl", "spec.yaml"
+
+# A run whose final test accuracy is within this many accuracy units of chance (1/num_classes) never learned
+# anything: NiN at lr 0.1 stalls so in some seeds.
+STALL_MARGIN = 0.02
+
+# What a run measured or how it ran. Every other scalar key of result.json is configuration (a Variant field):
+# reading the configuration from the data keeps reports independent of the training code's version.
+OUTCOME_COLUMNS = (
+    "variant_id", "group_id", "status", "error", "params", "macs", "flops", "epochs_done",
+    "train_acc", "test_acc", "train_loss", "test_loss", "gap_acc", "gap_loss", "running_train_acc",
+    "running_train_loss", "best_test_acc", "train_seconds", "images_per_s", "mfu", "device", "versions",
+    "started", "finished",
+)  # fmt: skip
+NOT_CONFIG = (*OUTCOME_COLUMNS, "seed", "stalled", "label")
+METRIC_COLUMNS = ("test_acc", "gap_acc", "gap_loss")
+
+
+@dataclass
+class Results:
+    """Everything a report is made of. `runs` holds every result.json (ok or not); `epochs` ok and not-ok alike."""
+
+    grid_dir: Path
+    name: str
+    expected: list[str] | None  # every run id spec.yaml lists; None without a spec.yaml
+    spec: dict[str, Any]
+    runs: pd.DataFrame
+    epochs: pd.DataFrame
+    unfinished: list[str] = field(default_factory=list)  # run directories without a result.json yet
+    notes: list[str] = field(default_factory=list)  # anything odd that was skipped, shown on the page
+
+    @property
+    def ok(self) -> pd.DataFrame:
+        return self.runs[self.runs["status"] == "ok"]
+
+    @property
+    def not_ok(self) -> pd.DataFrame:
+        return self.runs[self.runs["status"] != "ok"]
+
+    @property
+    def config_columns(self) -> list[str]:
+        return config_columns(self.runs)
+
+    def level_order(self, axis: str) -> list[Any] | None:
+        """The grid file's order of an axis's levels (spec.yaml `axes`), if it lists that axis."""
+        axes = self.spec.get("axes")
+        levels = axes.get(axis) if isinstance(axes, dict) else None
+        return list(levels) if isinstance(levels, list) else None
+
+    def done_line(self) -> str:
+        counts = self.runs["status"].value_counts().to_dict() if len(self.runs) else {}
+        breakdown = ", ".join(f"{n} {status}" for status, n in sorted(counts.items()))
+        if self.expected is None:
+            head = f"{len(self.runs)} runs done (no spec.yaml, so the grid's size is unknown)"
+        else:
+            done = int(self.runs["variant_id"].isin(self.expected).sum()) if len(self.runs) else 0
+            head = f"{done} of {len(self.expected)} variants done"
+            extra = len(self.runs) - done
+            if extra:
+                head += f" (+{extra} runs not listed in spec.yaml)"
+        return head + (f": {breakdown}" if breakdown else "")
+
+
+def load_results(grid_dir: str | Path) -> Results:
+    grid_dir = Path(grid_dir)
+    if not grid_dir.is_dir():
+        raise InputError(
+            f"{grid_dir}: no such results directory (pass OUT/<grid name>, the directory 'nin-ablate run' writes)"
+        )
+    spec_path = grid_dir / SPEC_FILE
+    result_paths = sorted((grid_dir / "runs").glob(f"*/{RESULT_FILE}"))
+    if not spec_path.is_file() and not result_paths:
+        raise InputError(
+            f"{grid_dir}: not a results directory: it has no {SPEC_FILE} and no runs/*/{RESULT_FILE} "
+            f"(pass OUT/<grid name>, the directory 'nin-ablate run' writes)"
+        )
+    spec = _read_spec(spec_path) if spec_path.is_file() else {}
+    expected = spec.get("variants") if spec_path.is_file() else None
+    if expected is not None and not (isinstance(expected, list) and all(isinstance(v, str) for v in expected)):
+        raise InputError(f"{spec_path}: 'variants' must be a list of run ids (rewrite it with 'nin-ablate run')")
+    name = spec.get("name") if isinstance(spec.get("name"), str) else grid_dir.resolve().name
+
+    notes: list[str] = []
+    records = [_read_result(path, notes) for path in result_paths]
+    runs = _runs_frame(records)
+    finished = {path.parent.name for path in result_paths}
+    unfinished = sorted(
+        d.name for d in (grid_dir / "runs").glob("*") if d.is_dir() and d.name not in finished
+    )  # fmt: skip
+    epochs = _epochs_frame(grid_dir, runs, notes)
+    return Results(grid_dir, name, expected, spec, runs, epochs, unfinished, notes)
+
+
+def _read_spec(path: Path) -> dict[str, Any]:
+    try:
+        spec = yaml.safe_load(path.read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise InputError(f"{path}: cannot read the resolved grid: {str(exc).splitlines()[0]}") from None
+    if spec is None:
+        return {}
+    if not isinstance(spec, dict):
+        raise InputError(f"{path}: the resolved grid must be a YAML mapping (rewrite it with 'nin-ablate run')")
+    return spec
+
+
+def _read_result(path: Path, notes: list[str]) -> dict[str, Any]:
+    run_id = path.parent.name
+    try:
+        record = json.loads(path.read_text())
+        if not isinstance(record, dict):
+            raise ValueError("not a JSON object")
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        # Listed among the runs that are not ok rather than stopping the whole report.
+        notes.append(f"{path}: unreadable result ({exc}); listed as status 'unreadable'")
+        return {"variant_id": run_id, "group_id": run_id, "status": "unreadable", "error": str(exc)}
+    record.setdefault("variant_id", run_id)
+    record.setdefault("group_id", record["variant_id"])
+    record.setdefault("status", "unknown")
+    versions = record.pop("versions", None)
+    if isinstance(versions, dict):
+        for key, value in versions.items():
+            record[f"version_{key}"] = value
+    return record
+
+
+def _runs_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
+    runs = pd.DataFrame.from_records(records)
+    # Every column the report reads exists, if only as nulls (an empty grid, an older or unreadable result).
+    for column in (*OUTCOME_COLUMNS, "num_classes", "seed", "model", "head", "cccp", "dropout"):
+        if column not in runs.columns and column != "versions":
+            runs[column] = None
+    numeric = [c for c in runs.columns if c in OUTCOME_COLUMNS and c not in _TEXT_OUTCOMES]
+    for column in numeric:
+        runs[column] = pd.to_numeric(runs[column], errors="coerce").astype("float64")
+    # Configuration as nullable types: cccp stays an integer beside the AlexNet row's null.
+    config = config_columns(runs)
+    if config:
+        runs[config] = runs[config].convert_dtypes()
+    runs["seed"] = pd.to_numeric(runs["seed"], errors="coerce").astype("Int64")
+    # Results from before the AlexNet reference existed have no model key; an unreadable one has no model at all.
+    runs["model"] = runs["model"].where(runs["status"] == "unreadable", runs["model"].fillna("nin"))
+    chance = 1.0 / pd.to_numeric(runs["num_classes"], errors="coerce").astype("float64")
+    runs["stalled"] = (runs["status"] == "ok") & (runs["test_acc"] <= chance + STALL_MARGIN)
+    runs["label"] = labels(runs)
+    return runs.sort_values(["label", "seed", "variant_id"], na_position="last").reset_index(drop=True)
+
+
+_TEXT_OUTCOMES = {"variant_id", "group_id", "status", "error", "device", "versions", "started", "finished"}
+
+
+def config_columns(runs: pd.DataFrame) -> list[str]:
+    """Variant fields present in the frame (seed excluded: it is what runs of a group differ in)."""
+    return [
+        c
+        for c in runs.columns
+        if c not in NOT_CONFIG
+        and not c.startswith("version_")
+        and not runs[c].map(lambda v: isinstance(v, (dict, list))).any()
+    ]
+
+
+def varying(runs: pd.DataFrame, columns: list[str]) -> list[str]:
+    """The columns that take more than one value (null counts as a value) across these runs."""
+    return [c for c in columns if runs[c].astype("string").fillna("<null>").nunique() > 1]
+
+
+_LABEL_FORMAT = {
+    "model": lambda v: "AlexNet reference" if v == "alexnet" else None,
+    "arch": str,
+    "head": str,
+    "cccp": lambda v: f"cccp{v}",
+    "dropout": lambda v: f"do{int(bool(v))}",
+}
+
+
+def labels(runs: pd.DataFrame) -> pd.Series:
+    """A short readable name per group, e.g. 'gap/cccp2/do1' or 'AlexNet': what varies among runs of its model."""
+    named = runs["variant_id"].astype("string")  # what stays when a result could not be read
+    config = config_columns(runs)
+    for model, same_model in runs.groupby("model", sort=False):
+        columns = varying(same_model, config)
+        ordered = [c for c in _LABEL_FORMAT if c in columns] + [c for c in columns if c not in _LABEL_FORMAT]
+        prefix = [] if model == "nin" else [_LABEL_FORMAT["model"](model) or str(model)]
+        for index, row in same_model.iterrows():
+            parts = prefix + [_label_part(column, row[column]) for column in ordered if not _null(row[column])]
+            named[index] = "/".join(parts) or str(model)
+    # Labels must name groups one to one; a clash (a column missing in some files) falls back to the group id.
+    clash = named.groupby(named).transform(lambda s: runs.loc[s.index, "group_id"].nunique() > 1).astype(bool)
+    return named.where(~clash, runs["group_id"].astype("string"))
+
+
+def _label_part(column: str, value: Any) -> str:
+    return _LABEL_FORMAT.get(column, lambda v: f"{column}={v}")(value)
+
+
+def _null(value: Any) -> bool:
+    return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
+
+
+def _epochs_frame(grid_dir: Path, runs: pd.DataFrame, notes: list[str]) -> pd.DataFrame:
+    rows: list[dict[str, Any]] = []
+    for run in runs.itertuples(index=False):
+        path = grid_dir / "runs" / str(run.variant_id) / METRICS_FILE
+        if not path.is_file():
+            continue
+        for number, line in enumerate(path.read_text().splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except ValueError:
+                notes.append(f"{path}:{number}: not a JSON line; skipped")
+                continue
+            if isinstance(row, dict):
+                rows.append({"variant_id": run.variant_id, **row})
+    epochs = pd.DataFrame.from_records(rows)
+    if epochs.empty:
+        return pd.DataFrame(columns=["variant_id", "epoch", "train_acc", "test_acc"])
+    keep = ["variant_id", "group_id", "label", "status", "stalled", "model", "head", "cccp", "dropout", "seed"]
+    keep = [c for c in keep if c in runs.columns]
+    return epochs.merge(runs[keep], on="variant_id", how="left")
