@@ -85,6 +85,51 @@ def _cell(column: str, value: object) -> str:
     return str(value)
 
 
+def _add_training_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--out", default="runs", help="results root; the grid goes to OUT/<grid name>/ (default runs)")
+    parser.add_argument("--device", default="auto",
+                        help="auto | cpu | cuda (every GPU) | cuda:0,cuda:1 (one worker per listed device)")
+    parser.add_argument("--data-dir", default=None, help="torchvision's dataset root (default ./data)")
+    parser.add_argument("--download", action="store_true", help="download missing datasets (needs internet)")
+    parser.add_argument("--epochs", type=_positive_int, default=None, help="override every variant's epochs")
+    parser.add_argument("--wandb", choices=("offline", "online", "disabled"), default=None,
+                        help="W&B tracking (default offline, or $WANDB_MODE)")
+    parser.add_argument("--wandb-project", default=None, help="W&B project (default $WANDB_PROJECT or nin-ablate)")
+    parser.add_argument("--wandb-entity", default=None, help="W&B entity (default $WANDB_ENTITY)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars (logs, CI)")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _run_options(args: argparse.Namespace, **extra):
+    from runners.run import RunOptions
+
+    return RunOptions(spec=args.spec, out=args.out, device=args.device, wandb=args.wandb,
+                      wandb_project=args.wandb_project, wandb_entity=args.wandb_entity, data_dir=args.data_dir,
+                      download=args.download, epochs=args.epochs, yes=args.yes, progress=not args.no_progress,
+                      **extra)  # fmt: skip
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from runners.run import run_grid
+
+    return run_grid(_run_options(args, executor=args.executor, ray_address=args.ray_address))
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from runners.run import run_grid
+
+    return run_grid(_run_options(args, only=tuple(args.variant), report=False))
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from reports import write_report
 
@@ -100,6 +145,21 @@ def build_parser() -> argparse.ArgumentParser:
     _add_grid_args(p)
     p.add_argument("--json", action="store_true", help="print a JSON list of objects instead of a table")
     p.set_defaults(handler=cmd_list)
+
+    p = sub.add_parser("run", help="train every unfinished variant of a grid, then write its report")
+    _add_grid_args(p)
+    _add_training_args(p)
+    p.add_argument("--executor", choices=("local", "ray"), default="local",
+                   help="local: one worker per device; ray: one Ray task per variant")
+    p.add_argument("--ray-address", default=None, help="join a running Ray cluster (e.g. auto); default: start one")
+    p.set_defaults(handler=cmd_run)
+
+    p = sub.add_parser("train", help="train one variant of a grid into the grid's results directory")
+    _add_grid_args(p)
+    _add_training_args(p)
+    p.add_argument("--variant", action="append", required=True, metavar="ID",
+                   help="variant id (or a unique prefix) from 'nin-ablate list'; repeatable")
+    p.set_defaults(handler=cmd_train)
 
     p = sub.add_parser("report", help="tables, plots and report.html from a results directory OUT/<grid name>")
     p.add_argument("grid_dir", help="the directory 'nin-ablate run' wrote, e.g. runs/quick")

@@ -44,7 +44,9 @@ class Grid:
         return {**self.raw, "variants": [v.id for v in self.variants]}
 
 
-def load_grid(path: str | Path, max_runs: int | None = DEFAULT_MAX_RUNS) -> Grid:
+def load_grid(
+    path: str | Path, max_runs: int | None = DEFAULT_MAX_RUNS, overrides: dict[str, Any] | None = None
+) -> Grid:
     path = Path(path)
     if not path.is_file():
         raise SpecError(f"{path}: grid file not found (see ablations/ for examples)")
@@ -52,12 +54,17 @@ def load_grid(path: str | Path, max_runs: int | None = DEFAULT_MAX_RUNS) -> Grid
         text = path.read_text()
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError(f"{path}: cannot read grid file: {exc}") from None
-    return parse_grid(text, source=str(path), max_runs=max_runs, path=path)
+    return parse_grid(text, source=str(path), max_runs=max_runs, path=path, overrides=overrides)
 
 
 def parse_grid(
-    text: str, source: str = "<grid>", max_runs: int | None = DEFAULT_MAX_RUNS, path: Path | None = None
+    text: str,
+    source: str = "<grid>",
+    max_runs: int | None = DEFAULT_MAX_RUNS,
+    path: Path | None = None,
+    overrides: dict[str, Any] | None = None,
 ) -> Grid:
+    """`overrides` (command-line settings such as --epochs) replace the file's shared settings for every row."""
     try:
         raw = yaml.safe_load(text)
         root = yaml.compose(text)
@@ -66,6 +73,16 @@ def parse_grid(
         where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise SpecError(f"{where}: invalid YAML: {problem}") from None
+    if overrides and isinstance(raw, dict):
+        for key in overrides:
+            if key in (raw.get("axes") or {}):
+                raise SpecError(f"{source}: --{key} cannot override '{key}': it is an axis of this grid")
+        settings = raw.get("settings") if isinstance(raw.get("settings"), dict) else {}
+        raw = {**raw, "settings": {**settings, **overrides}}
+        raw["include"] = [
+            {k: v for k, v in row.items() if k not in overrides} if isinstance(row, dict) else row
+            for row in raw.get("include") or []
+        ] or raw.get("include")
     return _Expander(raw, root, source, max_runs, path).grid()
 
 

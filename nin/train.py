@@ -1,0 +1,425 @@
+"""Train one Variant into its run directory: result.json, metrics.jsonl, checkpoint.pt.
+
+The data stay on the device as uint8; resize, normalization and augmentation are batched tensor ops. Each step
+runs bf16 autocast where the hardware computes bf16 natively, channels_last, and no host sync (metrics accumulate on
+the device). All randomness of an epoch (batch order, augmentation, dropout) is derived from (seed, epoch), so a run
+resumed from its last checkpoint finishes with exactly the metrics of an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import math
+import platform
+import time
+import traceback
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from timm.optim import create_optimizer_v2
+from timm.scheduler import create_scheduler_v2
+from tqdm.auto import tqdm
+
+from nin import store
+from nin.device import device_name, model_flops_utilization, peak_flops, resolve_device, resolve_precision
+from nin.models import create_model
+from nin.profile import profile_variant
+from nin.variant import Variant
+
+DIVERGENCE_CHECK_EVERY = 32  # steps between the (only) host syncs of an epoch
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    return (seed * 1_000_003 + epoch * 7_919) % (2**31 - 1)
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def versions() -> dict[str, str | None]:
+    import timm
+    import torchvision
+
+    return {
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "torchvision": torchvision.__version__,
+        "timm": timm.__version__,
+        "python": platform.python_version(),
+    }
+
+
+class Diverged(Exception):
+    """A non-finite training loss: the run stops with status 'diverged'."""
+
+
+@dataclass
+class PassStats:
+    loss: float
+    acc: float
+    images: int
+    seconds: float
+
+
+class Trainer:
+    """Model, optimizer and schedule of one variant on one device, and its train/eval passes."""
+
+    def __init__(self, variant: Variant, device: torch.device, precision: str | None = None):
+        self.variant = variant
+        self.device = device
+        self.precision = precision or resolve_precision(device, variant.precision)
+        if variant.deterministic:
+            torch.use_deterministic_algorithms(True, warn_only=False)
+        if device.type == "cuda":
+            torch.backends.cudnn.benchmark = not variant.deterministic
+        torch.manual_seed(variant.seed)  # decides the initial weights
+        self.model = create_model(variant).to(device)
+        if variant.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.forward = torch.compile(self.model) if variant.compile else self.model
+        self.optimizer = self._optimizer()
+        self.scheduler = self._scheduler()
+        self.autocast = dict(device_type=device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
+
+    def _optimizer(self) -> torch.optim.Optimizer:
+        v = self.variant
+        if v.optimizer == "sgd":
+            # timm's "sgd" is always Nesterov; "momentum" is plain SGD with the momentum we give (0 = d2l's SGD).
+            opt = "sgd" if v.nesterov else "momentum"
+            return create_optimizer_v2(self.model, opt=opt, lr=v.lr, momentum=v.momentum, weight_decay=v.weight_decay)
+        return create_optimizer_v2(self.model, opt="adamw", lr=v.lr, weight_decay=v.weight_decay)
+
+    def _scheduler(self):
+        v = self.variant
+        if v.schedule == "constant" and v.warmup_epochs == 0:
+            return None
+        sched = {"constant": "step", "cosine": "cosine", "step": "step"}[v.schedule]
+        # "constant" with warm-up: a step schedule that never decays.
+        decay_epochs = v.epochs + 1 if v.schedule == "constant" else v.step_size
+        scheduler, _ = create_scheduler_v2(
+            self.optimizer,
+            sched=sched,
+            num_epochs=v.epochs,
+            decay_epochs=decay_epochs,
+            decay_rate=v.gamma,
+            warmup_epochs=v.warmup_epochs,
+            warmup_lr=v.lr * 0.01,
+            min_lr=0.0,
+        )
+        return scheduler
+
+    @property
+    def lr(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One SGD step; returns (summed loss, correct count) as device tensors, without a host sync."""
+        with torch.autocast(**self.autocast):
+            logits = self.forward(x)
+            loss = F.cross_entropy(logits, y)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return loss.detach().float() * y.shape[0], (logits.argmax(1) == y).sum()
+
+    def train_epoch(
+        self, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], epoch: int, bar: tqdm | None = None
+    ) -> PassStats:
+        torch.manual_seed(epoch_seed(self.variant.seed, epoch))  # dropout masks of this epoch
+        self.model.train()
+        loss_sum = torch.zeros((), device=self.device)
+        correct = torch.zeros((), device=self.device, dtype=torch.long)
+        images, start = 0, time.perf_counter()
+        for step, (x, y) in enumerate(batches, 1):
+            batch_loss, batch_correct = self.train_step(x, y)
+            loss_sum += batch_loss
+            correct += batch_correct
+            images += y.shape[0]
+            if step % DIVERGENCE_CHECK_EVERY == 0 and not torch.isfinite(loss_sum):
+                raise Diverged(f"training loss became non-finite in epoch {epoch + 1}, step {step}")
+            if bar is not None:
+                bar.update(1)
+        loss = float(loss_sum) / max(images, 1)  # the epoch's one sync
+        if not math.isfinite(loss):
+            raise Diverged(f"training loss became non-finite in epoch {epoch + 1}")
+        self._sync()
+        return PassStats(loss, int(correct) / max(images, 1), images, time.perf_counter() - start)
+
+    @torch.no_grad()
+    def evaluate(self, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> PassStats:
+        """Eval mode (no dropout): the numbers the overfitting gaps compare."""
+        self.model.eval()
+        loss_sum = torch.zeros((), device=self.device)
+        correct = torch.zeros((), device=self.device, dtype=torch.long)
+        images, start = 0, time.perf_counter()
+        for x, y in batches:
+            with torch.autocast(**self.autocast):
+                logits = self.forward(x)
+            loss_sum += F.cross_entropy(logits.float(), y, reduction="sum")
+            correct += (logits.argmax(1) == y).sum()
+            images += y.shape[0]
+        self._sync()
+        return PassStats(
+            float(loss_sum) / max(images, 1), int(correct) / max(images, 1), images, time.perf_counter() - start
+        )
+
+    def end_epoch(self, epoch: int) -> None:
+        if self.scheduler is not None:
+            self.scheduler.step(epoch + 1)
+
+    def _sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "rng": torch.get_rng_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        if self.scheduler is not None and state.get("scheduler") is not None:
+            self.scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng"])
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
+def train(
+    variant: Variant,
+    run_dir: Path,
+    *,
+    device: str | torch.device = "auto",
+    data=None,
+    data_dir: str | Path | None = None,
+    download: bool = False,
+    tracker=None,
+    progress: bool = True,
+    progress_position: int = 0,
+    log=print,
+) -> dict[str, Any]:
+    """Train (or resume) one variant into run_dir and return its result (also written as result.json).
+
+    `data` is a nin.data.DataTensors already loaded by the caller (a worker loads each dataset once); without it the
+    dataset is loaded here. A non-finite loss ends the run with status 'diverged'. Other exceptions propagate: the
+    caller (runners) records them as status 'failed'.
+    """
+    from nin.data import DeviceData, load_dataset
+
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    store.remove_temp_files(run_dir)
+    torch_device = resolve_device(device) if isinstance(device, str) else device
+    started = now_iso()
+    profile = profile_variant(variant)
+    if data is None:
+        data = load_dataset(variant.dataset, data_dir, download=download)
+    device_data = DeviceData(
+        data,
+        torch_device,
+        variant.image_size,
+        augment=variant.augment,
+        channels_last=variant.channels_last,
+        train_size=variant.train_size,
+        test_size=variant.test_size,
+    )
+    trainer = Trainer(variant, torch_device)
+
+    history: list[dict[str, Any]] = []
+    first_epoch, prior_seconds, best_test_acc = 0, 0.0, None
+    checkpoint_path = run_dir / store.CHECKPOINT_FILE
+    if checkpoint_path.exists():
+        try:
+            state = store.load_checkpoint(checkpoint_path, variant.id)
+            trainer.load_state_dict(state["trainer"])
+            history, first_epoch = list(state["history"]), int(state["epoch"])
+            prior_seconds, best_test_acc = float(state["train_seconds"]), state["best_test_acc"]
+            started = state.get("started", started)
+            log(f"{variant.id}: resuming after epoch {first_epoch}")
+        except store.CorruptCheckpointError as exc:
+            log(f"{variant.id}: {exc}; training from scratch")
+            trainer = Trainer(variant, torch_device)
+            checkpoint_path.unlink(missing_ok=True)
+    if tracker is not None:
+        tracker.start(variant, profile.as_dict(), resumed=first_epoch > 0)
+
+    train_seconds, status, error = prior_seconds, "ok", None
+    eval_train: PassStats | None = None
+    test: PassStats | None = None
+    running: PassStats | None = None
+    n_batches = math.ceil(device_data.n_train / variant.batch_size)
+    eval_batch = min(max(2 * variant.batch_size, 256), 1024)
+    for epoch in range(first_epoch, variant.epochs):
+        lr = trainer.lr
+        epoch_start = time.perf_counter()
+        with tqdm(
+            total=n_batches,
+            desc=f"{variant.id} epoch {epoch + 1}/{variant.epochs}",
+            unit="batch",
+            leave=False,
+            disable=None if progress else True,
+            position=progress_position,
+            dynamic_ncols=True,
+        ) as bar:
+            try:
+                running = trainer.train_epoch(
+                    device_data.train_batches(variant.batch_size, variant.seed, epoch), epoch, bar
+                )
+            except Diverged as exc:
+                status, error = "diverged", str(exc)
+                break
+        test = trainer.evaluate(device_data.eval_batches("test", eval_batch))
+        last = epoch + 1 == variant.epochs
+        every = variant.eval_train_every
+        eval_train = None
+        if last or (every and (epoch + 1) % every == 0):
+            eval_train = trainer.evaluate(device_data.eval_batches("train", eval_batch))
+        trainer.end_epoch(epoch)
+        epoch_seconds = time.perf_counter() - epoch_start
+        train_seconds += epoch_seconds
+        best_test_acc = max(best_test_acc or 0.0, test.acc)
+        row: dict[str, Any] = {
+            "epoch": epoch + 1,
+            "train_loss": running.loss,
+            "train_acc": running.acc,
+            "test_loss": test.loss,
+            "test_acc": test.acc,
+            "lr": lr,
+            "epoch_seconds": epoch_seconds,
+            "images_per_s": running.images / running.seconds if running.seconds > 0 else None,
+        }
+        if eval_train is not None:
+            row.update(
+                eval_train_loss=eval_train.loss,
+                eval_train_acc=eval_train.acc,
+                gap_acc=eval_train.acc - test.acc,
+                gap_loss=test.loss - eval_train.loss,
+            )
+        history.append(row)
+        store.save_checkpoint(
+            checkpoint_path,
+            {
+                "variant_id": variant.id,
+                "epoch": epoch + 1,
+                "trainer": trainer.state_dict(),
+                "history": history,
+                "train_seconds": train_seconds,
+                "best_test_acc": best_test_acc,
+                "started": started,
+            },
+        )
+        store.write_metrics(run_dir / store.METRICS_FILE, history)
+        if tracker is not None:
+            tracker.log_epoch(row)
+
+    result = build_result(
+        variant,
+        profile.as_dict(),
+        history,
+        status,
+        error,
+        train_seconds,
+        best_test_acc,
+        torch_device,
+        trainer.precision,
+        started,
+        device_data.n_train,
+        device_data.n_test,
+    )
+    store.write_json(run_dir / store.RESULT_FILE, result)
+    if tracker is not None:
+        tracker.finish(result)
+    return result
+
+
+def build_result(
+    variant: Variant,
+    profile: dict[str, Any],
+    history: list[dict[str, Any]],
+    status: str,
+    error: str | None,
+    train_seconds: float,
+    best_test_acc: float | None,
+    device: torch.device | None,
+    precision: str | None,
+    started: str,
+    n_train: int | None = None,
+    n_test: int | None = None,
+    error_traceback: str | None = None,
+) -> dict[str, Any]:
+    """The result.json of a run, whatever its status (ok, diverged, failed)."""
+    last = history[-1] if history else {}
+    evaluated = [row for row in history if "eval_train_acc" in row]
+    final_eval = evaluated[-1] if evaluated else {}
+    rates = [row["images_per_s"] for row in history if row.get("images_per_s")]
+    images_per_s = sum(rates) / len(rates) if rates else None
+    peak = peak_flops(device, precision) if device is not None and precision else None
+    return {
+        "variant_id": variant.id,
+        "group_id": variant.group_id,
+        "status": status,
+        "error": error,
+        "traceback": error_traceback,
+        **variant.config(),
+        "params": profile["params"],
+        "trainable_params": profile["trainable_params"],
+        "trunk_params": profile["trunk_params"],
+        "head_params": profile["head_params"],
+        "macs": profile["macs"],
+        "flops": profile["flops"],
+        "epochs_done": len(history),
+        "train_acc": _finite(final_eval.get("eval_train_acc")),
+        "test_acc": _finite(last.get("test_acc")),
+        "train_loss": _finite(final_eval.get("eval_train_loss")),
+        "test_loss": _finite(last.get("test_loss")),
+        "gap_acc": _finite(final_eval.get("gap_acc")),
+        "gap_loss": _finite(final_eval.get("gap_loss")),
+        "running_train_acc": _finite(last.get("train_acc")),
+        "running_train_loss": _finite(last.get("train_loss")),
+        "best_test_acc": best_test_acc,
+        "n_train": n_train,
+        "n_test": n_test,
+        "train_seconds": train_seconds,
+        "images_per_s": images_per_s,
+        "mfu": model_flops_utilization(profile["flops"], images_per_s or 0.0, peak),
+        "device": str(device) if device is not None else None,
+        "device_name": device_name(device) if device is not None else None,
+        "precision": precision,
+        "versions": versions(),
+        "started": started,
+        "finished": now_iso(),
+    }
+
+
+def failed_result(
+    variant: Variant, exc: BaseException, started: str, device: torch.device | None, run_dir: Path | None = None
+) -> dict[str, Any]:
+    """result.json of a run that raised: the error, its traceback, and the epochs it had finished."""
+    try:
+        profile = profile_variant(variant).as_dict()
+    except Exception:  # the model itself may be what failed
+        profile = dict.fromkeys(("params", "trainable_params", "trunk_params", "head_params", "macs", "flops"))
+    history: list[dict[str, Any]] = []
+    metrics_path = run_dir / store.METRICS_FILE if run_dir is not None else None
+    if metrics_path is not None and metrics_path.is_file():
+        import json
+
+        history = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()]
+    message = f"{type(exc).__name__}: {exc}"
+    trace = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    seconds = sum(row.get("epoch_seconds") or 0.0 for row in history)
+    best = max((row["test_acc"] for row in history), default=None)
+    return build_result(
+        variant, profile, history, "failed", message, seconds, best, device, None, started, error_traceback=trace
+    )

@@ -1,0 +1,125 @@
+"""Executors: train a list of variants on the devices given, calling `on_result` as each one ends.
+
+local: one worker per listed device pulling variants from a shared queue (in-process when there is one device, so
+Ctrl-C stops between two steps and only the epoch in flight is lost). ray: one Ray task per variant.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import queue
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+
+from nin.variant import Variant
+from runners.worker import DataCache, RunContext, run_variant
+
+OnResult = Callable[[dict[str, Any]], None]
+
+
+def run_local(
+    variants: Sequence[Variant], context: RunContext, devices: Sequence[torch.device], on_result: OnResult
+) -> None:
+    if len(devices) == 1:
+        cache = DataCache(context)
+        for variant in variants:
+            on_result(run_variant(variant, context, devices[0], cache))
+        return
+    _run_processes(variants, context, devices, on_result)
+
+
+def _worker_main(index: int, device: str, context: RunContext, tasks, results, threads: int) -> None:
+    torch.set_num_threads(threads)
+    cache = DataCache(context)
+    quiet = RunContext(**{**context.__dict__, "progress": False})  # one grid bar; per-epoch bars would interleave
+    while True:
+        try:
+            config = tasks.get_nowait()
+        except queue.Empty:
+            return
+        try:
+            result = run_variant(Variant.model_validate(config), quiet, torch.device(device), cache)
+        except KeyboardInterrupt:
+            return
+        results.put(result)
+
+
+def _run_processes(
+    variants: Sequence[Variant], context: RunContext, devices: Sequence[torch.device], on_result: OnResult
+) -> None:
+    spawn = mp.get_context("spawn")  # CUDA cannot be used in forked children
+    tasks, results = spawn.Queue(), spawn.Queue()
+    for variant in variants:
+        tasks.put(variant.config())
+    cpu_workers = sum(d.type == "cpu" for d in devices) or 1
+    threads = max(1, (os.cpu_count() or 1) // cpu_workers)
+    workers = [
+        spawn.Process(target=_worker_main, args=(i, str(d), context, tasks, results, threads), daemon=True)
+        for i, d in enumerate(devices)
+    ]
+    for worker in workers:
+        worker.start()
+    received = 0
+    try:
+        while received < len(variants):
+            try:
+                on_result(results.get(timeout=1.0))
+                received += 1
+            except queue.Empty:
+                if not any(w.is_alive() for w in workers) and results.empty():
+                    break  # a worker died: what it was training has a checkpoint and resumes on the next run
+    except KeyboardInterrupt:
+        for worker in workers:
+            worker.terminate()
+        raise
+    finally:
+        for worker in workers:
+            worker.join(timeout=5)
+
+
+def run_ray(
+    variants: Sequence[Variant],
+    context: RunContext,
+    devices: Sequence[torch.device],
+    on_result: OnResult,
+    address: str | None = None,
+    max_retries: int = 2,
+) -> None:
+    """One Ray task per variant. Each task writes into context.grid_dir, which must be a path every node sees.
+
+    A task retried after a lost worker finds the variant's result.json (written once, atomically) and returns it,
+    or resumes from its checkpoint: a retry never trains a finished variant again nor writes a second result.
+    """
+    try:
+        import ray
+    except ImportError:
+        from nin.errors import InputError
+
+        raise InputError("--executor ray needs Ray: pip install 'nin-ablate[ray]'") from None
+    use_gpus = any(d.type == "cuda" for d in devices)
+    started_here = not ray.is_initialized()
+    if started_here:
+        kwargs: dict[str, Any] = {"address": address} if address else {"num_cpus": max(1, len(devices))}
+        if not address and use_gpus:
+            kwargs["num_gpus"] = len(devices)
+        ray.init(include_dashboard=False, log_to_driver=False, logging_level="ERROR", **kwargs)
+    try:
+        resources = {"num_gpus": 1, "num_cpus": 1} if use_gpus else {"num_cpus": 1}
+        task = ray.remote(max_retries=max_retries, **resources)(_ray_task)
+        quiet = RunContext(**{**context.__dict__, "progress": False})
+        pending = [task.remote(v.config(), quiet, "cuda" if use_gpus else "cpu") for v in variants]
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            on_result(ray.get(done[0]))
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def _ray_task(config: dict[str, Any], context: RunContext, device: str) -> dict[str, Any]:
+    # Ray sets CUDA_VISIBLE_DEVICES to the one GPU it granted, so "cuda" is that GPU.
+    torch.set_num_threads(1)
+    return run_variant(Variant.model_validate(config), context, torch.device(device), DataCache(context))

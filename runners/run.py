@@ -1,0 +1,193 @@
+"""`nin-ablate run`: validate everything, then train every unfinished variant of a grid and write its report."""
+
+from __future__ import annotations
+
+import sys
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from nin.errors import InputError
+from nin.tracking import resolve_mode
+from runners.executor import run_local, run_ray
+from runners.layout import GridDir, GridLock
+from runners.spec import DEFAULT_MAX_RUNS, load_grid
+from runners.worker import RunContext
+
+EXIT_OK, EXIT_FAILED_RUNS, EXIT_BAD_INPUT = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    spec: Path
+    out: Path = Path("runs")
+    device: str = "auto"
+    executor: str = "local"
+    ray_address: str | None = None
+    wandb: str | None = None
+    wandb_project: str | None = None
+    wandb_entity: str | None = None
+    data_dir: str | None = None
+    download: bool = False
+    epochs: int | None = None
+    yes: bool = False
+    progress: bool = True
+    report: bool = True
+    only: tuple[str, ...] = ()  # variant ids (or unique prefixes) to train; empty = the whole grid
+
+
+def parse_devices(spec: str) -> list[torch.device]:
+    """auto | cpu | cuda (every visible GPU) | cuda:0,cuda:1 | cpu,cpu (several CPU workers)."""
+    from nin.device import resolve_device
+
+    if spec in ("auto", "cuda"):
+        if torch.cuda.is_available():
+            return [torch.device("cuda", i) for i in range(torch.cuda.device_count())]
+        if spec == "cuda":
+            resolve_device("cuda")  # raises the clear no-GPU error
+        return [torch.device("cpu")]
+    parts = [p.strip() for p in spec.split(",") if p.strip()]
+    if not parts:
+        raise InputError("--device is empty: use auto, cpu, cuda or a list such as cuda:0,cuda:1")
+    devices = [resolve_device(p) for p in parts]
+    gpus = [d for d in devices if d.type == "cuda"]
+    if len(set(gpus)) != len(gpus):
+        raise InputError(f"--device {spec} lists a GPU twice: one worker per GPU")
+    return devices
+
+
+def run_grid(options: RunOptions) -> int:
+    # Everything that can be wrong with the input is checked before the first byte is written.
+    overrides = {"epochs": options.epochs} if options.epochs is not None else None
+    grid = load_grid(options.spec, max_runs=None if options.yes else DEFAULT_MAX_RUNS, overrides=overrides)
+    devices = parse_devices(options.device)
+    wandb_mode = resolve_mode(options.wandb)
+    if options.executor not in ("local", "ray"):
+        raise InputError(f"--executor must be local or ray, got {options.executor!r}")
+    if not options.download:
+        from nin.data import check_dataset
+
+        for dataset in sorted({v.dataset for v in grid.variants}):
+            check_dataset(dataset, options.data_dir)
+
+    selected = _select(grid.variants, options.only, options.spec) if options.only else list(grid.variants)
+
+    grid_dir = GridDir(Path(options.out) / grid.name)
+    with GridLock(grid_dir):
+        grid_dir.write_spec(grid.resolved())
+        ids = {v.id for v in grid.variants}
+        stale = grid_dir.stale_runs(ids)
+        if stale:
+            print(
+                f"{len(stale)} run(s) in {grid_dir.runs} are from an earlier version of this grid and are left "
+                f"out of it: {', '.join(stale[:5])}{' ...' if len(stale) > 5 else ''}",
+                file=sys.stderr,
+            )
+        finished = [v for v in selected if grid_dir.is_finished(v.id)]
+        pending = [v for v in selected if not grid_dir.is_finished(v.id)]
+        resuming = sum(grid_dir.has_checkpoint(v.id) for v in pending)
+        if not pending:
+            print(f"all {len(selected)} runs of grid '{grid.name}' are already finished; nothing to train")
+        else:
+            note = f", {resuming} resuming from a checkpoint" if resuming else ""
+            print(
+                f"grid '{grid.name}': {len(pending)} of {len(selected)} runs to train on "
+                f"{', '.join(map(str, devices))}{note}; results in {grid_dir.root}"
+            )
+        context = RunContext(
+            grid_dir=grid_dir.root,
+            grid_name=grid.name,
+            data_dir=options.data_dir,
+            download=options.download,
+            wandb_mode=wandb_mode,
+            wandb_project=options.wandb_project,
+            wandb_entity=options.wandb_entity,
+            progress=options.progress,
+        )
+        results: list[dict[str, Any]] = []
+        with tqdm(
+            total=len(selected),
+            initial=len(finished),
+            desc=f"grid {grid.name}",
+            unit="run",
+            disable=None if options.progress and pending else True,
+            position=0,
+            dynamic_ncols=True,
+        ) as bar:
+
+            def on_result(result: dict[str, Any]) -> None:
+                results.append(result)
+                bar.update(1)
+
+            try:
+                if pending and options.executor == "ray":
+                    run_ray(pending, context, devices, on_result, address=options.ray_address)
+                elif pending:
+                    run_local(pending, context, devices, on_result)
+            except KeyboardInterrupt:
+                bar.close()
+                print(
+                    f"nin-ablate: interrupted after {len(finished) + len(results)} of {len(selected)} runs; "
+                    f"the epoch in flight is lost, nothing else. Run the same command to resume.",
+                    file=sys.stderr,
+                )
+                raise
+        report_path = _write_report(grid_dir, wandb_mode, options) if options.report else None
+
+    counts = Counter(r["status"] for r in results)
+    prior = Counter(_status(grid_dir, v.id) for v in finished)
+    total = counts + prior
+    where = f"; report: {report_path}" if report_path else ""
+    print(
+        f"grid '{grid.name}': {total['ok']} ok, {total['diverged']} diverged, {total['failed']} failed of "
+        f"{len(selected)} runs ({len(finished)} were already done){where}"
+    )
+    missing = len(selected) - sum(total.values())
+    return EXIT_FAILED_RUNS if total["failed"] or missing else EXIT_OK
+
+
+def _select(variants, wanted: tuple[str, ...], spec: Path) -> list:
+    chosen = []
+    for name in wanted:
+        matches = [v for v in variants if v.id == name] or [v for v in variants if v.id.startswith(name)]
+        if len(matches) != 1:
+            problem = "matches no variant" if not matches else f"matches {len(matches)} variants"
+            raise InputError(f"--variant {name} {problem} of {spec}: copy an id from 'nin-ablate list {spec}'")
+        chosen.append(matches[0])
+    return chosen
+
+
+def _status(grid_dir: GridDir, variant_id: str) -> str:
+    from nin.store import read_json
+
+    try:
+        return read_json(grid_dir.result_path(variant_id)).get("status", "failed")
+    except (OSError, ValueError):
+        return "failed"
+
+
+def _write_report(grid_dir: GridDir, wandb_mode: str, options: RunOptions) -> Path | None:
+    """The report is a view of the results: if it cannot be written, the results still stand."""
+    from reports import write_report
+    from reports.wandb_report import log_report
+
+    try:
+        report = write_report(grid_dir.root)
+    except Exception as exc:  # reported, never fatal for the training results
+        print(f"nin-ablate: warning: the report could not be written: {exc}", file=sys.stderr)
+        return None
+    log_report(
+        report.html.parent,
+        grid_dir.root.name,
+        wandb_mode,
+        grid_dir.root,
+        report.tables,
+        report.plots,
+        project=options.wandb_project,
+        entity=options.wandb_entity,
+    )
+    return report.html

@@ -1,0 +1,84 @@
+"""One variant in one worker: skip if finished, resume if checkpointed, record any failure as a result."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from nin import store
+from nin.train import failed_result, now_iso, train
+from nin.variant import Variant
+from runners.layout import GridDir
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """Everything a worker needs besides the variant; plain values, so it crosses process and Ray boundaries."""
+
+    grid_dir: Path
+    grid_name: str
+    data_dir: str | None = None
+    download: bool = False
+    wandb_mode: str = "offline"
+    wandb_project: str | None = None
+    wandb_entity: str | None = None
+    progress: bool = True
+
+
+class DataCache:
+    """A worker loads each dataset once and keeps it for every variant it trains."""
+
+    def __init__(self, context: RunContext):
+        self.context = context
+        self._loaded: dict[str, Any] = {}
+
+    def get(self, dataset: str):
+        if dataset not in self._loaded:
+            from nin.data import load_dataset
+
+            self._loaded[dataset] = load_dataset(dataset, self.context.data_dir, download=self.context.download)
+        return self._loaded[dataset]
+
+
+def run_variant(
+    variant: Variant, context: RunContext, device: torch.device, data: DataCache, progress_position: int = 1
+) -> dict[str, Any]:
+    """Train one variant into the grid's layout; returns its result. Only KeyboardInterrupt escapes."""
+    grid = GridDir(Path(context.grid_dir))
+    result_path = grid.result_path(variant.id)
+    if result_path.is_file():
+        return store.read_json(result_path)
+    from nin.tracking import make_tracker
+
+    tracker = make_tracker(
+        context.wandb_mode, grid.root, context.grid_name, project=context.wandb_project, entity=context.wandb_entity
+    )
+    started = now_iso()
+    try:
+        return train(
+            variant,
+            grid.run_dir(variant.id),
+            device=device,
+            data=data.get(variant.dataset),
+            tracker=tracker,
+            progress=context.progress,
+            progress_position=progress_position,
+            log=tqdm.write,
+        )
+    except KeyboardInterrupt:
+        raise
+    except Exception as exc:  # CUDA OOM included: the grid goes on, the failure is a result
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        result = failed_result(variant, exc, started, device, run_dir=grid.run_dir(variant.id))
+        tqdm.write(f"{variant.id}: failed: {result['error']}")
+        try:
+            store.write_json(result_path, result)
+        except OSError as write_error:  # e.g. disk full: no result file, so a rerun retries this variant
+            tqdm.write(f"{variant.id}: could not record the failure either: {write_error}")
+        tracker.finish(result)
+        return result
