@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import os
 import sys
+import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -111,8 +112,8 @@ class WandbTarget:
             x_save_requirements=False,
             reinit="create_new",  # several variants may track at once in one process
         )
-        # Offline there is nothing to show before `wandb sync` (the README says how). Online, quiet still prints
-        # the run's address and skips the user-name lookup that costs ~16 s when the server is unreachable.
+        # Offline there is nothing to show before `wandb sync` (the README says how). Online, quiet keeps wandb's
+        # essentials and skips its user-name lookup, which alone costs ~16 s when the server is unreachable.
         wanted["silent" if self.mode == "offline" else "quiet"] = True
         if "WANDB_INIT_TIMEOUT" not in os.environ:
             wanted["init_timeout"] = self.init_timeout
@@ -224,15 +225,19 @@ def tracking_off(what: str, error: BaseException, run: Any, tail: str) -> None:
             run.finish(exit_code=1)
 
 
+_STDIN_LOCK = threading.Lock()
+
+
 @contextmanager
 def _no_login_prompt() -> Iterator[None]:
     # Without a key, wandb.init asks for one on a terminal and waits for an answer, stalling the grid. Without a
     # terminal on stdin it raises "No API key configured" instead, which turns tracking off with one warning.
-    saved, sys.stdin = sys.stdin, io.StringIO()
-    try:
-        yield
-    finally:
-        sys.stdin = saved
+    with _STDIN_LOCK:  # sys.stdin is process-wide: one swap at a time, or a racing thread could keep the stand-in
+        saved, sys.stdin = sys.stdin, io.StringIO()
+        try:
+            yield
+        finally:
+            sys.stdin = saved
 
 
 def run_config(variant: Variant, profile: Mapping[str, Any], group: str) -> dict[str, Any]:

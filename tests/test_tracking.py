@@ -51,6 +51,8 @@ def read_records(path: Path) -> list:
     from wandb.proto import wandb_internal_pb2 as pb
 
     data = path.read_bytes()
+    if len(data) < HEADER:  # not written yet
+        return []
     assert data[:4] == b":W&B"
     records, pending, pos = [], b"", HEADER
     while pos + HEADER <= len(data):
@@ -58,6 +60,8 @@ def read_records(path: Path) -> list:
             pos += BLOCK - pos % BLOCK
             continue
         _crc, length, kind = struct.unpack("<IHB", data[pos : pos + HEADER])
+        if pos + HEADER + length > len(data):  # still being written
+            break
         pending += data[pos + HEADER : pos + HEADER + length]
         pos += HEADER + length
         if kind in (FULL, LAST):
@@ -73,9 +77,9 @@ class OfflineRun:
 
     def __init__(self, run_dir: Path) -> None:
         self.dir = run_dir
-        (wandb_file,) = run_dir.glob("run-*.wandb")
+        wandb_files = list(run_dir.glob("run-*.wandb"))
         self.run, self.config, self.history, self.summary, self.exit_code = None, {}, [], {}, None
-        for record in read_records(wandb_file):
+        for record in read_records(wandb_files[0]) if wandb_files else []:
             kind = record.WhichOneof("record_type")
             if kind == "run":
                 self.run = record.run  # the last run record carries the tags set at finish
@@ -100,8 +104,14 @@ def _put(target: dict, item) -> None:
     target[leaf] = json.loads(item.value_json)
 
 
-def offline_runs(wandb_dir: Path) -> list[OfflineRun]:
-    return [OfflineRun(d) for d in sorted((wandb_dir / "wandb").glob("offline-run-*"))]
+def offline_runs(wandb_dir: Path, timeout: float = 20) -> list[OfflineRun]:
+    """Every finished offline run. wandb's service writes the run file after run.finish() returns, so wait for it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        runs = [OfflineRun(d) for d in sorted((wandb_dir / "wandb").glob("offline-run-*"))]
+        if all(run.exit_code is not None for run in runs) or time.monotonic() > deadline:
+            return runs
+        time.sleep(0.1)
 
 
 # ---- per-variant runs ------------------------------------------------------------------------------------------------
