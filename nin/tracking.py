@@ -165,7 +165,10 @@ class WandbTracker:
         self._variant_id = "?"
 
     def start(self, variant: Variant, profile: Mapping[str, Any], resumed: bool) -> None:
-        self._run = None
+        if self._run is not None:  # the last variant never reached finish (interrupted): close it as failed
+            with suppress(Exception):
+                self._run.finish(exit_code=1)
+            self._run = None
         self._variant_id = variant.id
         try:
             import wandb

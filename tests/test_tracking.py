@@ -404,3 +404,43 @@ def test_report_failure_is_one_warning(tmp_path: Path, capsys) -> None:
     assert line.startswith("nin-ablate: W&B report logging off for quick: FileNotFoundError: ")
     (run,) = offline_runs(tmp_path)
     assert run.exit_code == 1
+
+
+# ---- through the trainer ---------------------------------------------------------------------------------------------
+class InterruptAfter(WandbTracker):
+    """The real tracker, with a Ctrl-C after the given epoch."""
+
+    def __init__(self, tracker: WandbTracker, epoch: int) -> None:
+        super().__init__(tracker.target)
+        self.stop_after = epoch
+
+    def log_epoch(self, metrics: dict) -> None:
+        super().log_epoch(metrics)
+        if metrics["epoch"] == self.stop_after:
+            raise KeyboardInterrupt
+
+
+def test_trained_and_resumed_variant_is_one_run_matching_its_files(tmp_path: Path) -> None:
+    from nin import store
+    from nin.train import train
+
+    variant = Variant(arch="cifar", width=0.125, dataset="synthetic", head="fc", batch_size=50, epochs=3)
+    run_dir = tmp_path / "runs" / variant.id
+    tracker = InterruptAfter(make_tracker("offline", tmp_path, group="quick"), epoch=2)
+    with pytest.raises(KeyboardInterrupt):
+        train(variant, run_dir, device="cpu", progress=False, tracker=tracker, log=lambda *_: None)
+    result = train(variant, run_dir, device="cpu", progress=False, tracker=tracker, log=lambda *_: None)
+
+    interrupted, resumed = offline_runs(tmp_path)
+    assert interrupted.run.run_id == resumed.run.run_id == variant.id and resumed.run.resume
+    assert interrupted.exit_code == 1 and resumed.exit_code == 0 and list(resumed.run.tags) == ["ok"]
+    metrics = [json.loads(line) for line in (run_dir / store.METRICS_FILE).read_text().splitlines()]
+    logged = interrupted.history + resumed.history
+    assert [row["epoch"] for row in logged] == [row["epoch"] for row in metrics] == [1, 2, 3]
+    for row, line in zip(logged, metrics):
+        assert row["test/acc"] == line["test_acc"] and row["train/loss"] == line["train_loss"]
+    assert logged[-1]["gap/acc"] == metrics[-1]["gap_acc"]
+    assert resumed.config["params"] == result["params"] and resumed.config["variant_id"] == variant.id
+    written = json.loads((run_dir / store.RESULT_FILE).read_text())
+    for key in ("test_acc", "train_acc", "gap_acc", "best_test_acc", "epochs_done", "params", "macs"):
+        assert resumed.summary[key] == written[key], key
