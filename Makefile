@@ -21,6 +21,10 @@ test: $(STAMP)
 	$(BIN)/ruff check nin runners reports tests bench
 	$(BIN)/python -m pytest -q
 
+# Throughput of the harness against a d2l-style reference loop; pass flags with e.g. BENCH_ARGS="--device cpu --json".
+bench: $(STAMP)
+	$(BIN)/nin-ablate bench $(BENCH_ARGS)
+
 lint: $(STAMP)
 	$(BIN)/ruff check nin runners reports tests bench
 

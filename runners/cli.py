@@ -137,6 +137,21 @@ def cmd_report(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_bench(args: argparse.Namespace) -> int:
+    from dataclasses import fields
+
+    from bench.throughput import BenchConfig, format_text, run_bench
+
+    config = BenchConfig(**{field.name: getattr(args, field.name) for field in fields(BenchConfig)})
+    result = run_bench(config, log=lambda line: print(f"bench: {line}", file=sys.stderr, flush=True))
+    if args.json:
+        json.dump(result, sys.stdout, indent=1)
+        print()
+    else:
+        print(format_text(result))
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="nin-ablate", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -164,6 +179,24 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="tables, plots and report.html from a results directory OUT/<grid name>")
     p.add_argument("grid_dir", help="the directory 'nin-ablate run' wrote, e.g. runs/quick")
     p.set_defaults(handler=cmd_report)
+
+    p = sub.add_parser("bench", help="training throughput of the harness against a d2l-style reference loop")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
+    p.add_argument("--arch", choices=("d2l", "cifar"), default="d2l", help="NiN preset (default d2l, the seeds' net)")
+    p.add_argument("--width", type=float, default=1.0, help="channel width multiplier (default 1.0)")
+    p.add_argument("--image-size", type=_positive_int, default=None, help="input size (default: the arch's, 224)")
+    p.add_argument("--batch-size", type=_positive_int, default=128, help="training batch (default 128)")
+    p.add_argument("--steps", type=_positive_int, default=5, help="timed steps per window and path (default 5)")
+    p.add_argument("--windows", type=_positive_int, default=3, help="timed windows per path; median (default 3)")
+    p.add_argument("--warmup", type=_positive_int, default=None, help="untimed steps per path (default 1 CPU, 10 GPU)")
+    p.add_argument("--workers", type=int, default=None, help="reference DataLoader workers (default min(4, cores))")
+    p.add_argument("--compile", action="store_true", help="torch.compile the harness's model (paths b and c)")
+    p.add_argument("--data-dir", default=None,
+                   help="torchvision root with FashionMNIST (default: synthetic Fashion-MNIST-shaped files)")
+    p.add_argument("--wandb", choices=("offline", "disabled"), default="offline",
+                   help="tracker mode in the fixed-cost measurement (default offline)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    p.set_defaults(handler=cmd_bench)
     return parser
 
 

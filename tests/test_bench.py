@@ -1,0 +1,45 @@
+"""`nin-ablate bench` end to end at toy sizes: the numbers are machine-dependent, their presence and sanity are not."""
+
+from __future__ import annotations
+
+import json
+import math
+
+from tests.conftest import run_cli
+
+TINY = ("--device", "cpu", "--width", "0.125", "--batch-size", "8", "--image-size", "68", "--steps", "2")
+RATES = ("reference_images_per_s", "harness_images_per_s", "ceiling_images_per_s", "eval_images_per_s")
+FIXED = ("dataset_first_load", "dataset_cached_load", "device_data", "model_build", "profile", "tracker_start",
+         "tracker_finish", "result_write", "per_variant")  # fmt: skip
+
+
+def _positive(value: object) -> bool:
+    return isinstance(value, (int, float)) and math.isfinite(value) and value > 0
+
+
+def test_bench_json_reports_every_path_ratio_and_fixed_cost():
+    proc = run_cli("bench", *TINY, "--windows", "2", "--json", timeout=240)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    for key in RATES:
+        assert _positive(result[key]), (key, result[key])
+        assert len(result["per_window_images_per_s"][key.removesuffix("_images_per_s")]) == 2
+    # The ratios are the medians' ratios, as the docs define them.
+    assert math.isclose(result["speedup"], result["harness_images_per_s"] / result["reference_images_per_s"])
+    assert math.isclose(result["overhead"], 1 - result["harness_images_per_s"] / result["ceiling_images_per_s"])
+    assert result["mfu"] is None  # no CPU has a known dense peak
+    assert result["device"] == "cpu" and result["precision"] in ("fp32", "bf16")
+    assert (result["batch_size"], result["steps"], result["windows"], result["image_size"]) == (8, 2, 2, 68)
+    for key in FIXED:
+        assert key in result["fixed_cost_s"] and math.isfinite(result["fixed_cost_s"][key]), key
+        assert result["fixed_cost_s"][key] >= 0, key
+    pieces = sum(v for k, v in result["fixed_cost_s"].items() if k not in ("dataset_first_load", "per_variant"))
+    assert math.isclose(result["fixed_cost_s"]["per_variant"], pieces)
+    assert result["date"] and result["torch"] and "synthetic" in result["data"]
+
+
+def test_bench_rejects_bad_settings_in_one_line():
+    proc = run_cli("bench", *TINY[:6], "--image-size", "8")
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "image_size 8 is too small" in lines[0], proc.stderr
