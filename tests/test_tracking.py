@@ -407,6 +407,9 @@ def test_report_failure_is_one_warning(tmp_path: Path, capsys) -> None:
 
 
 # ---- through the trainer ---------------------------------------------------------------------------------------------
+TINY_TRAINING = dict(dataset="synthetic", arch="cifar", width=0.125, head="fc", batch_size=50, epochs=3, train_size=200)
+
+
 class InterruptAfter(WandbTracker):
     """The real tracker, with a Ctrl-C after the given epoch."""
 
@@ -424,7 +427,7 @@ def test_trained_and_resumed_variant_is_one_run_matching_its_files(tmp_path: Pat
     from nin import store
     from nin.train import train
 
-    variant = Variant(arch="cifar", width=0.125, dataset="synthetic", head="fc", batch_size=50, epochs=3)
+    variant = Variant(**TINY_TRAINING)
     run_dir = tmp_path / "runs" / variant.id
     tracker = InterruptAfter(make_tracker("offline", tmp_path, group="quick"), epoch=2)
     with pytest.raises(KeyboardInterrupt):
