@@ -84,14 +84,20 @@ def _alexnet_classifier(features: int, classes: int, hidden: int, dropout: bool,
     return nn.Sequential(*layers)
 
 
+INIT_SCHEMES = ("xavier", "kaiming", "default")
+
+
 def init_weights(model: nn.Module, scheme: str = "xavier") -> nn.Module:
-    """Xavier-uniform weights for every conv and linear layer, as d2l trains NiN; 'default' keeps PyTorch's."""
-    if scheme == "xavier":
-        for module in model.modules():
-            if isinstance(module, (nn.Conv2d, nn.Linear)):
+    """Weights of every conv and linear layer: 'xavier' (uniform, as d2l trains NiN), 'kaiming' (He uniform for
+    ReLU nets: keeps activation scale through depth), or 'default' (PyTorch's own). Biases keep PyTorch's init."""
+    if scheme not in INIT_SCHEMES:
+        raise ValueError(f"init must be one of {', '.join(INIT_SCHEMES)}, got {scheme!r}")
+    for module in model.modules():
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            if scheme == "xavier":
                 nn.init.xavier_uniform_(module.weight)
-    elif scheme != "default":
-        raise ValueError(f"init must be 'xavier' or 'default', got {scheme!r}")
+            elif scheme == "kaiming":
+                nn.init.kaiming_uniform_(module.weight, nonlinearity="relu")
     return model
 
 

@@ -29,7 +29,7 @@ class Variant(BaseModel):
     cccp: Literal[0, 1, 2] | None = 2
     dropout: bool = True
     width: float = Field(1.0, gt=0, le=8)
-    init: Literal["xavier", "default"] = "xavier"
+    init: Literal["xavier", "kaiming", "default"] = "xavier"
 
     # What it learns from. in_channels, num_classes and image_size default to the dataset's and the arch's.
     dataset: DatasetName = "fashion-mnist"

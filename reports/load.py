@@ -72,11 +72,7 @@ class Results:
         if self.expected is None:
             head = f"{len(self.runs)} runs done (no spec.yaml, so the grid's size is unknown)"
         else:
-            done = int(self.runs["variant_id"].isin(self.expected).sum()) if len(self.runs) else 0
-            head = f"{done} of {len(self.expected)} variants done"
-            extra = len(self.runs) - done
-            if extra:
-                head += f" (+{extra} runs not listed in spec.yaml)"
+            head = f"{len(self.runs)} of {len(self.expected)} variants done"  # runs holds listed ids only
         return head + (f": {breakdown}" if breakdown else "")
 
 
@@ -100,12 +96,22 @@ def load_results(grid_dir: str | Path) -> Results:
     name = spec.get("name") if isinstance(spec.get("name"), str) else grid_dir.resolve().name
 
     notes: list[str] = []
+    if expected is not None:
+        # Runs of an earlier version of the grid (their config, hence their id, changed) are listed, never mixed in.
+        stale = sorted(p.parent.name for p in result_paths if p.parent.name not in set(expected))
+        if stale:
+            shown = ", ".join(stale[:5]) + (" ..." if len(stale) > 5 else "")
+            notes.append(f"{len(stale)} finished run(s) are not in this grid's spec.yaml (an earlier version of "
+                         f"the grid) and are left out of every table: {shown}")  # fmt: skip
+        result_paths = [p for p in result_paths if p.parent.name in set(expected)]
     records = [_read_result(path, notes) for path in result_paths]
     runs = _runs_frame(records)
     finished = {path.parent.name for path in result_paths}
     unfinished = sorted(
-        d.name for d in (grid_dir / "runs").glob("*") if d.is_dir() and d.name not in finished
-    )  # fmt: skip
+        d.name
+        for d in (grid_dir / "runs").glob("*")
+        if d.is_dir() and d.name not in finished and (expected is None or d.name in expected)
+    )
     epochs = _epochs_frame(grid_dir, runs, notes)
     return Results(grid_dir, name, expected, spec, runs, epochs, unfinished, notes)
 

@@ -167,3 +167,16 @@ def test_seed_nin_profile():
     assert profile.params == 1_992_166
     assert profile.macs / 1e9 == pytest.approx(0.762, abs=0.001)
     assert "aten::max_pool2d" in profile.unsupported_ops  # listed, not silently dropped
+
+
+def test_kaiming_init_keeps_activation_scale_through_depth():
+    x = torch.randn(8, 3, 32, 32)
+    scales = {}
+    for scheme in ("xavier", "kaiming"):
+        torch.manual_seed(0)
+        model = build_nin(arch="cifar", head="gap", width=0.5, in_chans=3, init=scheme, dropout=False).eval()
+        with torch.no_grad():
+            scales[scheme] = model.trunk(x).pow(2).mean().sqrt().item()
+    assert scales["kaiming"] > 2 * scales["xavier"]  # xavier halves the variance at every ReLU layer
+    with pytest.raises(ValueError, match="init must be one of"):
+        build_nin(init="orthogonal")

@@ -1,0 +1,140 @@
+"""The grid runner: layout, resume, failure isolation, exit codes, stale runs, executors."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+import yaml
+
+from nin import store
+from tests.conftest import run_cli
+
+SETTINGS = "{arch: cifar, width: 0.125, dataset: synthetic, epochs: 2, batch_size: 50, lr: 0.05, momentum: 0.9}"
+QUIET = ("--wandb", "disabled", "--no-progress")
+TIMING_KEYS = {"epoch_seconds", "images_per_s", "train_seconds", "started", "finished", "mfu"}
+
+
+def write_grid(path: Path, body: str, name: str = "t") -> Path:
+    path.write_text(f"name: {name}\nsettings: {SETTINGS}\n" + textwrap.dedent(body))
+    return path
+
+
+def results(grid_dir: Path) -> dict[str, dict]:
+    return {p.parent.name: json.loads(p.read_text()) for p in sorted(grid_dir.glob("runs/*/result.json"))}
+
+
+def without_timing(result: dict) -> dict:
+    return {k: v for k, v in result.items() if k not in TIMING_KEYS}
+
+
+def test_run_writes_the_layout_then_a_rerun_trains_nothing(tmp_path):
+    spec = write_grid(tmp_path / "g.yaml", "axes: {head: [gap, fc]}\n")
+    first = run_cli("run", str(spec), "--out", str(tmp_path / "out"), *QUIET)
+    assert first.returncode == 0, first.stderr
+    grid_dir = tmp_path / "out" / "t"
+    resolved = yaml.safe_load((grid_dir / "spec.yaml").read_text())
+    assert resolved["name"] == "t" and len(resolved["variants"]) == 2
+    for variant_id in resolved["variants"]:
+        run_dir = grid_dir / "runs" / variant_id
+        assert {p.name for p in run_dir.iterdir()} == {"result.json", "metrics.jsonl", "checkpoint.pt"}
+        assert json.loads((run_dir / "result.json").read_text())["status"] == "ok"
+    assert (grid_dir / "report" / "report.html").is_file()
+    assert "2 ok, 0 diverged, 0 failed of 2 runs" in first.stdout
+    assert str(grid_dir / "report" / "report.html") in first.stdout
+
+    before = {p: p.stat().st_mtime_ns for p in grid_dir.glob("runs/*/*")}
+    second = run_cli("run", str(spec), "--out", str(tmp_path / "out"), *QUIET)
+    assert second.returncode == 0
+    assert "already finished; nothing to train" in second.stdout
+    assert {p: p.stat().st_mtime_ns for p in grid_dir.glob("runs/*/*")} == before
+
+
+def test_failed_and_diverged_variants_do_not_stop_the_grid(tmp_path):
+    # train_size beyond the 500 synthetic images fails inside training; lr 10 with momentum 0.99 diverges.
+    spec = write_grid(tmp_path / "g.yaml", """\
+        axes: {head: [gap, fc]}
+        include:
+          - {head: fc, train_size: 100000}
+          - {head: fc, lr: 10.0, momentum: 0.99}
+    """)  # fmt: skip
+    result = run_cli("run", str(spec), "--out", str(tmp_path / "out"), *QUIET)
+    assert result.returncode == 1, result.stderr
+    by_status: dict[str, list[dict]] = {}
+    for run in results(tmp_path / "out" / "t").values():
+        by_status.setdefault(run["status"], []).append(run)
+    assert len(by_status["ok"]) == 2
+    [failed] = by_status["failed"]
+    assert "train_size" in failed["error"] and "Traceback" in failed["traceback"]
+    [diverged] = by_status["diverged"]
+    assert "non-finite" in diverged["error"]
+    assert "2 ok, 1 diverged, 1 failed of 4 runs" in result.stdout
+
+
+def test_only_diverged_is_a_result_not_a_failure(tmp_path):
+    spec = write_grid(tmp_path / "g.yaml", "include: [{head: fc, lr: 10.0, momentum: 0.99}]\n")
+    result = run_cli("run", str(spec), "--out", str(tmp_path / "out"), *QUIET)
+    assert result.returncode == 0
+    assert "0 ok, 1 diverged, 0 failed" in result.stdout
+
+
+def test_changed_grid_trains_new_ids_and_lists_stale_runs(tmp_path):
+    spec = write_grid(tmp_path / "g.yaml", "axes: {head: [fc]}\n")
+    assert run_cli("run", str(spec), "--out", str(tmp_path / "out"), *QUIET).returncode == 0
+    old_ids = set(results(tmp_path / "out" / "t"))
+    spec.write_text(spec.read_text().replace("lr: 0.05", "lr: 0.04"))
+    rerun = run_cli("run", str(spec), "--out", str(tmp_path / "out"), *QUIET)
+    assert rerun.returncode == 0, rerun.stderr
+    assert "earlier version of this grid" in rerun.stderr and next(iter(old_ids)) in rerun.stderr
+    new_ids = set(results(tmp_path / "out" / "t")) - old_ids
+    assert len(new_ids) == 1
+    report_rows = (tmp_path / "out" / "t" / "report" / "results.csv").read_text()
+    assert next(iter(new_ids)) in report_rows and next(iter(old_ids)) not in report_rows
+
+
+def test_train_one_variant_by_id_prefix(tmp_path):
+    spec = write_grid(tmp_path / "g.yaml", "axes: {head: [gap, fc]}\n")
+    listing = json.loads(run_cli("list", str(spec), "--json").stdout)
+    wanted = listing[1]["variant_id"]
+    result = run_cli("train", str(spec), "--variant", wanted[:-3], "--out", str(tmp_path / "out"), *QUIET)
+    assert result.returncode == 0, result.stderr
+    assert list(results(tmp_path / "out" / "t")) == [wanted]
+    unknown = run_cli("train", str(spec), "--variant", "nope", "--out", str(tmp_path / "out"), *QUIET)
+    assert unknown.returncode == 2 and "matches no variant" in unknown.stderr
+
+
+def test_epochs_override_changes_ids_and_epochs(tmp_path):
+    spec = write_grid(tmp_path / "g.yaml", "axes: {head: [fc]}\n")
+    result = run_cli("run", str(spec), "--out", str(tmp_path / "out"), "--epochs", "1", *QUIET)
+    assert result.returncode == 0, result.stderr
+    [run] = results(tmp_path / "out" / "t").values()
+    assert run["epochs"] == 1 and run["epochs_done"] == 1
+
+
+def test_two_cpu_workers_give_the_same_results_as_one(tmp_path):
+    spec = write_grid(tmp_path / "g.yaml", "axes: {head: [gap, fc], dropout: [true, false]}\n")
+    one = run_cli("run", str(spec), "--out", str(tmp_path / "one"), *QUIET)
+    two = run_cli("run", str(spec), "--out", str(tmp_path / "two"), "--device", "cpu,cpu", *QUIET)
+    assert one.returncode == 0 and two.returncode == 0, two.stderr
+    a, b = results(tmp_path / "one" / "t"), results(tmp_path / "two" / "t")
+    assert a.keys() == b.keys() and len(a) == 4
+    for variant_id in a:
+        assert without_timing(a[variant_id]) == without_timing(b[variant_id])
+
+
+def test_ray_executor_produces_the_same_result_files_as_local(tmp_path):
+    pytest.importorskip("ray", reason="the Ray extra is not installed: pip install 'nin-ablate[ray]'")
+    spec = write_grid(tmp_path / "g.yaml", "axes: {head: [gap, fc]}\n")
+    local = run_cli("run", str(spec), "--out", str(tmp_path / "local"), *QUIET)
+    ray = run_cli("run", str(spec), "--out", str(tmp_path / "ray"), "--executor", "ray", "--device", "cpu,cpu",
+                  *QUIET)  # fmt: skip
+    assert local.returncode == 0 and ray.returncode == 0, ray.stderr[-2000:]
+    a, b = results(tmp_path / "local" / "t"), results(tmp_path / "ray" / "t")
+    assert a.keys() == b.keys() and len(a) == 2
+    for variant_id in a:
+        assert without_timing(a[variant_id]) == without_timing(b[variant_id])
+        metrics = [(tmp_path / d / "t" / "runs" / variant_id / store.METRICS_FILE).read_text() for d in ("local", "ray")]
+        strip = [[without_timing(json.loads(line)) for line in m.splitlines()] for m in metrics]
+        assert strip[0] == strip[1]
