@@ -43,3 +43,31 @@ def test_bench_rejects_bad_settings_in_one_line():
     assert proc.returncode == 2
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and "image_size 8 is too small" in lines[0], proc.stderr
+
+
+def test_grid_estimate_follows_the_documented_formula(tmp_path):
+    from bench.estimate import estimate_grid, train_set_evals
+    from nin.profile import profile_variant
+    from runners.spec import load_grid
+
+    spec = tmp_path / "one.yaml"
+    spec.write_text(
+        "name: one\nsettings: {arch: cifar, width: 0.125, dataset: digits, epochs: 4, eval_train_every: 2}\n"
+        "axes: {head: [gap, fc]}\nseeds: [0]\n"
+    )
+    first = load_grid(spec).variants[0]
+    bench = {
+        "flops_per_image": profile_variant(first).flops,  # the first variant trains at the measured rates
+        "harness_images_per_s": 100.0,
+        "eval_images_per_s": 400.0,
+        "fixed_cost_s": {"dataset_first_load": 3.0, "per_variant": 1.5},
+    }
+    result = estimate_grid(spec, bench, devices=2)
+    assert train_set_evals(4, 2) == 2 and train_set_evals(4, 0) == 1 and train_set_evals(3, 2) == 2
+    seconds = [row["seconds"] for row in result["runs_detail"]]
+    assert math.isclose(seconds[0], 1.5 + 4 * (1437 / 100 + 360 / 400) + 2 * 1437 / 400)  # digits: 1437/360
+    # The second variant (fc head) is scaled by its own FLOPs.
+    second = load_grid(spec).variants[1]
+    scale = profile_variant(second).flops / bench["flops_per_image"]
+    assert math.isclose(seconds[1], 1.5 + scale * (seconds[0] - 1.5))
+    assert math.isclose(result["wall_seconds"], 3.0 + sum(seconds) / 2)
