@@ -11,7 +11,9 @@ import hashlib
 import io
 import json
 import os
+import signal
 import tempfile
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,11 @@ RESULT_FILE = "result.json"
 METRICS_FILE = "metrics.jsonl"
 CHECKPOINT_FILE = "checkpoint.pt"
 CHECKPOINT_FORMAT = 1
+# Test hook: "checkpoint:2" SIGKILLs this process at its 2nd checkpoint write (also "result:N", "metrics:N"), after
+# the temp file is complete and before the rename. Unset, as it is outside tests, it costs one environment lookup.
+TEST_KILL_ENV = "NIN_ABLATE_TEST_KILL_AT"
+_TEST_KILL_FILES = {"checkpoint": CHECKPOINT_FILE, "result": RESULT_FILE, "metrics": METRICS_FILE}
+_test_kill_writes: Counter[str] = Counter()
 
 
 _UMASK = os.umask(0)
@@ -40,11 +47,23 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+        _test_kill_hook(path)
         os.replace(tmp_name, path)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
     _fsync_dir(path.parent)
+
+
+def _test_kill_hook(path: Path) -> None:
+    where = os.environ.get(TEST_KILL_ENV)
+    if not where:
+        return
+    kind, _, nth = where.partition(":")
+    if _TEST_KILL_FILES.get(kind) == path.name:
+        _test_kill_writes[kind] += 1
+        if _test_kill_writes[kind] == int(nth or 1):
+            os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _fsync_dir(directory: Path) -> None:

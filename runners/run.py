@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from nin import store
 from nin.errors import InputError
 from nin.tracking import resolve_mode
 from runners.executor import run_local, run_ray
@@ -69,15 +70,18 @@ def run_grid(options: RunOptions) -> int:
     if options.executor not in ("local", "ray"):
         raise InputError(f"--executor must be local or ray, got {options.executor!r}")
     if not options.download:
-        from nin.data import check_dataset
+        from nin.data import load_dataset
 
+        # Decoded, not just found: a file in the wrong shape is one line here, not a failure per variant. The loader
+        # caches per process, so the in-process executor reuses this copy.
         for dataset in sorted({v.dataset for v in grid.variants}):
-            check_dataset(dataset, options.data_dir)
+            load_dataset(dataset, options.data_dir)
 
     selected = _select(grid.variants, options.only, options.spec) if options.only else list(grid.variants)
 
     grid_dir = GridDir(Path(options.out) / grid.name)
     with GridLock(grid_dir):
+        store.remove_temp_files(grid_dir.root)  # a runner killed while writing spec.yaml left its temp file
         grid_dir.write_spec(grid.resolved())
         ids = {v.id for v in grid.variants}
         stale = grid_dir.stale_runs(ids)

@@ -95,7 +95,7 @@ class _Expander:
         dotted = _dotted(where)
         line = self._line(where)
         prefix = f"{self.source}:{line}" if line else self.source
-        return SpecError(f"{prefix}: {dotted + ': ' if dotted else ''}{message}")
+        return SpecError(_printable(f"{prefix}: {dotted + ': ' if dotted else ''}{message}"))
 
     def _line(self, where: tuple) -> int | None:
         node, line = self.root, None
@@ -244,6 +244,11 @@ class _Expander:
         seeds: list[int],
         row_where: tuple,
     ) -> None:
+        # Every Variant field is one value; a list or mapping would reach its dataset lookup as an unhashable key.
+        for key, value in config.items():
+            if isinstance(value, (list, dict)):
+                shape = "list" if isinstance(value, list) else "mapping"
+                raise self.fail(sources.get(key, row_where), f"{key}: expected a single value, got a {shape}")
         for seed in seeds:
             try:
                 variant = Variant(**config, seed=seed)
@@ -270,6 +275,11 @@ def _same(a: Any, b: Any) -> bool:
     if isinstance(a, bool) or isinstance(b, bool):
         return type(a) is type(b) and a == b
     return a == b
+
+
+def _printable(text: str) -> str:
+    """Keys come from the user's file and may hold control characters: escaped, the error stays one line."""
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _dotted(where: tuple) -> str:

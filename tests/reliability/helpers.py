@@ -1,0 +1,57 @@
+"""What the reliability tests share: a tiny grid, the quiet flags, and the checks every bad input must pass."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+# Tiny on purpose: a variant trains 3 epochs in about a second on 2 CPU cores.
+SETTINGS = (
+    "{arch: cifar, width: 0.125, dataset: synthetic, image_size: 16, train_size: 200, test_size: 50, "
+    "batch_size: 50, epochs: 3, lr: 0.05, momentum: 0.9, precision: fp32}"
+)
+QUIET = ("--wandb", "disabled", "--no-progress")
+TIMING_KEYS = frozenset({"epoch_seconds", "images_per_s", "train_seconds", "started", "finished", "mfu"})
+
+
+def write_grid(
+    path: Path, body: str = "axes: {cccp: [0, 1, 2]}\n", name: str = "rel", settings: str = SETTINGS
+) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(f"name: {name}\nsettings: {settings}\n" + textwrap.dedent(body))
+    return path
+
+
+def results(grid_dir: Path) -> dict[str, dict]:
+    return {p.parent.name: json.loads(p.read_text()) for p in sorted(grid_dir.glob("runs/*/result.json"))}
+
+
+def metrics(grid_dir: Path, variant_id: str) -> list[dict]:
+    lines = (grid_dir / "runs" / variant_id / "metrics.jsonl").read_text().splitlines()
+    return [without_timing(json.loads(line)) for line in lines]
+
+
+def without_timing(row: dict) -> dict:
+    return {k: v for k, v in row.items() if k not in TIMING_KEYS}
+
+
+def temp_files(root: Path) -> list[Path]:
+    """Files the atomic writer leaves when killed between write and rename."""
+    return sorted(p for p in root.rglob("*") if ".tmp-" in p.name)
+
+
+def assert_one_clear_line(stderr: str, *must_contain: str) -> str:
+    """Bad input: exactly one stderr line, 'nin-ablate: error: ...', naming the problem, no traceback."""
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, f"expected one line on stderr, got {len(lines)}:\n{stderr}"
+    line = lines[0]
+    assert line.startswith("nin-ablate: error: "), line
+    assert "Traceback" not in stderr and 'File "' not in stderr, stderr
+    for text in must_contain:
+        assert text.lower() in line.lower(), f"{text!r} not in: {line}"
+    return line
+
+
+def assert_nothing_written(out: Path) -> None:
+    assert not out.exists() or not any(out.iterdir()), f"bad input wrote {sorted(out.rglob('*'))}"
