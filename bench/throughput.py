@@ -275,8 +275,12 @@ def format_text(result: dict[str, Any]) -> str:
             f"{r['peak_flops'] / 1e12:.0f} TFLOP/s {r['precision']} peak){_versus(r['mfu'], targets.get('mfu'), '>=')}"
         )
     f = r["fixed_cost_s"]
-    pieces = ", ".join(f"{k} {v:.2f}" for k, v in f.items() if k not in ("dataset_first_load", "per_variant"))
-    lines.append(f"fixed cost per worker: dataset first load {f['dataset_first_load']:.2f} s")
+    once = ("dataset_first_load", "tracker_first_start")
+    pieces = ", ".join(f"{k} {v:.2f}" for k, v in f.items() if k not in (*once, "per_variant"))
+    lines.append(
+        f"fixed cost once per worker: dataset first load {f['dataset_first_load']:.2f} s, "
+        f"first W&B run (starts wandb's service) {f['tracker_first_start']:.2f} s"
+    )
     lines.append(
         f"fixed cost per variant: {f['per_variant']:.2f} s{_versus(f['per_variant'], r['fixed_cost_target_s'], '<=')}"
         f" ({pieces} s)"
