@@ -97,6 +97,8 @@ def _add_training_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--wandb-project", default=None, help="W&B project (default $WANDB_PROJECT or nin-ablate)")
     parser.add_argument("--wandb-entity", default=None, help="W&B entity (default $WANDB_ENTITY)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars (logs, CI)")
+    parser.add_argument("--cpu-threads", type=_positive_int, default=None,
+                        help="torch threads per CPU worker (default: all cores, split between CPU workers)")
 
 
 def _positive_int(text: str) -> int:
@@ -115,6 +117,7 @@ def _run_options(args: argparse.Namespace, **extra):
     return RunOptions(spec=args.spec, out=args.out, device=args.device, wandb=args.wandb,
                       wandb_project=args.wandb_project, wandb_entity=args.wandb_entity, data_dir=args.data_dir,
                       download=args.download, epochs=args.epochs, yes=args.yes, progress=not args.no_progress,
+                      cpu_threads=args.cpu_threads,
                       **extra)  # fmt: skip
 
 

@@ -24,6 +24,8 @@ def run_local(
     variants: Sequence[Variant], context: RunContext, devices: Sequence[torch.device], on_result: OnResult
 ) -> None:
     if len(devices) == 1:
+        if context.cpu_threads:
+            torch.set_num_threads(context.cpu_threads)
         cache = DataCache(context)
         for variant in variants:
             on_result(run_variant(variant, context, devices[0], cache))
@@ -55,7 +57,7 @@ def _run_processes(
     for variant in variants:
         tasks.put(variant.config())
     cpu_workers = sum(d.type == "cpu" for d in devices) or 1
-    threads = max(1, (os.cpu_count() or 1) // cpu_workers)
+    threads = context.cpu_threads or max(1, (os.cpu_count() or 1) // cpu_workers)
     workers = [
         spawn.Process(target=_worker_main, args=(i, str(d), context, tasks, results, threads), daemon=True)
         for i, d in enumerate(devices)
@@ -121,5 +123,5 @@ def run_ray(
 
 def _ray_task(config: dict[str, Any], context: RunContext, device: str) -> dict[str, Any]:
     # Ray sets CUDA_VISIBLE_DEVICES to the one GPU it granted, so "cuda" is that GPU.
-    torch.set_num_threads(1)
+    torch.set_num_threads(context.cpu_threads or 1)
     return run_variant(Variant.model_validate(config), context, torch.device(device), DataCache(context))

@@ -38,6 +38,7 @@ class RunOptions:
     yes: bool = False
     progress: bool = True
     report: bool = True
+    cpu_threads: int | None = None
     only: tuple[str, ...] = ()  # variant ids (or unique prefixes) to train; empty = the whole grid
 
 
@@ -111,6 +112,7 @@ def run_grid(options: RunOptions) -> int:
             wandb_project=options.wandb_project,
             wandb_entity=options.wandb_entity,
             progress=options.progress,
+            cpu_threads=options.cpu_threads,
         )
         results: list[dict[str, Any]] = []
         with tqdm(

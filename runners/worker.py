@@ -27,6 +27,7 @@ class RunContext:
     wandb_project: str | None = None
     wandb_entity: str | None = None
     progress: bool = True
+    cpu_threads: int | None = None  # torch threads per CPU worker; CPU results are bit-identical at equal counts
 
 
 class DataCache:
