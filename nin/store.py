@@ -120,7 +120,11 @@ def load_checkpoint(path: Path, variant_id: str) -> dict[str, Any]:
     try:
         state = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
     except Exception as exc:  # a pickle the safe loader refuses is as untrustworthy as a torn one
-        raise CorruptCheckpointError(f"{path}: cannot be loaded safely: {exc}") from None
+        # torch explains a refusal in a dozen lines (with terminal escapes); the log gets the one naming the object.
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [type(exc).__name__]
+        why = next((line for line in lines if line.startswith("WeightsUnpickler error: ")), lines[0])
+        why = why.removeprefix("WeightsUnpickler error: ").split(". ")[0]
+        raise CorruptCheckpointError(f"{path}: cannot be loaded safely (weights_only=True): {why}") from None
     if state.get("format") != CHECKPOINT_FORMAT:
         raise CorruptCheckpointError(f"{path}: unknown checkpoint format {state.get('format')!r}")
     if state.get("variant_id") != variant_id:

@@ -249,7 +249,7 @@ DOCUMENTS = mutated_grids() | edited_text() | st.text(max_size=80)
 _examples = {"bad": 0, "valid": 0}
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(text=DOCUMENTS)
 def test_any_rejected_grid_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys, text):
     case = Path(tempfile.mkdtemp(dir=tmp_path))
