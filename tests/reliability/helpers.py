@@ -11,7 +11,7 @@ SETTINGS = (
     "{arch: cifar, width: 0.125, dataset: synthetic, image_size: 16, train_size: 200, test_size: 50, "
     "batch_size: 50, epochs: 3, lr: 0.05, momentum: 0.9, precision: fp32}"
 )
-QUIET = ("--wandb", "disabled", "--no-progress")
+QUIET = ("--wandb", "disabled", "--no-progress", "--device", "cpu")  # CPU: where resumed metrics are exact
 TIMING_KEYS = frozenset({"epoch_seconds", "images_per_s", "train_seconds", "started", "finished", "mfu"})
 
 
