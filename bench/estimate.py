@@ -6,7 +6,7 @@ BENCH.json is the output of `nin-ablate bench --json`. Per variant v (docs/BENCH
 
     r_train(v) = r_train(bench) * F(bench) / F(v)        r_eval(v) = r_eval(bench) * F(bench) / F(v)
     T(v) = fixed + epochs * (n_train / r_train(v) + n_test / r_eval(v)) + evals_of_train * n_train / r_eval(v)
-    T(grid) = first_load + sum_v T(v) / devices
+    T(grid) = dataset_first_load + tracker_first_start + sum_v T(v) / devices
 
 Scaling by FLOPs assumes compute-bound steps: it is close for the d2l-sized nets on one device and optimistic for
 nets too small to fill it. Checkpoint writes (one per epoch) are left out.
@@ -59,7 +59,8 @@ def estimate_grid(spec: str | Path, bench: dict[str, Any], devices: int = 1) -> 
         )
         rows.append({"variant_id": v.id, "train_images_per_s": r_train, "seconds": seconds})
         total += seconds
-    wall = fixed["dataset_first_load"] + total / devices
+    once_per_worker = fixed["dataset_first_load"] + fixed.get("tracker_first_start", 0.0)
+    wall = once_per_worker + total / devices
     return {"grid": grid.name, "runs": len(rows), "devices": devices, "wall_seconds": wall, "runs_detail": rows}
 
 

@@ -61,7 +61,7 @@ def test_grid_estimate_follows_the_documented_formula(tmp_path):
         "flops_per_image": profile_variant(first).flops,  # the first variant trains at the measured rates
         "harness_images_per_s": 100.0,
         "eval_images_per_s": 400.0,
-        "fixed_cost_s": {"dataset_first_load": 3.0, "per_variant": 1.5},
+        "fixed_cost_s": {"dataset_first_load": 2.0, "tracker_first_start": 1.0, "per_variant": 1.5},
     }
     result = estimate_grid(spec, bench, devices=2)
     assert train_set_evals(4, 2) == 2 and train_set_evals(4, 0) == 1 and train_set_evals(3, 2) == 2
