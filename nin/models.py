@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-from timm.models import register_model
 from torch import nn
 
+from nin._timm import register_model
 from nin.arches import (
     ALEXNET_HIDDEN,
     ALEXNET_TRUNK,
@@ -28,11 +28,15 @@ from nin.arches import (
 from nin.errors import InputError
 
 
-def nin_block(in_channels: int, widths: Sequence[int], kernel: int, stride: int, padding: int) -> nn.Sequential:
+def nin_block(
+    in_channels: int, widths: Sequence[int], kernel: int, stride: int, padding: int, final_relu: bool = True
+) -> nn.Sequential:
     """conv k×k → ReLU, then one 1×1 conv → ReLU per remaining width. The one block builder for every variant."""
     layers: list[nn.Module] = [nn.Conv2d(in_channels, widths[0], kernel, stride, padding), nn.ReLU(inplace=True)]
     for prev, width in zip(widths[:-1], widths[1:]):
         layers += [nn.Conv2d(prev, width, kernel_size=1), nn.ReLU(inplace=True)]
+    if not final_relu:
+        layers.pop()
     return nn.Sequential(*layers)
 
 
@@ -111,8 +115,9 @@ def build_nin(
     num_classes: int = 10,
     image_size: int | None = None,
     init: str = "xavier",
+    gap_relu: bool = True,
 ) -> Net:
-    """The one entry that builds every NiN variant."""
+    """The one entry that builds every NiN variant. gap_relu=False drops the ReLU on the class maps before GAP."""
     if arch not in ARCHES:
         raise ValueError(f"arch must be one of {', '.join(ARCHES)}, got {arch!r}")
     if head not in HEADS:
@@ -147,7 +152,7 @@ def build_nin(
         hidden = [num_classes if w is None else scaled(w, width) for w in preset.gap_widths[:cccp]]
         widths = [*hidden, num_classes]
         head_module: nn.Module = nn.Sequential(
-            nin_block(channels, widths, gap.kernel, gap.stride, gap.padding),
+            nin_block(channels, widths, gap.kernel, gap.stride, gap.padding, final_relu=gap_relu),
             nn.AdaptiveAvgPool2d(1),
             nn.Flatten(),
         )

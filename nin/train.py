@@ -20,11 +20,10 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from timm.optim import create_optimizer_v2
-from timm.scheduler import create_scheduler_v2
 from tqdm.auto import tqdm
 
 from nin import store
+from nin._timm import create_optimizer_v2, create_scheduler_v2, timm
 from nin.device import device_name, model_flops_utilization, peak_flops, resolve_device, resolve_precision
 from nin.models import create_model
 from nin.profile import profile_variant
@@ -42,7 +41,6 @@ def now_iso() -> str:
 
 
 def versions() -> dict[str, str | None]:
-    import timm
     import torchvision
 
     return {

@@ -28,6 +28,7 @@ class Variant(BaseModel):
     head: Literal["gap", "fc", "alexnet"] | None = "gap"
     cccp: Literal[0, 1, 2] | None = 2
     dropout: bool = True
+    gap_relu: bool = True  # ReLU on the class maps before GAP (the seeds' NiN); only the gap head has it
     width: float = Field(1.0, gt=0, le=8)
     init: Literal["xavier", "kaiming", "default"] = "xavier"
 
@@ -69,6 +70,8 @@ class Variant(BaseModel):
             # The AlexNet reference has no NiN axes: a grid's shared head/cccp/arch settings do not apply to it.
             for key in NIN_ONLY_FIELDS:
                 data[key] = None
+        if data.get("head", "gap") != "gap":
+            data["gap_relu"] = True  # no GAP block to change: one config, one id
         info = DATASETS.get(data.get("dataset", "fashion-mnist"))
         if info is not None:
             data.setdefault("in_channels", info.channels)
@@ -109,6 +112,8 @@ class Variant(BaseModel):
             parts = ["alexnet", f"do{int(self.dropout)}"]
         else:
             parts = [str(self.arch), str(self.head), f"cccp{self.cccp}", f"do{int(self.dropout)}"]
+            if not self.gap_relu:
+                parts.insert(2, "linear")  # class maps without ReLU
         if self.width != 1.0:
             parts.append(f"w{self.width:g}")
         return "-".join(parts)
@@ -140,7 +145,7 @@ class Variant(BaseModel):
             init=self.init,
         )
         if self.model == "nin":
-            kwargs.update(head=self.head, cccp=self.cccp)
+            kwargs.update(head=self.head, cccp=self.cccp, gap_relu=self.gap_relu)
         return kwargs
 
     def architecture_key(self) -> tuple:

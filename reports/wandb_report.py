@@ -43,3 +43,21 @@ def log_report(
         run.finish()
     except Exception as error:
         tracking_off(f"W&B report logging off for {grid_name}", error, run, "the report on disk is complete")
+
+
+def write_and_log_report(grid_root: Path, wandb_mode: str, project: str | None = None, entity: str | None = None):
+    """Write OUT/<grid>/report/ and log it as the grid's W&B report run; returns reports.Report."""
+    from reports import write_report
+
+    report = write_report(grid_root)
+    log_report(
+        report.html.parent,
+        grid_root.name,
+        wandb_mode,
+        grid_root,
+        report.tables,
+        report.plots,
+        project=project,
+        entity=entity,
+    )
+    return report

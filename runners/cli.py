@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Sequence
 
@@ -62,14 +63,14 @@ def cmd_list(args: argparse.Namespace) -> int:
     columns = ("variant_id", "model", "arch", "head", "cccp", "dropout", "seed", "params", "macs")
     shown = [[_cell(col, row[col]) for col in columns] for row in rows]
     widths = [max(len(col), *(len(r[i]) for r in shown)) for i, col in enumerate(columns)]
-    header = ("variant_id", "model", "arch", "head", "cccp", "dropout", "seed", "params", "GMACs")
+    header = ("variant_id", "model", "arch", "head", "cccp", "dropout", "seed", "params", "MMACs")
     print("  ".join(h.ljust(w) for h, w in zip(header, widths)))
     for r in shown:
         print("  ".join(c.rjust(w) if i >= 7 else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))))
     uncounted = sorted({op for row in rows for op in row["uncounted_ops"]})
     print(
         f"{len(rows)} runs ({len({r['group_id'] for r in rows})} variants) in grid '{grid.name}'. "
-        f"GMACs: fvcore multiply-adds per image, forward; flops = 2 × macs."
+        f"MMACs: millions of fvcore multiply-adds per image, forward; flops = 2 × macs."
         + (f" Not counted by fvcore (no multiply-adds): {', '.join(uncounted)}." if uncounted else "")
     )
     return EXIT_OK
@@ -81,7 +82,7 @@ def _cell(column: str, value: object) -> str:
     if column == "params":
         return f"{value:,}"
     if column == "macs":
-        return f"{value / 1e9:.3f}"
+        return f"{value / 1e6:,.1f}"
     return str(value)
 
 
@@ -134,9 +135,13 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from reports import write_report
+    from pathlib import Path
 
-    print(write_report(args.grid_dir).html)
+    from nin.tracking import resolve_mode
+    from reports.wandb_report import write_and_log_report
+
+    mode = resolve_mode(args.wandb)
+    print(write_and_log_report(Path(args.grid_dir), mode, args.wandb_project, args.wandb_entity).html)
     return EXIT_OK
 
 
@@ -156,8 +161,14 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="nin-ablate", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="nin-ablate", description=__doc__.splitlines()[0], allow_abbrev=False)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sub_parser = sub.add_parser
+
+    def add_parser(name: str, **kwargs) -> argparse.ArgumentParser:
+        return sub_parser(name, allow_abbrev=False, **kwargs)  # --epoch must not silently mean --epochs
+
+    sub.add_parser = add_parser  # type: ignore[method-assign]
 
     p = sub.add_parser("list", help="every variant of a grid with its params and MACs; trains nothing")
     _add_grid_args(p)
@@ -181,6 +192,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("report", help="tables, plots and report.html from a results directory OUT/<grid name>")
     p.add_argument("grid_dir", help="the directory 'nin-ablate run' wrote, e.g. runs/quick")
+    p.add_argument("--wandb", choices=("offline", "online", "disabled"), default=None,
+                   help="log the report as a W&B run (default offline, or $WANDB_MODE)")
+    p.add_argument("--wandb-project", default=None, help="W&B project (default $WANDB_PROJECT or nin-ablate)")
+    p.add_argument("--wandb-entity", default=None, help="W&B entity (default $WANDB_ENTITY)")
     p.set_defaults(handler=cmd_report)
 
     p = sub.add_parser("bench", help="training throughput of the harness against a d2l-style reference loop")
@@ -213,6 +228,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("nin-ablate: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # output piped into head & co.: stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
 
 
 if __name__ == "__main__":

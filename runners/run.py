@@ -178,22 +178,10 @@ def _status(grid_dir: GridDir, variant_id: str) -> str:
 
 def _write_report(grid_dir: GridDir, wandb_mode: str, options: RunOptions) -> Path | None:
     """The report is a view of the results: if it cannot be written, the results still stand."""
-    from reports import write_report
-    from reports.wandb_report import log_report
-
     try:
-        report = write_report(grid_dir.root)
+        from reports.wandb_report import write_and_log_report
+
+        return write_and_log_report(grid_dir.root, wandb_mode, options.wandb_project, options.wandb_entity).html
     except Exception as exc:  # reported, never fatal for the training results
         print(f"nin-ablate: warning: the report could not be written: {exc}", file=sys.stderr)
         return None
-    log_report(
-        report.html.parent,
-        grid_dir.root.name,
-        wandb_mode,
-        grid_dir.root,
-        report.tables,
-        report.plots,
-        project=options.wandb_project,
-        entity=options.wandb_entity,
-    )
-    return report.html

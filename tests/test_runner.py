@@ -155,3 +155,15 @@ def test_ray_executor_produces_the_same_result_files_as_local(tmp_path):
         ]
         strip = [[without_timing(json.loads(line)) for line in m.splitlines()] for m in metrics]
         assert strip[0] == strip[1]
+
+
+def test_wandb_disabled_never_imports_wandb_nor_writes_its_files(tmp_path):
+    import subprocess
+    import sys
+
+    spec = write_grid(tmp_path / "g.yaml", "axes: {head: [fc]}\n")
+    argv = ["run", str(spec), "--out", str(tmp_path / "out"), "--wandb", "disabled", "--no-progress"]
+    code = f"import sys\nfrom runners.cli import main\nrc = main({argv!r})\nprint('wandb' in sys.modules, rc)\n"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
+    assert done.stdout.strip().splitlines()[-1] == "False 0", done.stderr
+    assert not list((tmp_path / "out").rglob("wandb"))
