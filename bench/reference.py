@@ -70,13 +70,18 @@ class ReferenceLoop:
         return iter(self.loader)
 
     def step(self, X: torch.Tensor, y: torch.Tensor) -> None:
-        self.optimizer.zero_grad()
-        X, y = X.to(self.device), y.to(self.device)
-        y_hat = self.net(X)
-        loss = self.loss(y_hat, y)
-        loss.backward()
-        self.optimizer.step()
-        with torch.no_grad():
-            self.metric[0] += float(loss * X.shape[0])
-            self.metric[1] += float((y_hat.argmax(axis=1).type(y.dtype) == y).sum())
-            self.metric[2] += X.shape[0]
+        # The harness turns cuDNN's autotuner on process-wide; d2l leaves it at torch's default (off).
+        autotune, torch.backends.cudnn.benchmark = torch.backends.cudnn.benchmark, False
+        try:
+            self.optimizer.zero_grad()
+            X, y = X.to(self.device), y.to(self.device)
+            y_hat = self.net(X)
+            loss = self.loss(y_hat, y)
+            loss.backward()
+            self.optimizer.step()
+            with torch.no_grad():
+                self.metric[0] += float(loss * X.shape[0])
+                self.metric[1] += float((y_hat.argmax(axis=1).type(y.dtype) == y).sum())
+                self.metric[2] += X.shape[0]
+        finally:
+            torch.backends.cudnn.benchmark = autotune
