@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-stamp
 # torch is pinned to the release served from local disk; installing it first keeps resolvers from pulling another.
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install test demo bench lint clean
+.PHONY: install test demo bench lint clean browser
 
 install: $(STAMP)
 
@@ -17,9 +17,20 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[test,ray]' $(TORCH_PINS)
 	touch $(STAMP)
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/ruff check nin runners reports tests bench
 	$(BIN)/python -m pytest -q
+
+# The report test screenshots report.html in a real browser: Debian's chromium, installed where we may (root + apt).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  { apt-get install -y -q chromium >/dev/null 2>&1 || \
+	    { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1; }; }; } || \
+	  echo "chromium could not be installed: the report screenshot test will skip (apt-get install chromium)"
+
+# The embedded quick grid on CPU (scikit-learn's digits: no download), then its report; resumes if interrupted.
+demo: $(STAMP)
+	$(BIN)/nin-ablate run ablations/quick.yaml --out runs --device cpu
 
 # Throughput of the harness against a d2l-style reference loop; pass flags with e.g. BENCH_ARGS="--device cpu --json".
 bench: $(STAMP)

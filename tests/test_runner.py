@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -11,23 +10,14 @@ import yaml
 
 from nin import store
 from tests.conftest import run_cli
+from tests.reliability import helpers as reliability_helpers
+from tests.reliability.helpers import results, without_timing
 
-SETTINGS = "{arch: cifar, width: 0.125, dataset: synthetic, epochs: 2, batch_size: 50, lr: 0.05, momentum: 0.9}"
 QUIET = ("--wandb", "disabled", "--no-progress")
-TIMING_KEYS = {"epoch_seconds", "images_per_s", "train_seconds", "started", "finished", "mfu"}
 
 
-def write_grid(path: Path, body: str, name: str = "t") -> Path:
-    path.write_text(f"name: {name}\nsettings: {SETTINGS}\n" + textwrap.dedent(body))
-    return path
-
-
-def results(grid_dir: Path) -> dict[str, dict]:
-    return {p.parent.name: json.loads(p.read_text()) for p in sorted(grid_dir.glob("runs/*/result.json"))}
-
-
-def without_timing(result: dict) -> dict:
-    return {k: v for k, v in result.items() if k not in TIMING_KEYS}
+def write_grid(path: Path, body: str) -> Path:
+    return reliability_helpers.write_grid(path, body, name="t")
 
 
 def test_run_writes_the_layout_then_a_rerun_trains_nothing(tmp_path):
