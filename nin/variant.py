@@ -28,7 +28,7 @@ class Variant(BaseModel):
     head: Literal["gap", "fc", "alexnet"] | None = "gap"
     cccp: Literal[0, 1, 2] | None = 2
     dropout: bool = True
-    gap_relu: bool = True  # ReLU on the class maps before GAP (the seeds' NiN); only the gap head has it
+    gap_relu: bool | None = True  # ReLU on the class maps before GAP (the seeds' NiN); null without a GAP head
     width: float = Field(1.0, gt=0, le=8)
     init: Literal["xavier", "kaiming", "default"] = "xavier"
 
@@ -71,7 +71,7 @@ class Variant(BaseModel):
             for key in NIN_ONLY_FIELDS:
                 data[key] = None
         if data.get("head", "gap") != "gap":
-            data["gap_relu"] = True  # no GAP block to change: one config, one id
+            data["gap_relu"] = None  # no GAP block: the setting does not apply (one config, one id)
         info = DATASETS.get(data.get("dataset", "fashion-mnist"))
         if info is not None:
             data.setdefault("in_channels", info.channels)
@@ -89,6 +89,8 @@ class Variant(BaseModel):
             for key in NIN_ONLY_FIELDS:
                 if getattr(self, key) is None:
                     raise ValueError(f"{key} is required for model nin")
+            if self.head == "gap" and self.gap_relu is None:
+                raise ValueError("gap_relu must be true or false for head gap")
         smallest = smallest_input_for(self.model, self.arch, self.head)
         if self.image_size < smallest:
             what = "the AlexNet reference" if self.model == "alexnet" else f"arch {self.arch} with head {self.head}"
@@ -112,7 +114,7 @@ class Variant(BaseModel):
             parts = ["alexnet", f"do{int(self.dropout)}"]
         else:
             parts = [str(self.arch), str(self.head), f"cccp{self.cccp}", f"do{int(self.dropout)}"]
-            if not self.gap_relu:
+            if self.gap_relu is False:
                 parts.insert(2, "linear")  # class maps without ReLU
         if self.width != 1.0:
             parts.append(f"w{self.width:g}")
@@ -145,7 +147,9 @@ class Variant(BaseModel):
             init=self.init,
         )
         if self.model == "nin":
-            kwargs.update(head=self.head, cccp=self.cccp, gap_relu=self.gap_relu)
+            kwargs.update(head=self.head, cccp=self.cccp)
+            if self.head == "gap":
+                kwargs["gap_relu"] = self.gap_relu
         return kwargs
 
     def architecture_key(self) -> tuple:

@@ -29,7 +29,8 @@ OUTCOME_COLUMNS = (
     "variant_id", "group_id", "status", "error", "params", "macs", "flops", "epochs_done",
     "train_acc", "test_acc", "train_loss", "test_loss", "gap_acc", "gap_loss", "running_train_acc",
     "running_train_loss", "best_test_acc", "train_seconds", "images_per_s", "mfu", "device", "versions",
-    "started", "finished",
+    "started", "finished", "traceback", "trainable_params", "trunk_params", "head_params", "n_train", "n_test",
+    "device_name", "precision",
 )  # fmt: skip
 NOT_CONFIG = (*OUTCOME_COLUMNS, "seed", "stalled", "label")
 METRIC_COLUMNS = ("test_acc", "gap_acc", "gap_loss")
@@ -170,7 +171,10 @@ def _runs_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
     return runs.sort_values(["label", "seed", "variant_id"], na_position="last").reset_index(drop=True)
 
 
-_TEXT_OUTCOMES = {"variant_id", "group_id", "status", "error", "device", "versions", "started", "finished"}
+_TEXT_OUTCOMES = {
+    "variant_id", "group_id", "status", "error", "device", "versions", "started", "finished", "traceback",
+    "device_name", "precision",
+}  # fmt: skip
 
 
 def config_columns(runs: pd.DataFrame) -> list[str]:

@@ -198,6 +198,8 @@ def effect_plot(effects: pd.DataFrame) -> Figure:
     for pair in pairs:
         row = pair["test_acc"]
         tick = f"{row.axis}: {level_text(row.axis, row.level_a)} vs {level_text(row.axis, row.level_b)}"
+        if row.subset:
+            tick += f" ({row.subset})"
         ticks.append(tick + (f" [{row.stalled} stalled pairs out]" if row.stalled else ""))
     for ax, metric in zip(axes, ("test_acc", "gap_acc")):
         for yi, pair in zip(y, pairs):

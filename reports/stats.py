@@ -72,8 +72,9 @@ def effects(results: Results) -> pd.DataFrame:
         levels = _levels(nin[axis], results.level_order(axis))
         for i, a in enumerate(levels):
             for b in levels[i + 1 :]:
-                rows.extend(_pair_rows(nin, axis, a, b, [c for c in axes if c != axis]))
-    columns = ["axis", "level_a", "level_b", "metric", "mean_diff", "std_diff", "n_pairs", "ci_low", "ci_high"]
+                rows.extend(_compare(nin, axis, a, b, [c for c in axes if c != axis]))
+    columns = ["axis", "level_a", "level_b", "subset", "metric", "mean_diff", "std_diff", "n_pairs", "ci_low"]
+    columns += ["ci_high"]
     columns += ["ci_excludes_zero", "unpaired", "stalled", "confounded_with", "method"]
     return pd.DataFrame(rows, columns=columns)
 
@@ -103,7 +104,27 @@ def _plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
-def _pair_rows(nin: pd.DataFrame, axis: str, a: Any, b: Any, others: list[str]) -> list[dict[str, Any]]:
+def _compare(nin: pd.DataFrame, axis: str, a: Any, b: Any, others: list[str]) -> list[dict[str, Any]]:
+    """Pairs for one axis contrast. A setting that does not apply on one side (null throughout it, e.g. gap_relu
+    for the fc head) cannot be matched on: each of its levels on the other side is compared separately."""
+    side_a, side_b = nin[nin[axis] == a], nin[nin[axis] == b]
+    not_applicable = [c for c in others if side_a[c].isna().all() != side_b[c].isna().all()]
+    if not not_applicable:
+        return _pair_rows(nin, axis, a, b, others)
+    rest = [c for c in others if c not in not_applicable]
+    rows = []
+    for column in not_applicable:
+        applies = side_b if side_a[column].isna().all() else side_a
+        other = side_a if applies is side_b else side_b
+        for level in _levels(applies[column], None):
+            subset = pd.concat([other, applies[applies[column] == level]])
+            rows.extend(_pair_rows(subset, axis, a, b, rest, subset=f"{column}={level_text(column, level)}"))
+    return rows
+
+
+def _pair_rows(
+    nin: pd.DataFrame, axis: str, a: Any, b: Any, others: list[str], subset: str = ""
+) -> list[dict[str, Any]]:
     side_a, side_b = nin[nin[axis] == a], nin[nin[axis] == b]
     # A setting with one value on each side that differs between them moves with the axis (image_size with
     # arch): it cannot be matched on, so the effect is stated as confounded with it.
@@ -126,6 +147,7 @@ def _pair_rows(nin: pd.DataFrame, axis: str, a: Any, b: Any, others: list[str]) 
                 "axis": axis,
                 "level_a": a,
                 "level_b": b,
+                "subset": subset,
                 "metric": metric,
                 "mean_diff": interval["mean"],
                 "std_diff": interval["std"],
@@ -169,7 +191,7 @@ def pairs(table: pd.DataFrame) -> list[dict[str, Any]]:
 
     Grouped by repr: pandas would merge the level True of one axis with the level 1 of another (True == 1).
     """
-    keys = table["axis"] + "|" + table["level_a"].map(repr) + "|" + table["level_b"].map(repr)
+    keys = table["axis"] + "|" + table["level_a"].map(repr) + "|" + table["level_b"].map(repr) + "|" + table["subset"]
     return [{row.metric: row for row in group.itertuples()} for _, group in table.groupby(keys, sort=False)]
 
 
@@ -178,7 +200,8 @@ def sentences(table: pd.DataFrame) -> list[str]:
     out = []
     for by_metric in pairs(table):
         row = by_metric["test_acc"]
-        head = f"{row.axis} {level_text(row.axis, row.level_a)} vs {level_text(row.axis, row.level_b)}: "
+        head = f"{row.axis} {level_text(row.axis, row.level_a)} vs {level_text(row.axis, row.level_b)}"
+        head += f" (where {row.subset}): " if row.subset else ": "
         parts = [_clause("test accuracy", row), _clause("overfitting gap", by_metric["gap_acc"])]
         tail = []
         if row.unpaired:

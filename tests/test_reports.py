@@ -252,3 +252,24 @@ def test_page_renders_in_headless_chromium(report, tmp_path: Path) -> None:
     assert (width, height) == (1280, 4000)
     # A blank or broken page compresses to a few kB; text, tables and five plots do not.
     assert len(data) > 150_000
+
+
+def test_a_setting_that_does_not_apply_on_one_side_splits_the_comparison(tmp_path: Path) -> None:
+    # gap_relu exists only for the GAP head (null for fc): gap vs fc is compared once per gap_relu level.
+    runs = []
+    for seed, (linear, relu, fc) in enumerate([(0.95, 0.10, 0.97), (0.96, 0.50, 0.98), (0.94, 0.40, 0.99)]):
+        for acc, gap_relu, head in ((linear, False, "gap"), (relu, True, "gap"), (fc, None, "fc")):
+            res = result(acc, acc + 0.01, seed=seed, head=head, gap_relu=gap_relu)
+            res["variant_id"] = f"{head}-{gap_relu}-s{seed}"
+            runs.append(res)
+    grid = write_grid(tmp_path, "na", runs, axes={"head": ["gap", "fc"]})
+    effects = pd.read_csv(write_report(grid).tables["effects"])
+    head = effects[(effects["axis"] == "head") & (effects["metric"] == "test_acc")]
+    by_subset = {row.subset: row for row in head.itertuples()}
+    assert set(by_subset) == {"gap_relu=on", "gap_relu=off"}
+    off = by_subset["gap_relu=off"]
+    assert off.n_pairs == 3 and off.mean_diff == pytest.approx(np.mean([0.95 - 0.97, 0.96 - 0.98, 0.94 - 0.99]))
+    on = by_subset["gap_relu=on"]
+    assert on.stalled == 1 and on.n_pairs == 2  # seed 0's ReLU head never left chance
+    relu_axis = effects[(effects["axis"] == "gap_relu") & (effects["metric"] == "test_acc")].iloc[0]
+    assert relu_axis["n_pairs"] == 2 and pd.isna(relu_axis["subset"])
