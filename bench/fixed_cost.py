@@ -17,10 +17,12 @@ from typing import Any, TypeVar
 import torch
 
 from nin import store
-from nin.data import DataTensors, DeviceData, clear_cache, load_dataset
+from nin.data import DataTensors, clear_cache, load_dataset
+from nin.pipeline import DeviceData
 from nin.profile import profile_variant
+from nin.results import build_result, now_iso
 from nin.tracking import make_tracker
-from nin.train import Trainer, build_result, now_iso
+from nin.train import Trainer
 from nin.variant import Variant
 
 T = TypeVar("T")

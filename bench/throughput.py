@@ -29,9 +29,9 @@ import torch
 from bench.fixed_cost import PER_VARIANT_TARGET_S, measure_fixed_costs
 from bench.reference import ReferenceLoop, d2l_loader, default_workers
 from bench.synthetic import write_fashion_like
-from nin.data import DeviceData
 from nin.device import device_name, model_flops_utilization, peak_flops, resolve_device
 from nin.errors import InputError
+from nin.pipeline import DeviceData
 from nin.profile import profile_variant
 from nin.train import Trainer
 from nin.variant import Variant

@@ -9,12 +9,9 @@ resumed from its last checkpoint finishes with exactly the metrics of an uninter
 from __future__ import annotations
 
 import math
-import platform
 import time
-import traceback
 from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +20,11 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from nin import store
-from nin._timm import create_optimizer_v2, create_scheduler_v2, timm
-from nin.device import device_name, model_flops_utilization, peak_flops, resolve_device, resolve_precision
+from nin._timm import create_optimizer_v2, create_scheduler_v2
+from nin.device import resolve_device, resolve_precision
 from nin.models import create_model
 from nin.profile import profile_variant
+from nin.results import build_result, now_iso
 from nin.variant import Variant
 
 DIVERGENCE_CHECK_EVERY = 32  # steps between the (only) host syncs of an epoch
@@ -34,22 +32,6 @@ DIVERGENCE_CHECK_EVERY = 32  # steps between the (only) host syncs of an epoch
 
 def epoch_seed(seed: int, epoch: int) -> int:
     return (seed * 1_000_003 + epoch * 7_919) % (2**31 - 1)
-
-
-def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def versions() -> dict[str, str | None]:
-    import torchvision
-
-    return {
-        "torch": torch.__version__,
-        "cuda": torch.version.cuda,
-        "torchvision": torchvision.__version__,
-        "timm": timm.__version__,
-        "python": platform.python_version(),
-    }
 
 
 class Diverged(Exception):
@@ -190,10 +172,6 @@ class Trainer:
         torch.set_rng_state(state["rng"])
 
 
-def _finite(value: float | None) -> float | None:
-    return value if value is not None and math.isfinite(value) else None
-
-
 def train(
     variant: Variant,
     run_dir: Path,
@@ -213,7 +191,8 @@ def train(
     dataset is loaded here. A non-finite loss ends the run with status 'diverged'. Other exceptions propagate: the
     caller (runners) records them as status 'failed'.
     """
-    from nin.data import DeviceData, load_dataset
+    from nin.data import load_dataset
+    from nin.pipeline import DeviceData
 
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -339,85 +318,3 @@ def train(
     if tracker is not None:
         tracker.finish(result)
     return result
-
-
-def build_result(
-    variant: Variant,
-    profile: dict[str, Any],
-    history: list[dict[str, Any]],
-    status: str,
-    error: str | None,
-    train_seconds: float,
-    best_test_acc: float | None,
-    device: torch.device | None,
-    precision: str | None,
-    started: str,
-    n_train: int | None = None,
-    n_test: int | None = None,
-    error_traceback: str | None = None,
-) -> dict[str, Any]:
-    """The result.json of a run, whatever its status (ok, diverged, failed)."""
-    last = history[-1] if history else {}
-    evaluated = [row for row in history if "eval_train_acc" in row]
-    final_eval = evaluated[-1] if evaluated else {}
-    rates = [row["images_per_s"] for row in history if row.get("images_per_s")]
-    images_per_s = sum(rates) / len(rates) if rates else None
-    peak = peak_flops(device, precision) if device is not None and precision else None
-    return {
-        "variant_id": variant.id,
-        "group_id": variant.group_id,
-        "status": status,
-        "error": error,
-        "traceback": error_traceback,
-        **variant.config(),
-        "params": profile["params"],
-        "trainable_params": profile["trainable_params"],
-        "trunk_params": profile["trunk_params"],
-        "head_params": profile["head_params"],
-        "macs": profile["macs"],
-        "flops": profile["flops"],
-        "epochs_done": len(history),
-        "train_acc": _finite(final_eval.get("eval_train_acc")),
-        "test_acc": _finite(last.get("test_acc")),
-        "train_loss": _finite(final_eval.get("eval_train_loss")),
-        "test_loss": _finite(last.get("test_loss")),
-        "gap_acc": _finite(final_eval.get("gap_acc")),
-        "gap_loss": _finite(final_eval.get("gap_loss")),
-        "running_train_acc": _finite(last.get("train_acc")),
-        "running_train_loss": _finite(last.get("train_loss")),
-        "best_test_acc": best_test_acc,
-        "n_train": n_train,
-        "n_test": n_test,
-        "train_seconds": train_seconds,
-        "images_per_s": images_per_s,
-        "mfu": model_flops_utilization(profile["flops"], images_per_s or 0.0, peak),
-        "device": str(device) if device is not None else None,
-        "device_name": device_name(device) if device is not None else None,
-        "precision": precision,
-        "versions": versions(),
-        "started": started,
-        "finished": now_iso(),
-    }
-
-
-def failed_result(
-    variant: Variant, exc: BaseException, started: str, device: torch.device | None, run_dir: Path | None = None
-) -> dict[str, Any]:
-    """result.json of a run that raised: the error, its traceback, and the epochs it had finished."""
-    try:
-        profile = profile_variant(variant).as_dict()
-    except Exception:  # the model itself may be what failed
-        profile = dict.fromkeys(("params", "trainable_params", "trunk_params", "head_params", "macs", "flops"))
-    history: list[dict[str, Any]] = []
-    metrics_path = run_dir / store.METRICS_FILE if run_dir is not None else None
-    if metrics_path is not None and metrics_path.is_file():
-        import json
-
-        history = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()]
-    message = f"{type(exc).__name__}: {exc}"
-    trace = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    seconds = sum(row.get("epoch_seconds") or 0.0 for row in history)
-    best = max((row["test_acc"] for row in history), default=None)
-    return build_result(
-        variant, profile, history, "failed", message, seconds, best, device, None, started, error_traceback=trace
-    )

@@ -10,7 +10,8 @@ import torch
 from tqdm.auto import tqdm
 
 from nin import store
-from nin.train import failed_result, now_iso, train
+from nin.results import failed_result, now_iso
+from nin.train import train
 from nin.variant import Variant
 from runners.layout import GridDir
 

@@ -17,8 +17,9 @@ import torchvision.datasets.mnist as tv_mnist
 from torchvision.transforms.v2 import functional as TF
 
 from nin.catalog import DATASETS
-from nin.data import DataTensors, DeviceData, check_dataset, clear_cache, load_dataset, stratified_subset
+from nin.data import DataTensors, check_dataset, clear_cache, load_dataset
 from nin.errors import InputError
+from nin.pipeline import DeviceData, stratified_subset
 
 FIX_WORDS = ("--data-dir", "--download")
 

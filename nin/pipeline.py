@@ -1,0 +1,118 @@
+"""The device batch pipeline: a dataset's uint8 tensors kept on the device, batched by tensor ops.
+
+Resize, normalization and augmentation run on whole batches on the device (no per-image Python); shuffling and
+augmentation draws are seeded from (seed, epoch) only, so a resumed run sees exactly the batches it would have seen.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from nin.data import DataTensors
+from nin.errors import InputError
+
+
+def stratified_subset(y: torch.Tensor, size: int, classes: int) -> torch.Tensor:
+    """Indices of the first images of each class, class shares as in y (largest remainder), in their original order."""
+    counts = torch.bincount(y, minlength=classes).double()
+    exact = counts * size / len(y)
+    quota = exact.floor().long()
+    by_remainder = sorted(range(classes), key=lambda c: (-float(exact[c] - quota[c]), c))
+    for c in by_remainder[: size - int(quota.sum())]:
+        quota[c] += 1
+    picks = [torch.nonzero(y == c).flatten()[: int(quota[c])] for c in range(classes)]
+    return torch.cat(picks).sort().values
+
+
+def _seed_for(seed: int, epoch: int) -> int:
+    return int(np.random.SeedSequence([seed, epoch]).generate_state(1, dtype=np.uint64)[0])
+
+
+class DeviceData:
+    """A dataset's uint8 tensors on one device and the batched ops that turn them into model inputs."""
+
+    def __init__(
+        self,
+        data: DataTensors,
+        device: torch.device | str,
+        image_size: int,
+        augment: bool = False,
+        channels_last: bool = False,
+        train_size: int | None = None,
+        test_size: int | None = None,
+    ) -> None:
+        self.name, self.classes, self.device = data.name, data.classes, torch.device(device)
+        self.image_size, self.augment, self.channels_last = image_size, augment, channels_last
+        self.native_size = data.train_x.shape[-1]
+        self.pad = max(1, round(image_size / 8))  # random-crop padding: 4 px at 32 px, scaled with the size
+        self._x, self._y = {}, {}
+        for split, x, y, size in (
+            ("train", data.train_x, data.train_y, train_size),
+            ("test", data.test_x, data.test_y, test_size),
+        ):
+            if size is not None and size > len(y):
+                raise InputError(
+                    f"{split}_size={size} but {data.name} has {len(y)} {split} images; lower it or leave it unset"
+                )
+            if size is not None and size < len(y):
+                keep = stratified_subset(y, size, data.classes)
+                x, y = x[keep], y[keep]
+            self._x[split], self._y[split] = x.to(self.device), y.to(self.device)
+        self.n_train, self.n_test = len(self._y["train"]), len(self._y["test"])
+        mean = torch.tensor(data.mean, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
+        std = torch.tensor(data.std, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
+        # (x / 255 - mean) / std as one multiply-add on the 0..255 floats.
+        self._scale, self._shift = 1 / (255 * std), -mean / std
+
+    def batches_per_epoch(self, batch_size: int) -> int:
+        return math.ceil(self.n_train / batch_size)
+
+    def train_batches(self, batch_size: int, seed: int, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Shuffled (and augmented) batches; the draws depend on (seed, epoch) only, so a resumed run repeats them."""
+        g = torch.Generator().manual_seed(_seed_for(seed, epoch))
+        n = self.n_train
+        order = torch.randperm(n, generator=g).to(self.device)
+        if self.augment:  # one crop offset and flip per batch slot, drawn on the CPU: identical on every device
+            shifts = torch.randint(0, 2 * self.pad + 1, (n, 2), generator=g).to(self.device)
+            flips = (torch.rand(n, generator=g) < 0.5).to(self.device)
+        for start in range(0, n, batch_size):
+            idx = order[start : start + batch_size]
+            x = self._resized(self._x["train"][idx])
+            if self.augment:
+                x = self._crop_flip(x, shifts[start : start + batch_size], flips[start : start + batch_size])
+            yield self._normalized(x), self._y["train"][idx]
+
+    def eval_batches(self, split: str, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Batches of the "train" or "test" split in order, never augmented."""
+        if split not in self._x:
+            raise ValueError(f"split must be 'train' or 'test', not {split!r}")
+        x, y = self._x[split], self._y[split]
+        for start in range(0, len(y), batch_size):
+            yield self._normalized(self._resized(x[start : start + batch_size])), y[start : start + batch_size]
+
+    def _resized(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.float()
+        if self.image_size == self.native_size:
+            return x
+        # Bilinear as torchvision's Resize; antialias only matters (and is only paid for) when shrinking.
+        down = self.image_size < self.native_size
+        return F.interpolate(x, size=self.image_size, mode="bilinear", align_corners=False, antialias=down)
+
+    def _crop_flip(self, x: torch.Tensor, shifts: torch.Tensor, flips: torch.Tensor) -> torch.Tensor:
+        """Random crop of the zero-padded (black) image and horizontal flip, as two gathers and a select."""
+        b, c, h, w = x.shape
+        p = self.pad
+        padded = F.pad(x, (p, p, p, p))
+        rows = (shifts[:, :1] + torch.arange(h, device=x.device)).view(b, 1, h, 1).expand(b, c, h, w + 2 * p)
+        cols = (shifts[:, 1:] + torch.arange(w, device=x.device)).view(b, 1, 1, w).expand(b, c, h, w)
+        x = padded.gather(2, rows).gather(3, cols)
+        return torch.where(flips.view(b, 1, 1, 1), x.flip(3), x)
+
+    def _normalized(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.addcmul(self._shift, x, self._scale)
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
