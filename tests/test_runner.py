@@ -157,3 +157,33 @@ def test_wandb_disabled_never_imports_wandb_nor_writes_its_files(tmp_path):
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=600)
     assert done.stdout.strip().splitlines()[-1] == "False 0", done.stderr
     assert not list((tmp_path / "out").rglob("wandb"))
+
+
+def test_ctrl_c_loses_only_the_epoch_in_flight(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    spec = reliability_helpers.write_grid(
+        tmp_path / "g.yaml", "axes: {head: [gap, fc]}\n", name="t",
+        settings=reliability_helpers.SETTINGS.replace("epochs: 3", "epochs: 6"),
+    )  # fmt: skip
+    argv = [sys.executable, "-m", "runners", "run", str(spec), "--out", str(tmp_path / "out"), *QUIET]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    runner = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    first_metrics = tmp_path / "out" / "t" / "runs"
+    deadline = time.monotonic() + 300
+    while not list(first_metrics.glob("*/metrics.jsonl")) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    runner.send_signal(signal.SIGINT)  # what Ctrl-C sends
+    _, stderr = runner.communicate(timeout=120)
+    assert runner.returncode == 130, stderr
+    assert "Run the same command to resume" in stderr and "Traceback" not in stderr
+    [checkpointed] = [p.parent for p in first_metrics.glob("*/checkpoint.pt")]
+    assert not (checkpointed / "result.json").exists()
+    rerun = run_cli("run", str(spec), "--out", str(tmp_path / "out"), *QUIET)
+    assert rerun.returncode == 0, rerun.stderr  # the lock did not outlive the interrupted runner
+    assert "resuming after epoch" in rerun.stdout + rerun.stderr
+    assert all(r["status"] == "ok" and r["epochs_done"] == 6 for r in results(tmp_path / "out" / "t").values())

@@ -128,7 +128,7 @@ def test_the_lock_does_not_outlive_a_killed_runner(tmp_path):
 def test_device_cuda_without_a_gpu_says_what_to_do(tmp_path, capsys):
     spec = write_grid(tmp_path / "grid.yaml")
     out = tmp_path / "out"
-    assert main(["run", str(spec), "--out", str(out), "--device", "cuda", *QUIET]) == 2
+    assert main(["run", str(spec), "--out", str(out), *QUIET, "--device", "cuda"]) == 2  # the last --device wins
     assert_one_clear_line(capsys.readouterr().err, "--device cuda", "no", "--device cpu")
     assert_nothing_written(out)
 
