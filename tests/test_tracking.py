@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import struct
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from nin.tracking import NullTracker, WandbTracker, make_tracker, resolve_mode
 from nin.variant import Variant
 from reports.wandb_report import log_report
 from tests.conftest import REPO
+from tests.wandb_records import offline_runs
 
 VARIANT = Variant(dataset="synthetic", arch="cifar", width=0.125)
 PROFILE = {"params": 12_345, "trainable_params": 12_345, "macs": 678_900, "flops": 1_357_800, "input_shape": (1, 32)}
@@ -40,78 +40,6 @@ def result(status: str = "ok", **overrides) -> dict:
         test_loss=1.1, gap_acc=0.1, gap_loss=0.1, best_test_acc=0.5, train_seconds=3.0, images_per_s=640.0, mfu=None,
         device="cpu", versions={"torch": "2.14.1", "cuda": None},
     ) | overrides  # fmt: skip
-
-
-# ---- reading wandb's run file: a LevelDB-style log of protobuf Records after a 7-byte ":W&B" header ----------------
-BLOCK, HEADER = 32768, 7
-FULL, LAST = 1, 4
-
-
-def read_records(path: Path) -> list:
-    from wandb.proto import wandb_internal_pb2 as pb
-
-    data = path.read_bytes()
-    if len(data) < HEADER:  # not written yet
-        return []
-    assert data[:4] == b":W&B"
-    records, pending, pos = [], b"", HEADER
-    while pos + HEADER <= len(data):
-        if BLOCK - pos % BLOCK < HEADER:  # a block's tail too short for a chunk header is padding
-            pos += BLOCK - pos % BLOCK
-            continue
-        _crc, length, kind = struct.unpack("<IHB", data[pos : pos + HEADER])
-        if pos + HEADER + length > len(data):  # still being written
-            break
-        pending += data[pos + HEADER : pos + HEADER + length]
-        pos += HEADER + length
-        if kind in (FULL, LAST):
-            record = pb.Record()
-            record.ParseFromString(pending)
-            records.append(record)
-            pending = b""
-    return records
-
-
-class OfflineRun:
-    """What one offline run directory says: run fields, config, history rows, summary, exit code."""
-
-    def __init__(self, run_dir: Path) -> None:
-        self.dir = run_dir
-        wandb_files = list(run_dir.glob("run-*.wandb"))
-        self.run, self.config, self.history, self.summary, self.exit_code = None, {}, [], {}, None
-        for record in read_records(wandb_files[0]) if wandb_files else []:
-            kind = record.WhichOneof("record_type")
-            if kind == "run":
-                self.run = record.run  # the last run record carries the tags set at finish
-                self.config.update({u.key: json.loads(u.value_json) for u in record.run.config.update})
-            elif kind == "history":
-                row: dict = {}
-                for item in record.history.item:
-                    _put(row, item)
-                self.history.append(row)
-            elif kind == "summary":
-                for item in record.summary.update:
-                    _put(self.summary, item)
-            elif kind == "exit":
-                self.exit_code = record.exit.exit_code
-
-
-def _put(target: dict, item) -> None:
-    # A media value (table, image) arrives as one item per field: nested_key ["tables/results", "path"].
-    *parents, leaf = [item.key] if item.key else list(item.nested_key)
-    for parent in parents:
-        target = target.setdefault(parent, {})
-    target[leaf] = json.loads(item.value_json)
-
-
-def offline_runs(wandb_dir: Path, timeout: float = 20) -> list[OfflineRun]:
-    """Every finished offline run. wandb's service writes the run file after run.finish() returns, so wait for it."""
-    deadline = time.monotonic() + timeout
-    while True:
-        runs = [OfflineRun(d) for d in sorted((wandb_dir / "wandb").glob("offline-run-*"))]
-        if all(run.exit_code is not None for run in runs) or time.monotonic() > deadline:
-            return runs
-        time.sleep(0.1)
 
 
 # ---- per-variant runs ------------------------------------------------------------------------------------------------
