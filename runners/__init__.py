@@ -1,0 +1,4 @@
+"""Grids: spec parsing and validation, executors, the results layout, resume, and the `nin-ablate` CLI."""
+
+# Exit codes of every nin-ablate command: diverged runs are results (0); failed runs 1; bad input 2; Ctrl-C 130.
+EXIT_OK, EXIT_FAILED_RUNS, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130

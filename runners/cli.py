@@ -12,8 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from nin.errors import InputError
-
-EXIT_OK, EXIT_FAILED_RUNS, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+from runners import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK
 
 
 class _Parser(argparse.ArgumentParser):

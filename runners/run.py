@@ -14,12 +14,11 @@ from tqdm.auto import tqdm
 from nin import store
 from nin.errors import InputError
 from nin.tracking import resolve_mode
+from runners import EXIT_FAILED_RUNS, EXIT_OK
 from runners.executor import run_local, run_ray
 from runners.layout import GridDir, GridLock
 from runners.spec import DEFAULT_MAX_RUNS, load_grid
 from runners.worker import RunContext
-
-EXIT_OK, EXIT_FAILED_RUNS, EXIT_BAD_INPUT = 0, 1, 2
 
 
 @dataclass(frozen=True)
