@@ -10,12 +10,13 @@ import multiprocessing as mp
 import os
 import queue
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import torch
 
 from nin.variant import Variant
-from runners.worker import DataCache, RunContext, run_variant
+from runners.worker import RunContext, run_variant
 
 OnResult = Callable[[dict[str, Any]], None]
 
@@ -26,24 +27,22 @@ def run_local(
     if len(devices) == 1:
         if context.cpu_threads:
             torch.set_num_threads(context.cpu_threads)
-        cache = DataCache(context)
         for variant in variants:
-            on_result(run_variant(variant, context, devices[0], cache))
+            on_result(run_variant(variant, context, devices[0]))
         return
     _run_processes(variants, context, devices, on_result)
 
 
-def _worker_main(index: int, device: str, context: RunContext, tasks, results, threads: int) -> None:
+def _worker_main(device: str, context: RunContext, tasks, results, threads: int) -> None:
     torch.set_num_threads(threads)
-    cache = DataCache(context)
-    quiet = RunContext(**{**context.__dict__, "progress": False})  # one grid bar; per-epoch bars would interleave
+    quiet = replace(context, progress=False)  # one grid bar; per-epoch bars from several workers would interleave
     while True:
         try:
             config = tasks.get_nowait()
         except queue.Empty:
             return
         try:
-            result = run_variant(Variant.model_validate(config), quiet, torch.device(device), cache)
+            result = run_variant(Variant.model_validate(config), quiet, torch.device(device))
         except KeyboardInterrupt:
             return
         results.put(result)
@@ -59,8 +58,8 @@ def _run_processes(
     cpu_workers = sum(d.type == "cpu" for d in devices) or 1
     threads = context.cpu_threads or max(1, (os.cpu_count() or 1) // cpu_workers)
     workers = [
-        spawn.Process(target=_worker_main, args=(i, str(d), context, tasks, results, threads), daemon=True)
-        for i, d in enumerate(devices)
+        spawn.Process(target=_worker_main, args=(str(d), context, tasks, results, threads), daemon=True)
+        for d in devices
     ]
     for worker in workers:
         worker.start()
@@ -111,7 +110,7 @@ def run_ray(
     try:
         resources = {"num_gpus": 1, "num_cpus": 1} if use_gpus else {"num_cpus": 1}
         task = ray.remote(max_retries=max_retries, **resources)(_ray_task)
-        quiet = RunContext(**{**context.__dict__, "progress": False})
+        quiet = replace(context, progress=False)
         pending = [task.remote(v.config(), quiet, "cuda" if use_gpus else "cpu") for v in variants]
         while pending:
             done, pending = ray.wait(pending, num_returns=1)
@@ -124,4 +123,4 @@ def run_ray(
 def _ray_task(config: dict[str, Any], context: RunContext, device: str) -> dict[str, Any]:
     # Ray sets CUDA_VISIBLE_DEVICES to the one GPU it granted, so "cuda" is that GPU.
     torch.set_num_threads(context.cpu_threads or 1)
-    return run_variant(Variant.model_validate(config), context, torch.device(device), DataCache(context))
+    return run_variant(Variant.model_validate(config), context, torch.device(device))

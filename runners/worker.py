@@ -31,29 +31,17 @@ class RunContext:
     cpu_threads: int | None = None  # torch threads per CPU worker; CPU results are bit-identical at equal counts
 
 
-class DataCache:
-    """A worker loads each dataset once and keeps it for every variant it trains."""
-
-    def __init__(self, context: RunContext):
-        self.context = context
-        self._loaded: dict[str, Any] = {}
-
-    def get(self, dataset: str):
-        if dataset not in self._loaded:
-            from nin.data import load_dataset
-
-            self._loaded[dataset] = load_dataset(dataset, self.context.data_dir, download=self.context.download)
-        return self._loaded[dataset]
-
-
 def run_variant(
-    variant: Variant, context: RunContext, device: torch.device, data: DataCache, progress_position: int = 1
+    variant: Variant, context: RunContext, device: torch.device, progress_position: int = 1
 ) -> dict[str, Any]:
-    """Train one variant into the grid's layout; returns its result. Only KeyboardInterrupt escapes."""
+    """Train one variant into the grid's layout; returns its result. Only KeyboardInterrupt escapes.
+
+    The dataset comes from nin.data's per-process cache: a worker decodes each dataset once for all its variants."""
     grid = GridDir(Path(context.grid_dir))
     result_path = grid.result_path(variant.id)
     if result_path.is_file():
         return store.read_json(result_path)
+    from nin.data import load_dataset
     from nin.tracking import make_tracker
 
     tracker = make_tracker(
@@ -65,7 +53,7 @@ def run_variant(
             variant,
             grid.run_dir(variant.id),
             device=device,
-            data=data.get(variant.dataset),
+            data=load_dataset(variant.dataset, context.data_dir, download=context.download),
             tracker=tracker,
             progress=context.progress,
             progress_position=progress_position,
