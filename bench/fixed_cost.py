@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 import torch
 
-from nin import store
+from nin import layout, store
 from nin.data import DataTensors, clear_cache, load_dataset
 from nin.pipeline import DeviceData
 from nin.profile import profile_variant
@@ -70,7 +70,7 @@ def measure_fixed_costs(
         next_variant = variant.model_copy(update={"seed": variant.seed + 1})
         tracker, costs["tracker_start"] = _timed(device, lambda: _started(wandb_mode, Path(tmp), next_variant, profile))
         _, costs["tracker_finish"] = _timed(device, lambda: tracker.finish(result))
-        _, costs["result_write"] = _timed(device, lambda: store.write_json(Path(tmp) / store.RESULT_FILE, result))
+        _, costs["result_write"] = _timed(device, lambda: store.write_json(Path(tmp) / layout.RESULT_FILE, result))
     costs["per_variant"] = sum(v for k, v in costs.items() if k not in ONCE_PER_WORKER)
     del trainer, device_data
     return costs, data

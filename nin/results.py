@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import platform
 import traceback
@@ -12,9 +11,9 @@ from typing import Any
 
 import torch
 
-from nin import store
 from nin._timm import timm
 from nin.device import device_name, model_flops_utilization, peak_flops
+from nin.layout import METRICS_FILE, read_metrics
 from nin.profile import profile_variant
 from nin.variant import Variant
 
@@ -107,9 +106,9 @@ def failed_result(
     except Exception:  # the model itself may be what failed
         profile = dict.fromkeys(("params", "trainable_params", "trunk_params", "head_params", "macs", "flops"))
     history: list[dict[str, Any]] = []
-    metrics_path = run_dir / store.METRICS_FILE if run_dir is not None else None
+    metrics_path = run_dir / METRICS_FILE if run_dir is not None else None
     if metrics_path is not None and metrics_path.is_file():
-        history = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()]
+        history = read_metrics(metrics_path, on_bad_line=lambda number, text: None)
     message = f"{type(exc).__name__}: {exc}"
     trace = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     seconds = sum(row.get("epoch_seconds") or 0.0 for row in history)

@@ -19,9 +19,8 @@ from typing import Any
 
 import torch
 
-RESULT_FILE = "result.json"
-METRICS_FILE = "metrics.jsonl"
-CHECKPOINT_FILE = "checkpoint.pt"
+from nin.layout import CHECKPOINT_FILE, METRICS_FILE, RESULT_FILE
+
 CHECKPOINT_FORMAT = 1
 # Test hook: "checkpoint:2" SIGKILLs this process at its 2nd checkpoint write (also "result:N", "metrics:N"), after
 # the temp file is complete and before the rename. Unset, as it is outside tests, it costs one environment lookup.
@@ -87,10 +86,6 @@ def write_metrics(path: Path, history: list[dict[str, Any]]) -> None:
     """metrics.jsonl is rewritten whole each epoch from the checkpointed history, so it is never half a line."""
     lines = "".join(json.dumps(row, allow_nan=True) + "\n" for row in history)
     atomic_write_bytes(path, lines.encode())
-
-
-def read_json(path: Path) -> Any:
-    return json.loads(path.read_text())
 
 
 def remove_temp_files(run_dir: Path) -> int:

@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 from nin import store
 from nin._timm import create_optimizer_v2, create_scheduler_v2
 from nin.device import resolve_device, resolve_precision
+from nin.layout import CHECKPOINT_FILE, METRICS_FILE, RESULT_FILE
 from nin.models import create_model
 from nin.profile import profile_variant
 from nin.results import build_result, now_iso
@@ -215,7 +216,7 @@ def train(
 
     history: list[dict[str, Any]] = []
     first_epoch, prior_seconds, best_test_acc = 0, 0.0, None
-    checkpoint_path = run_dir / store.CHECKPOINT_FILE
+    checkpoint_path = run_dir / CHECKPOINT_FILE
     if checkpoint_path.exists():
         try:
             state = store.load_checkpoint(checkpoint_path, variant.id)
@@ -296,7 +297,7 @@ def train(
                 "started": started,
             },
         )
-        store.write_metrics(run_dir / store.METRICS_FILE, history)
+        store.write_metrics(run_dir / METRICS_FILE, history)
         if tracker is not None:
             tracker.log_epoch(row)
 
@@ -314,7 +315,7 @@ def train(
         device_data.n_train,
         device_data.n_test,
     )
-    store.write_json(run_dir / store.RESULT_FILE, result)
+    store.write_json(run_dir / RESULT_FILE, result)
     if tracker is not None:
         tracker.finish(result)
     return result

@@ -12,6 +12,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from nin.layout import GridDir
 from reports.load import Results, load_results
 
 __all__ = ["Report", "Results", "load_results", "write_report"]
@@ -42,7 +43,7 @@ def write_report(grid_dir: str | Path) -> Report:
     from reports import html, plots, stats
 
     results = load_results(grid_dir)
-    out = results.grid_dir / "report"
+    out = GridDir(results.grid_dir).report
     out.mkdir(parents=True, exist_ok=True)
     summary = stats.summarize(results)
     effects = stats.effects(results)

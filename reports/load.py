@@ -6,7 +6,6 @@ directory (temp files of an interrupted write, checkpoints) is never read as a r
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,22 +15,25 @@ import pandas as pd
 import yaml
 
 from nin.errors import InputError
-
-RESULT_FILE, METRICS_FILE, SPEC_FILE = "result.json", "metrics.jsonl", "spec.yaml"
+from nin.layout import (
+    OUTCOME_KEYS,
+    RESULT_FILE,
+    RUNS_DIR,
+    SPEC_FILE,
+    TEXT_OUTCOME_KEYS,
+    GridDir,
+    read_metrics,
+    read_result,
+)
 
 # A run whose final test accuracy is within this many accuracy units of chance (1/num_classes) never learned
 # anything: NiN at lr 0.1 stalls so in some seeds.
 STALL_MARGIN = 0.02
 
-# What a run measured or how it ran. Every other scalar key of result.json is configuration (a Variant field):
-# reading the configuration from the data keeps reports independent of the training code's version.
-OUTCOME_COLUMNS = (
-    "variant_id", "group_id", "status", "error", "params", "macs", "flops", "epochs_done",
-    "train_acc", "test_acc", "train_loss", "test_loss", "gap_acc", "gap_loss", "running_train_acc",
-    "running_train_loss", "best_test_acc", "train_seconds", "images_per_s", "mfu", "device", "versions",
-    "started", "finished", "traceback", "trainable_params", "trunk_params", "head_params", "n_train", "n_test",
-    "device_name", "precision",
-)  # fmt: skip
+# What a run measured or how it ran (nin.layout owns the list). Every other scalar key of result.json is
+# configuration (a Variant field): reading the configuration from the data keeps reports independent of the training
+# code's version.
+OUTCOME_COLUMNS = OUTCOME_KEYS
 NOT_CONFIG = (*OUTCOME_COLUMNS, "seed", "stalled", "label")
 METRIC_COLUMNS = ("test_acc", "gap_acc", "gap_loss")
 
@@ -83,11 +85,12 @@ def load_results(grid_dir: str | Path) -> Results:
         raise InputError(
             f"{grid_dir}: no such results directory (pass OUT/<grid name>, the directory 'nin-ablate run' writes)"
         )
-    spec_path = grid_dir / SPEC_FILE
-    result_paths = sorted((grid_dir / "runs").glob(f"*/{RESULT_FILE}"))
+    layout = GridDir(grid_dir)
+    spec_path = layout.spec_path
+    result_paths = [layout.result_path(run_id) for run_id in layout.finished_ids()]
     if not spec_path.is_file() and not result_paths:
         raise InputError(
-            f"{grid_dir}: not a results directory: it has no {SPEC_FILE} and no runs/*/{RESULT_FILE} "
+            f"{grid_dir}: not a results directory: it has no {SPEC_FILE} and no {RUNS_DIR}/*/{RESULT_FILE} "
             f"(pass OUT/<grid name>, the directory 'nin-ablate run' writes)"
         )
     spec = _read_spec(spec_path) if spec_path.is_file() else {}
@@ -99,7 +102,7 @@ def load_results(grid_dir: str | Path) -> Results:
     notes: list[str] = []
     if expected is not None:
         # Runs of an earlier version of the grid (their config, hence their id, changed) are listed, never mixed in.
-        stale = sorted(p.parent.name for p in result_paths if p.parent.name not in set(expected))
+        stale = [run_id for run_id in layout.stale_runs(expected) if layout.is_finished(run_id)]
         if stale:
             shown = ", ".join(stale[:5]) + (" ..." if len(stale) > 5 else "")
             notes.append(f"{len(stale)} finished run(s) are not in this grid's spec.yaml (an earlier version of "
@@ -108,12 +111,10 @@ def load_results(grid_dir: str | Path) -> Results:
     records = [_read_result(path, notes) for path in result_paths]
     runs = _runs_frame(records)
     finished = {path.parent.name for path in result_paths}
-    unfinished = sorted(
-        d.name
-        for d in (grid_dir / "runs").glob("*")
-        if d.is_dir() and d.name not in finished and (expected is None or d.name in expected)
-    )
-    epochs = _epochs_frame(grid_dir, runs, notes)
+    unfinished = [
+        run_id for run_id in layout.run_ids() if run_id not in finished and (expected is None or run_id in expected)
+    ]
+    epochs = _epochs_frame(layout, runs, notes)
     return Results(grid_dir, name, expected, spec, runs, epochs, unfinished, notes)
 
 
@@ -132,9 +133,7 @@ def _read_spec(path: Path) -> dict[str, Any]:
 def _read_result(path: Path, notes: list[str]) -> dict[str, Any]:
     run_id = path.parent.name
     try:
-        record = json.loads(path.read_text())
-        if not isinstance(record, dict):
-            raise ValueError("not a JSON object")
+        record = read_result(path)
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         # Listed among the runs that are not ok rather than stopping the whole report.
         notes.append(f"{path}: unreadable result ({exc}); listed as status 'unreadable'")
@@ -171,10 +170,7 @@ def _runs_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
     return runs.sort_values(["label", "seed", "variant_id"], na_position="last").reset_index(drop=True)
 
 
-_TEXT_OUTCOMES = {
-    "variant_id", "group_id", "status", "error", "device", "versions", "started", "finished", "traceback",
-    "device_name", "precision",
-}  # fmt: skip
+_TEXT_OUTCOMES = {*TEXT_OUTCOME_KEYS, "versions"}
 
 
 def config_columns(runs: pd.DataFrame) -> list[str]:
@@ -202,46 +198,43 @@ _LABEL_FORMAT = {
 }
 
 
-def labels(runs: pd.DataFrame) -> pd.Series:
-    """A short readable name per group, e.g. 'gap/cccp2/do1' or 'AlexNet': what varies among runs of its model."""
+def labels(runs: pd.DataFrame, formats: dict[str, Any] | None = None, sep: str = "/") -> pd.Series:
+    """A short readable name per group, e.g. 'gap/cccp2/do1' or 'AlexNet': what varies among runs of its model.
+    `formats` (column -> value -> text; '' leaves the part out) and `sep` spell it otherwise, e.g. for a paper."""
+    formats = formats or _LABEL_FORMAT
     named = runs["variant_id"].astype("string")  # what stays when a result could not be read
     config = config_columns(runs)
     for model, same_model in runs.groupby("model", sort=False):
         columns = varying(same_model, config)
-        ordered = [c for c in _LABEL_FORMAT if c in columns] + [c for c in columns if c not in _LABEL_FORMAT]
-        prefix = [] if model == "nin" else [_LABEL_FORMAT["model"](model) or str(model)]
+        ordered = [c for c in formats if c in columns] + [c for c in columns if c not in formats]
+        prefix = [] if model == "nin" else [formats["model"](model) or str(model)]
         for index, row in same_model.iterrows():
-            parts = prefix + [_label_part(column, row[column]) for column in ordered if not _null(row[column])]
-            named[index] = "/".join(parts) or str(model)
+            parts = prefix + [_label_part(c, row[c], formats) for c in ordered if not _null(row[c])]
+            named[index] = sep.join(part for part in parts if part) or str(model)
     # Labels must name groups one to one; a clash (a column missing in some files) falls back to the group id.
     clash = named.groupby(named).transform(lambda s: runs.loc[s.index, "group_id"].nunique() > 1).astype(bool)
     return named.where(~clash, runs["group_id"].astype("string"))
 
 
-def _label_part(column: str, value: Any) -> str:
-    return _LABEL_FORMAT.get(column, lambda v: f"{column}={v}")(value)
+def _label_part(column: str, value: Any, formats: dict[str, Any]) -> str:
+    return formats.get(column, lambda v: f"{column}={v}")(value)
 
 
 def _null(value: Any) -> bool:
     return value is None or value is pd.NA or (isinstance(value, float) and math.isnan(value))
 
 
-def _epochs_frame(grid_dir: Path, runs: pd.DataFrame, notes: list[str]) -> pd.DataFrame:
+def _epochs_frame(layout: GridDir, runs: pd.DataFrame, notes: list[str]) -> pd.DataFrame:
     rows: list[dict[str, Any]] = []
     for run in runs.itertuples(index=False):
-        path = grid_dir / "runs" / str(run.variant_id) / METRICS_FILE
+        path = layout.metrics_path(str(run.variant_id))
         if not path.is_file():
             continue
-        for number, line in enumerate(path.read_text().splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except ValueError:
-                notes.append(f"{path}:{number}: not a JSON line; skipped")
-                continue
-            if isinstance(row, dict):
-                rows.append({"variant_id": run.variant_id, **row})
+
+        def skipped(number: int, _text: str, path: Path = path) -> None:
+            notes.append(f"{path}:{number}: not a JSON line; skipped")
+
+        rows += [{"variant_id": run.variant_id, **row} for row in read_metrics(path, on_bad_line=skipped)]
     epochs = pd.DataFrame.from_records(rows)
     if epochs.empty:
         return pd.DataFrame(columns=["variant_id", "epoch", "train_acc", "test_acc"])

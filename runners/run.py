@@ -9,14 +9,16 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 from tqdm.auto import tqdm
 
 from nin import store
 from nin.errors import InputError
+from nin.layout import GridDir, read_result
 from nin.tracking import resolve_mode
 from runners import EXIT_FAILED_RUNS, EXIT_OK
 from runners.executor import run_local, run_ray
-from runners.layout import GridDir, GridLock
+from runners.lock import GridLock
 from runners.spec import DEFAULT_MAX_RUNS, load_grid
 from runners.worker import RunContext
 
@@ -82,7 +84,7 @@ def run_grid(options: RunOptions) -> int:
     grid_dir = GridDir(Path(options.out) / grid.name)
     with GridLock(grid_dir):
         store.remove_temp_files(grid_dir.root)  # a runner killed while writing spec.yaml left its temp file
-        grid_dir.write_spec(grid.resolved())
+        store.atomic_write_bytes(grid_dir.spec_path, yaml.safe_dump(grid.resolved(), sort_keys=False).encode())
         ids = {v.id for v in grid.variants}
         stale = grid_dir.stale_runs(ids)
         if stale:
@@ -167,10 +169,8 @@ def _select(variants, wanted: tuple[str, ...], spec: Path) -> list:
 
 
 def _status(grid_dir: GridDir, variant_id: str) -> str:
-    from nin.store import read_json
-
     try:
-        return read_json(grid_dir.result_path(variant_id)).get("status", "failed")
+        return read_result(grid_dir.result_path(variant_id)).get("status", "failed")
     except (OSError, ValueError):
         return "failed"
 

@@ -10,10 +10,10 @@ import torch
 from tqdm.auto import tqdm
 
 from nin import store
+from nin.layout import GridDir, read_result
 from nin.results import failed_result, now_iso
 from nin.train import train
 from nin.variant import Variant
-from runners.layout import GridDir
 
 
 @dataclass(frozen=True)
@@ -40,7 +40,7 @@ def run_variant(
     grid = GridDir(Path(context.grid_dir))
     result_path = grid.result_path(variant.id)
     if result_path.is_file():
-        return store.read_json(result_path)
+        return read_result(result_path)
     from nin.data import load_dataset
     from nin.tracking import make_tracker
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from nin import store
+from nin import layout
 from tests.conftest import run_cli
 from tests.reliability import helpers as reliability_helpers
 from tests.reliability.helpers import results, without_timing
@@ -141,7 +141,7 @@ def test_ray_executor_produces_the_same_result_files_as_local(tmp_path):
     for variant_id in a:
         assert without_timing(a[variant_id]) == without_timing(b[variant_id])
         metrics = [
-            (tmp_path / d / "t" / "runs" / variant_id / store.METRICS_FILE).read_text() for d in ("local", "ray")
+            (tmp_path / d / "t" / "runs" / variant_id / layout.METRICS_FILE).read_text() for d in ("local", "ray")
         ]
         strip = [[without_timing(json.loads(line)) for line in m.splitlines()] for m in metrics]
         assert strip[0] == strip[1]

@@ -352,7 +352,7 @@ class InterruptAfter(WandbTracker):
 
 
 def test_trained_and_resumed_variant_is_one_run_matching_its_files(tmp_path: Path) -> None:
-    from nin import store
+    from nin import layout
     from nin.train import train
 
     variant = Variant(**TINY_TRAINING)
@@ -365,13 +365,13 @@ def test_trained_and_resumed_variant_is_one_run_matching_its_files(tmp_path: Pat
     interrupted, resumed = offline_runs(tmp_path)
     assert interrupted.run.run_id == resumed.run.run_id == variant.id and resumed.run.resume
     assert interrupted.exit_code == 1 and resumed.exit_code == 0 and list(resumed.run.tags) == ["ok"]
-    metrics = [json.loads(line) for line in (run_dir / store.METRICS_FILE).read_text().splitlines()]
+    metrics = [json.loads(line) for line in (run_dir / layout.METRICS_FILE).read_text().splitlines()]
     logged = interrupted.history + resumed.history
     assert [row["epoch"] for row in logged] == [row["epoch"] for row in metrics] == [1, 2, 3]
     for row, line in zip(logged, metrics):
         assert row["test/acc"] == line["test_acc"] and row["train/loss"] == line["train_loss"]
     assert logged[-1]["gap/acc"] == metrics[-1]["gap_acc"]
     assert resumed.config["params"] == result["params"] and resumed.config["variant_id"] == variant.id
-    written = json.loads((run_dir / store.RESULT_FILE).read_text())
+    written = json.loads((run_dir / layout.RESULT_FILE).read_text())
     for key in ("test_acc", "train_acc", "gap_acc", "best_test_acc", "epochs_done", "params", "macs"):
         assert resumed.summary[key] == written[key], key

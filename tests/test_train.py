@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from nin import store
+from nin import layout, store
 from nin.train import train
 from nin.variant import Variant
 
@@ -24,7 +24,7 @@ RESULT_TYPES = {
 
 
 def read_metrics(run_dir) -> list[dict]:
-    return [json.loads(line) for line in (run_dir / store.METRICS_FILE).read_text().splitlines()]
+    return [json.loads(line) for line in (run_dir / layout.METRICS_FILE).read_text().splitlines()]
 
 
 def test_tiny_cifar_variant_learns_digits(tmp_path):
@@ -38,7 +38,7 @@ def test_tiny_cifar_variant_learns_digits(tmp_path):
 def test_result_json_has_every_field_with_types(tmp_path):
     variant = Variant(**TINY, epochs=2)
     result = train(variant, tmp_path / variant.id, device="cpu", progress=False)
-    written = json.loads((tmp_path / variant.id / store.RESULT_FILE).read_text())
+    written = json.loads((tmp_path / variant.id / layout.RESULT_FILE).read_text())
     assert written == result
     for key, kind in RESULT_TYPES.items():
         assert isinstance(written[key], kind), (key, written[key])
@@ -99,7 +99,7 @@ def test_resumed_run_reaches_the_same_final_metrics(tmp_path):
     straight = train(variant, tmp_path / "straight", device="cpu", progress=False)
     with pytest.raises(KeyboardInterrupt):
         train(variant, tmp_path / "resumed", device="cpu", progress=False, tracker=_StopAfter(2))
-    assert not (tmp_path / "resumed" / store.RESULT_FILE).exists()
+    assert not (tmp_path / "resumed" / layout.RESULT_FILE).exists()
     assert len(read_metrics(tmp_path / "resumed")) == 2
     logs: list[str] = []
     resumed = train(variant, tmp_path / "resumed", device="cpu", progress=False, log=logs.append)
@@ -115,7 +115,7 @@ def test_non_finite_loss_ends_as_diverged_not_an_exception(tmp_path):
     assert result["status"] == "diverged"
     assert "non-finite" in result["error"]
     assert result["epochs_done"] < 3
-    json.loads((tmp_path / variant.id / store.RESULT_FILE).read_text())  # strict JSON: no NaN written
+    json.loads((tmp_path / variant.id / layout.RESULT_FILE).read_text())  # strict JSON: no NaN written
 
 
 def test_corrupt_checkpoint_restarts_from_scratch_and_says_so(tmp_path):
@@ -124,7 +124,7 @@ def test_corrupt_checkpoint_restarts_from_scratch_and_says_so(tmp_path):
     run_dir = tmp_path / "run"
     with pytest.raises(KeyboardInterrupt):
         train(variant, run_dir, device="cpu", progress=False, tracker=_StopAfter(1))
-    checkpoint = run_dir / store.CHECKPOINT_FILE
+    checkpoint = run_dir / layout.CHECKPOINT_FILE
     checkpoint.write_bytes(checkpoint.read_bytes()[:-100])  # torn write
     logs: list[str] = []
     result = train(variant, run_dir, device="cpu", progress=False, log=logs.append)
@@ -137,13 +137,13 @@ def test_checkpoint_of_another_variant_is_refused(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         train(a, tmp_path / "a", device="cpu", progress=False, tracker=_StopAfter(1))
     with pytest.raises(store.CorruptCheckpointError, match="belongs to variant"):
-        store.load_checkpoint(tmp_path / "a" / store.CHECKPOINT_FILE, b.id)
+        store.load_checkpoint(tmp_path / "a" / layout.CHECKPOINT_FILE, b.id)
 
 
 def test_checkpoint_loads_with_the_safe_loader_only(tmp_path):
     variant = Variant(**TINY, epochs=1)
     train(variant, tmp_path / "r", device="cpu", progress=False)
-    blob = (tmp_path / "r" / store.CHECKPOINT_FILE).read_bytes()[:-64]
+    blob = (tmp_path / "r" / layout.CHECKPOINT_FILE).read_bytes()[:-64]
     import io
 
     state = torch.load(io.BytesIO(blob), weights_only=True)  # plain tensors and containers only

@@ -13,9 +13,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from nin import store
+from nin import layout, store
+from nin.layout import GridDir
 from runners.cli import main
-from runners.layout import GridDir, GridLock
+from runners.lock import GridLock
 from runners.run import RunOptions, run_grid
 from tests.conftest import REPO, run_cli
 from tests.reliability.helpers import QUIET, SETTINGS, assert_nothing_written, assert_one_clear_line, write_grid
@@ -42,9 +43,9 @@ def test_wandb_online_without_a_server_is_one_warning_and_training_completes(tmp
     about_variant = [line for line in warnings if run_dir.name in line]
     assert len(about_variant) == 1 and "W&B tracking off" in about_variant[0], proc.stderr
     assert "training continues" in about_variant[0]
-    result = store.read_json(run_dir / store.RESULT_FILE)
+    result = layout.read_result(run_dir / layout.RESULT_FILE)
     assert result["status"] == "ok" and result["epochs_done"] == 2
-    assert len((run_dir / store.METRICS_FILE).read_text().splitlines()) == 2
+    assert len((run_dir / layout.METRICS_FILE).read_text().splitlines()) == 2
     assert (grid / "report" / "report.html").is_file()
     assert FAKE_KEY not in proc.stdout + proc.stderr
 
@@ -59,14 +60,14 @@ def test_disk_full_while_writing_a_result_marks_that_run_failed_and_keeps_the_re
     grid = GridDir(out / "rel")
     assert run_grid(_options(spec, out, only=("cifar-gap-cccp0",))) == 0
     (first,) = [p.parent.name for p in grid.runs.glob("*/result.json")]
-    earlier = {name: (grid.run_dir(first) / name).read_bytes() for name in (store.RESULT_FILE, store.METRICS_FILE)}
+    earlier = {name: (grid.run_dir(first) / name).read_bytes() for name in (layout.RESULT_FILE, layout.METRICS_FILE)}
 
     real_write = store.atomic_write_bytes
     attempts: dict[str, int] = {}
 
     def disk_full(path: Path, data: bytes) -> None:
         variant = path.parent.name
-        if path.name == store.RESULT_FILE and ("cccp1" in variant or "cccp2" in variant):
+        if path.name == layout.RESULT_FILE and ("cccp1" in variant or "cccp2" in variant):
             attempts[variant] = attempts.get(variant, 0) + 1
             # cccp1: only the result write fails, so the failure itself can be recorded; cccp2: every write fails.
             if "cccp2" in variant or attempts[variant] == 1:
@@ -76,7 +77,7 @@ def test_disk_full_while_writing_a_result_marks_that_run_failed_and_keeps_the_re
     monkeypatch.setattr(store, "atomic_write_bytes", disk_full)
     assert run_grid(_options(spec, out)) == 1
     output = capsys.readouterr().out
-    failed = {p.parent.name: store.read_json(p) for p in grid.runs.glob("*cccp1*/result.json")}
+    failed = {p.parent.name: layout.read_result(p) for p in grid.runs.glob("*cccp1*/result.json")}
     (recorded,) = failed.values()
     assert recorded["status"] == "failed" and recorded["epochs_done"] == 2
     where = grid.result_path(recorded["variant_id"])
@@ -84,14 +85,14 @@ def test_disk_full_while_writing_a_result_marks_that_run_failed_and_keeps_the_re
     (unrecorded,) = [p.name for p in grid.runs.iterdir() if "cccp2" in p.name]
     assert not grid.is_finished(unrecorded)
     assert output.count(f"{unrecorded}: could not record the failure either") == 1
-    assert store.load_checkpoint(grid.run_dir(unrecorded) / store.CHECKPOINT_FILE, unrecorded)["epoch"] == 2
+    assert store.load_checkpoint(grid.run_dir(unrecorded) / layout.CHECKPOINT_FILE, unrecorded)["epoch"] == 2
 
     monkeypatch.setattr(store, "atomic_write_bytes", real_write)  # space again: the unrecorded run is retried
     assert run_grid(_options(spec, out)) == 1  # the recorded failure stands until its result.json is removed
-    assert store.read_json(grid.result_path(unrecorded))["status"] == "ok"
+    assert layout.read_result(grid.result_path(unrecorded))["status"] == "ok"
     assert f"{unrecorded}: resuming after epoch 2" in capsys.readouterr().out
     assert {name: (grid.run_dir(first) / name).read_bytes() for name in earlier} == earlier
-    assert store.read_json(grid.result_path(recorded["variant_id"])) == recorded
+    assert layout.read_result(grid.result_path(recorded["variant_id"])) == recorded
     assert not list(out.rglob("*.tmp-*"))
 
 
@@ -108,7 +109,8 @@ def test_second_runner_on_the_same_out_dir_is_refused(tmp_path):
 def test_the_lock_does_not_outlive_a_killed_runner(tmp_path):
     grid = GridDir(tmp_path / "out" / "rel")
     holder = (
-        "import sys, time\nfrom pathlib import Path\nfrom runners.layout import GridDir, GridLock\n"
+        "import sys, time\nfrom pathlib import Path\n"
+        "from nin.layout import GridDir\nfrom runners.lock import GridLock\n"
         f"with GridLock(GridDir(Path({str(grid.root)!r}))):\n    print('held', flush=True)\n    time.sleep(600)\n"
     )
     env = {**os.environ, "PYTHONPATH": str(REPO)}

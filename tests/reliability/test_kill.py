@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from nin import store
+from nin import layout, store
 from reports import load_results
 from tests.conftest import REPO, run_cli
 from tests.reliability.helpers import QUIET, metrics, results, temp_files, without_timing, write_grid
@@ -74,7 +74,7 @@ def test_sigkill_at_random_times_and_mid_write_then_rerun_equals_uninterrupted(t
     # 1. Killed inside the 2nd checkpoint write: the temp file is complete, the rename never happened.
     killed_by_hook(spec, out, log, "checkpoint:2")
     assert [p.parent.name for p in temp_files(grid)] == [first]
-    assert store.load_checkpoint(grid / "runs" / first / store.CHECKPOINT_FILE, first)["epoch"] == 1
+    assert store.load_checkpoint(grid / "runs" / first / layout.CHECKPOINT_FILE, first)["epoch"] == 1
     assert not results(grid)
 
     # 2. Resumed, then killed inside the result.json write: a complete result sits under a temp name.
@@ -87,13 +87,13 @@ def test_sigkill_at_random_times_and_mid_write_then_rerun_equals_uninterrupted(t
     assert read_back.runs.empty and first in read_back.unfinished
 
     # 3. A torn checkpoint (the finished one, cut in half): reported once, the variant restarts from scratch.
-    checkpoint = grid / "runs" / first / store.CHECKPOINT_FILE
+    checkpoint = grid / "runs" / first / layout.CHECKPOINT_FILE
     blob = checkpoint.read_bytes()
     checkpoint.write_bytes(blob[: len(blob) // 2])
     text = killed_by_hook(spec, out, log, "checkpoint:2")
     assert text.count("checksum mismatch") == 1 and text.count("training from scratch") == 1, text
     assert not any(".result.json.tmp-" in p.name for p in temp_files(grid))  # cleaned when the variant restarted
-    assert len((grid / "runs" / first / store.METRICS_FILE).read_text().splitlines()) == 1  # epoch 1 of the restart
+    assert len((grid / "runs" / first / layout.METRICS_FILE).read_text().splitlines()) == 1  # epoch 1 of the restart
 
     # 4. SIGKILL at seeded random moments of training.
     rng = random.Random(KILL_SEED)

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import torch
 
-from nin import store
+from nin import layout, store
+from nin.layout import GridDir
 from runners.cli import main
-from runners.layout import GridDir
 from runners.run import RunOptions, run_grid
 from runners.spec import load_grid
 from tests.conftest import run_cli
@@ -58,9 +58,9 @@ def test_hostile_or_foreign_checkpoints_are_refused_and_the_variant_trains_from_
     donor, hostile, foreign = (v.id for v in sorted(load_grid(spec).variants, key=lambda v: v.cccp))
     assert run_grid(RunOptions(**options, only=(donor,))) == 0
     capsys.readouterr()
-    hostile_checkpoint(grid.run_dir(hostile) / store.CHECKPOINT_FILE, hostile, marker)
+    hostile_checkpoint(grid.run_dir(hostile) / layout.CHECKPOINT_FILE, hostile, marker)
     grid.run_dir(foreign).mkdir()
-    shutil.copy(grid.run_dir(donor) / store.CHECKPOINT_FILE, grid.run_dir(foreign) / store.CHECKPOINT_FILE)
+    shutil.copy(grid.run_dir(donor) / layout.CHECKPOINT_FILE, grid.run_dir(foreign) / layout.CHECKPOINT_FILE)
 
     assert run_grid(RunOptions(**options)) == 0
     output = capsys.readouterr().out

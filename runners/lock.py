@@ -1,4 +1,4 @@
-"""The results directory of one grid, OUT/<grid>/, and the lock that allows one runner on it at a time."""
+"""The lock that allows one runner at a time on a grid's results directory (nin.layout owns its paths)."""
 
 from __future__ import annotations
 
@@ -6,51 +6,9 @@ import fcntl
 import json
 import os
 import socket
-from dataclasses import dataclass
-from pathlib import Path
 
-import yaml
-
-from nin import store
 from nin.errors import InputError
-
-
-@dataclass(frozen=True)
-class GridDir:
-    root: Path  # OUT/<grid>
-
-    @property
-    def spec_path(self) -> Path:
-        return self.root / "spec.yaml"
-
-    @property
-    def runs(self) -> Path:
-        return self.root / "runs"
-
-    @property
-    def report(self) -> Path:
-        return self.root / "report"
-
-    def run_dir(self, variant_id: str) -> Path:
-        return self.runs / variant_id
-
-    def result_path(self, variant_id: str) -> Path:
-        return self.run_dir(variant_id) / store.RESULT_FILE
-
-    def is_finished(self, variant_id: str) -> bool:
-        return self.result_path(variant_id).is_file()
-
-    def has_checkpoint(self, variant_id: str) -> bool:
-        return (self.run_dir(variant_id) / store.CHECKPOINT_FILE).is_file()
-
-    def stale_runs(self, variant_ids: set[str]) -> list[str]:
-        """Run directories of an earlier version of the grid: kept, listed, never mixed into this grid's report."""
-        if not self.runs.is_dir():
-            return []
-        return sorted(p.name for p in self.runs.iterdir() if p.is_dir() and p.name not in variant_ids)
-
-    def write_spec(self, resolved: dict) -> None:
-        store.atomic_write_bytes(self.spec_path, yaml.safe_dump(resolved, sort_keys=False).encode())
+from nin.layout import GridDir
 
 
 class GridLock:

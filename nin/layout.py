@@ -1,0 +1,128 @@
+"""The results directory OUT/<grid>/, the one contract between training and reporting. Imports no torch.
+
+    OUT/<grid>/spec.yaml                       the grid as resolved, with every variant id it expands to
+    OUT/<grid>/runs/<variant_id>/result.json   written once, atomically, when the variant ends
+    OUT/<grid>/runs/<variant_id>/metrics.jsonl one line per finished epoch
+    OUT/<grid>/runs/<variant_id>/checkpoint.pt the last finished epoch, for resume
+    OUT/<grid>/report/                         tables, plots, report.html
+
+Training (nin.store, nin.train, nin.results), the runners and the reports all take names, paths, result keys and the
+metrics reader from here, so that the two sides of the contract cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+SPEC_FILE = "spec.yaml"
+RUNS_DIR = "runs"
+REPORT_DIR = "report"
+RESULT_FILE = "result.json"
+METRICS_FILE = "metrics.jsonl"
+CHECKPOINT_FILE = "checkpoint.pt"
+
+
+@dataclass(frozen=True)
+class GridDir:
+    """Paths of one grid's results directory."""
+
+    root: Path  # OUT/<grid>
+
+    @property
+    def spec_path(self) -> Path:
+        return self.root / SPEC_FILE
+
+    @property
+    def runs(self) -> Path:
+        return self.root / RUNS_DIR
+
+    @property
+    def report(self) -> Path:
+        return self.root / REPORT_DIR
+
+    def run_dir(self, variant_id: str) -> Path:
+        return self.runs / variant_id
+
+    def result_path(self, variant_id: str) -> Path:
+        return self.run_dir(variant_id) / RESULT_FILE
+
+    def metrics_path(self, variant_id: str) -> Path:
+        return self.run_dir(variant_id) / METRICS_FILE
+
+    def checkpoint_path(self, variant_id: str) -> Path:
+        return self.run_dir(variant_id) / CHECKPOINT_FILE
+
+    def is_finished(self, variant_id: str) -> bool:
+        return self.result_path(variant_id).is_file()
+
+    def has_checkpoint(self, variant_id: str) -> bool:
+        return self.checkpoint_path(variant_id).is_file()
+
+    def run_ids(self) -> list[str]:
+        """Every run directory, finished or not."""
+        if not self.runs.is_dir():
+            return []
+        return sorted(p.name for p in self.runs.iterdir() if p.is_dir())
+
+    def finished_ids(self) -> list[str]:
+        """Run directories holding a result.json."""
+        return [run_id for run_id in self.run_ids() if self.is_finished(run_id)]
+
+    def stale_runs(self, variant_ids: set[str] | list[str]) -> list[str]:
+        """Run directories of an earlier version of the grid (their config, hence their id, changed): kept on disk,
+        listed, never mixed into this grid's report."""
+        wanted = set(variant_ids)
+        return [run_id for run_id in self.run_ids() if run_id not in wanted]
+
+
+# ---- result.json ------------------------------------------------------------------------------------------------
+# Every key of result.json is either a Variant field (configuration) or one of these outcomes. Reports read the
+# configuration from the data (any key not listed here), so they work on results written by older versions; a new
+# measured number is registered here once and every table treats it as an outcome.
+TEXT_OUTCOME_KEYS = (
+    "variant_id", "group_id", "status", "error", "traceback", "device", "device_name", "precision",
+    "started", "finished",
+)  # fmt: skip
+NUMERIC_OUTCOME_KEYS = (
+    "params", "trainable_params", "trunk_params", "head_params", "macs", "flops", "epochs_done",
+    "train_acc", "test_acc", "train_loss", "test_loss", "gap_acc", "gap_loss", "running_train_acc",
+    "running_train_loss", "best_test_acc", "n_train", "n_test", "train_seconds", "images_per_s", "mfu",
+)  # fmt: skip
+NESTED_OUTCOME_KEYS = ("versions",)  # a mapping: reports flatten it into version_<name> columns
+OUTCOME_KEYS = (*TEXT_OUTCOME_KEYS, *NUMERIC_OUTCOME_KEYS, *NESTED_OUTCOME_KEYS)
+# Outcomes that differ between two runs of one variant on one machine (clock, throughput, where it ran): every
+# equal-results comparison (resume, executors, clusters) leaves these out.
+TIMING_KEYS = ("train_seconds", "images_per_s", "mfu", "started", "finished", "device", "device_name")
+METRICS_TIMING_KEYS = ("epoch_seconds", "images_per_s")  # the same, per metrics.jsonl line
+
+
+def read_result(path: Path) -> dict[str, Any]:
+    """A result.json as a dict; raises ValueError (or OSError) for a file that is not one JSON object."""
+    record = json.loads(path.read_text())
+    if not isinstance(record, dict):
+        raise ValueError("not a JSON object")
+    return record
+
+
+def read_metrics(path: Path, on_bad_line: Callable[[int, str], None] | None = None) -> list[dict[str, Any]]:
+    """The epochs of metrics.jsonl in order. A line that is not a JSON object is skipped and passed to
+    `on_bad_line(line_number, text)`; without a callback it raises ValueError."""
+    rows: list[dict[str, Any]] = []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            if not isinstance(row, dict):
+                raise ValueError("not a JSON object")
+        except ValueError:
+            if on_bad_line is None:
+                raise ValueError(f"{path}:{number}: not a JSON object line") from None
+            on_bad_line(number, line)
+            continue
+        rows.append(row)
+    return rows
