@@ -25,13 +25,23 @@ class _Parser(argparse.ArgumentParser):
 def _add_grid_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("spec", help="grid file, e.g. ablations/quick.yaml")
     parser.add_argument("--yes", action="store_true", help="allow grids of more than 500 runs")
+    parser.add_argument("--set", action="append", default=[], dest="overrides", metavar="KEY=VALUE",
+                        help="replace a shared setting (or seeds) for every row, e.g. --set dataset=mnist; repeatable")
+
+
+def _load_grid(args: argparse.Namespace):
+    """The grid with its overrides, or one line. Torch-free: a bad or oversized grid is refused in a fraction of a
+    second, before anything heavy is imported."""
+    from runners.spec import DEFAULT_MAX_RUNS, load_grid, parse_overrides
+
+    overrides = parse_overrides(args.overrides, epochs=getattr(args, "epochs", None))
+    return load_grid(args.spec, max_runs=None if args.yes else DEFAULT_MAX_RUNS, overrides=overrides)
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    grid = _load_grid(args)
     from nin.profile import profile_variant
-    from runners.spec import load_grid
 
-    grid = load_grid(args.spec, max_runs=None if args.yes else 500)
     rows = []
     for variant in grid.variants:
         profile = profile_variant(variant)
@@ -48,6 +58,7 @@ def cmd_list(args: argparse.Namespace) -> int:
                 "dataset": variant.dataset,
                 "image_size": variant.image_size,
                 "lr": variant.lr,
+                "epochs": variant.epochs,
                 "seed": variant.seed,
                 "params": profile.params,
                 "macs": profile.macs,
@@ -116,21 +127,24 @@ def _run_options(args: argparse.Namespace, **extra):
 
     return RunOptions(spec=args.spec, out=args.out, device=args.device, wandb=args.wandb,
                       wandb_project=args.wandb_project, wandb_entity=args.wandb_entity, data_dir=args.data_dir,
-                      download=args.download, epochs=args.epochs, yes=args.yes, progress=not args.no_progress,
+                      download=args.download, epochs=args.epochs, overrides=tuple(args.overrides), yes=args.yes,
+                      progress=not args.no_progress,
                       cpu_threads=args.cpu_threads,
                       **extra)  # fmt: skip
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    grid = _load_grid(args)
     from runners.run import run_grid
 
-    return run_grid(_run_options(args, executor=args.executor, ray_address=args.ray_address))
+    return run_grid(_run_options(args, executor=args.executor, ray_address=args.ray_address), grid)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    grid = _load_grid(args)
     from runners.run import run_grid
 
-    return run_grid(_run_options(args, only=tuple(args.variant), report=False))
+    return run_grid(_run_options(args, only=tuple(args.variant), report=False), grid)
 
 
 def cmd_report(args: argparse.Namespace) -> int:

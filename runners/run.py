@@ -19,7 +19,7 @@ from nin.tracking import resolve_mode
 from runners import EXIT_FAILED_RUNS, EXIT_OK
 from runners.executor import run_local, run_ray
 from runners.lock import GridLock
-from runners.spec import DEFAULT_MAX_RUNS, load_grid
+from runners.spec import DEFAULT_MAX_RUNS, Grid, load_grid, parse_overrides
 from runners.worker import RunContext
 
 
@@ -36,6 +36,7 @@ class RunOptions:
     data_dir: str | None = None
     download: bool = False
     epochs: int | None = None
+    overrides: tuple[str, ...] = ()  # --set KEY=VALUE pairs, as typed
     yes: bool = False
     progress: bool = True
     report: bool = True
@@ -63,10 +64,12 @@ def parse_devices(spec: str) -> list[torch.device]:
     return devices
 
 
-def run_grid(options: RunOptions) -> int:
+def run_grid(options: RunOptions, grid: Grid | None = None) -> int:
+    """`grid`: `options.spec` already loaded with `options`' overrides (the CLI loads it before torch is imported)."""
     # Everything that can be wrong with the input is checked before the first byte is written.
-    overrides = {"epochs": options.epochs} if options.epochs is not None else None
-    grid = load_grid(options.spec, max_runs=None if options.yes else DEFAULT_MAX_RUNS, overrides=overrides)
+    if grid is None:
+        overrides = parse_overrides(options.overrides, epochs=options.epochs)
+        grid = load_grid(options.spec, max_runs=None if options.yes else DEFAULT_MAX_RUNS, overrides=overrides)
     devices = parse_devices(options.device)
     wandb_mode = resolve_mode(options.wandb)
     if options.executor not in ("local", "ray"):

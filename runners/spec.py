@@ -6,13 +6,18 @@ axes: {head: [gap, fc, alexnet], cccp: [0, 1, 2]}           # cartesian product,
 include: [{model: alexnet, lr: 0.01}]                       # extra rows: settings + these keys
 exclude: [{head: alexnet, cccp: 0}]                         # drop axis combinations matching all keys
 seeds: [0, 1, 2]                                            # or a count: 3
+
+Command-line overrides (`--set KEY=VALUE`, `--epochs N`) replace a shared setting, or `seeds`, for every row. The
+grid's size is known from its axes, excludes, include rows and seeds, and is checked before any Variant is built.
 """
 
 from __future__ import annotations
 
 import difflib
 import itertools
+import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,8 +29,43 @@ from nin.errors import InputError
 from nin.variant import VARIANT_FIELDS, Variant
 
 TOP_LEVEL_KEYS = ("name", "description", "settings", "axes", "include", "exclude", "seeds")
-DEFAULT_MAX_RUNS = 500
+SETTING_KEYS = tuple(f for f in VARIANT_FIELDS if f != "seed")  # a setting, an axis, an include row's key
+OVERRIDE_KEYS = ("seeds", *SETTING_KEYS)
+DEFAULT_MAX_RUNS = 500  # more needs --yes
+MAX_RUNS = 100_000  # more is refused even with --yes: a typo (a seeds list pasted 1,000 times) must not eat the machine
+_EXACT_COUNT_LIMIT = 200_000  # excluded-axis combinations counted one by one up to here (well under a second)
 _NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+_INT = "tag:yaml.org,2002:int"
+
+
+class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # libyaml's parser where PyYAML has it
+    """PyYAML's safe loader, with two changes. 1e-2 and 2E5 are numbers (YAML 1.1 wants a dot and a signed
+    exponent; YAML 1.2 and every user do not). Plain decimal integers skip the resolver's regex table and the
+    constructor's dispatch, with the same result: a pasted 200,000-entry seeds list parses in half the time."""
+
+    def resolve(self, kind: type, value: Any, implicit: tuple[bool, bool]) -> str:
+        if kind is yaml.ScalarNode and implicit[0] and _decimal(value):
+            return _INT
+        return super().resolve(kind, value, implicit)
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
+        if node.tag == _INT and isinstance(node.value, str) and _decimal(node.value):
+            return int(node.value)
+        return super().construct_object(node, deep)
+
+
+def _decimal(text: str) -> bool:
+    """'0' or digits without a leading 0 (YAML 1.1 reads 017 as octal and 089 as text: those take the slow path)."""
+    return text.isascii() and text.isdigit() and (text[0] != "0" or text == "0")
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
 
 
 class SpecError(InputError):
@@ -44,9 +84,57 @@ class Grid:
         return {**self.raw, "variants": [v.id for v in self.variants]}
 
 
-def load_grid(
-    path: str | Path, max_runs: int | None = DEFAULT_MAX_RUNS, overrides: dict[str, Any] | None = None
-) -> Grid:
+@dataclass(frozen=True)
+class Override:
+    """One command-line override of a shared setting (or of `seeds`); `flag` is how the user spelled it."""
+
+    key: str
+    value: Any
+    flag: str  # "--set lr=1e-2" or "--epochs 3": what an error names
+
+
+def parse_overrides(pairs: Sequence[str] = (), epochs: int | None = None) -> tuple[Override, ...]:
+    """`--set KEY=VALUE` pairs (Hydra's spelling; the value read as YAML) plus the `--epochs N` shorthand.
+
+    What can be checked without the grid is checked here; the values themselves are checked with the grid's rows.
+    """
+    overrides: dict[str, Override] = {}
+    for pair in pairs:
+        flag = _printable(f"--set {pair}")
+        key, sep, text = pair.partition("=")
+        if not sep:
+            raise SpecError(f"{flag}: expected KEY=VALUE, e.g. --set epochs=20")
+        if not key:
+            raise SpecError(f"{flag}: the key before '=' is empty: name a setting, e.g. --set epochs=20")
+        if key == "seed":
+            raise SpecError(f"{flag}: set seeds with --set seeds=N (a count) or --set seeds=[0,1,2], not 'seed'")
+        if key not in OVERRIDE_KEYS:
+            close = difflib.get_close_matches(key, OVERRIDE_KEYS, n=1)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            raise SpecError(_printable(f"{flag}: unknown key '{key}' ({hint}allowed: {', '.join(OVERRIDE_KEYS)})"))
+        try:
+            value = yaml.load(text, Loader=_Loader)
+        except yaml.YAMLError as exc:
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise SpecError(f"{flag}: the value is not valid YAML ({problem})") from None
+        if key != "seeds" and isinstance(value, (list, dict)):
+            shape = "list" if isinstance(value, list) else "mapping"
+            raise SpecError(
+                f"{flag}: {key} takes a single value, got a {shape} (to compare several values, make {key} "
+                f"an axis of the grid file)"
+            )
+        if key in overrides:
+            raise SpecError(f"{flag}: {key} is already set by {overrides[key].flag}: give it once")
+        overrides[key] = Override(key, value, flag)
+    if epochs is not None:
+        if "epochs" in overrides:
+            raise SpecError(f"--epochs {epochs} and {overrides['epochs'].flag} both set epochs: give one of them")
+        overrides["epochs"] = Override("epochs", epochs, f"--epochs {epochs}")
+    return tuple(overrides.values())
+
+
+def load_grid(path: str | Path, max_runs: int | None = DEFAULT_MAX_RUNS, overrides: Sequence[Override] = ()) -> Grid:
+    """`max_runs` None is --yes: any size up to MAX_RUNS."""
     path = Path(path)
     if not path.is_file():
         raise SpecError(f"{path}: grid file not found (see ablations/ for examples)")
@@ -62,38 +150,46 @@ def parse_grid(
     source: str = "<grid>",
     max_runs: int | None = DEFAULT_MAX_RUNS,
     path: Path | None = None,
-    overrides: dict[str, Any] | None = None,
+    overrides: Sequence[Override] = (),
 ) -> Grid:
-    """`overrides` (command-line settings such as --epochs) replace the file's shared settings for every row."""
+    """`overrides` (from `parse_overrides`) replace the file's shared settings, or its seeds, for every row."""
+    # One parse gives both the values and the nodes whose marks give an error its line.
+    loader = _Loader(text)
     try:
-        raw = yaml.safe_load(text)
-        root = yaml.compose(text)
+        root = loader.get_single_node()
+        raw = loader.construct_document(root) if root is not None else None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise SpecError(f"{where}: invalid YAML: {problem}") from None
-    if overrides and isinstance(raw, dict):
-        for key in overrides:
-            if key in (raw.get("axes") or {}):
-                raise SpecError(f"{source}: --{key} cannot override '{key}': it is an axis of this grid")
-        settings = raw.get("settings") if isinstance(raw.get("settings"), dict) else {}
-        raw = {**raw, "settings": {**settings, **overrides}}
-        raw["include"] = [
-            {k: v for k, v in row.items() if k not in overrides} if isinstance(row, dict) else row
-            for row in raw.get("include") or []
-        ] or raw.get("include")
-    return _Expander(raw, root, source, max_runs, path).grid()
+    finally:
+        loader.dispose()
+    return _Expander(raw, root, source, max_runs, path, tuple(overrides)).grid()
 
 
 class _Expander:
-    def __init__(self, raw: Any, root: yaml.Node | None, source: str, max_runs: int | None, path: Path | None):
+    def __init__(
+        self,
+        raw: Any,
+        root: yaml.Node | None,
+        source: str,
+        max_runs: int | None,
+        path: Path | None,
+        overrides: tuple[Override, ...],
+    ):
         self.raw, self.root, self.source, self.max_runs, self.path = raw, root, source, max_runs, path
+        self.overrides = overrides
+        self.stripped: tuple[Override, ...] = ()  # overrides that replaced a key of an include row
 
     # ---- error reporting ------------------------------------------------------------------------------------
     def fail(self, where: tuple, message: str) -> SpecError:
+        """`where` is a path in the file (its line is looked up), (Override,) for a value from the command line,
+        or () for the grid as a whole."""
+        if where and isinstance(where[0], Override):
+            return SpecError(_printable(f"{self.source}: {where[0].flag}: {message}"))
         dotted = _dotted(where)
-        line = self._line(where)
+        line = self._line(where) if where else None
         prefix = f"{self.source}:{line}" if line else self.source
         return SpecError(_printable(f"{prefix}: {dotted + ': ' if dotted else ''}{message}"))
 
@@ -126,11 +222,10 @@ class _Expander:
         if not isinstance(value, dict):
             raise self.fail(where, f"{what} must be a mapping of key: value, got {type(value).__name__}")
         for key in value:
-            if key not in VARIANT_FIELDS or key == "seed":
-                allowed = tuple(f for f in VARIANT_FIELDS if f != "seed")
+            if key not in SETTING_KEYS:
                 if key == "seed":
                     raise self.fail((*where, key), "set seeds with the top-level 'seeds:' list, not 'seed'")
-                raise self.unknown_field((*where, key), key, allowed, "setting" if "axes" not in where else "axis")
+                raise self.unknown_field((*where, key), key, SETTING_KEYS, "setting" if "axes" not in where else "axis")
         return value
 
     def grid(self) -> Grid:
@@ -151,12 +246,20 @@ class _Expander:
             raise self.fail(("description",), "description must be text")
         settings = self.mapping(raw.get("settings"), ("settings",), "settings")
         axes = self.mapping(raw.get("axes"), ("axes",), "axes")
+        for override in self.overrides:
+            if override.key in axes:
+                levels = ", ".join(map(str, axes[override.key])) if isinstance(axes[override.key], list) else ""
+                raise self.fail(
+                    (override,),
+                    f"'{override.key}' is an axis of this grid{f' (levels {levels})' if levels else ''}: an override "
+                    f"replaces a shared setting; edit the axis in the grid file instead",
+                )
         for axis, levels in axes.items():
             if not isinstance(levels, list) or not levels:
                 raise self.fail(("axes", axis), f"axis '{axis}' needs a non-empty list of levels, e.g. [a, b]")
-            for index, level in enumerate(levels):
-                if any(_same(level, earlier) for earlier in levels[:index]):
-                    raise self.fail(("axes", axis, index), f"level {level!r} is listed twice")
+            twice = _first_repeat(levels)
+            if twice is not None:
+                raise self.fail(("axes", axis, twice), f"level {levels[twice]!r} is listed twice")
             if axis in settings:
                 raise self.fail(("axes", axis), f"'{axis}' is both an axis and a setting: keep one")
         include = self.rows(raw.get("include"), "include")
@@ -168,26 +271,38 @@ class _Expander:
                         ("exclude", index, key),
                         f"exclude may only name axes ({', '.join(axes) or 'none defined'}), got '{key}'",
                     )
-        seeds = self.seeds(raw.get("seeds", [0]))
+        sources: dict[str, tuple] = {k: ("settings", k) for k in settings}
+        seeds_value, seeds_where = raw.get("seeds", [0]), ("seeds",)
+        for override in self.overrides:
+            if override.key == "seeds":
+                seeds_value, seeds_where = override.value, (override,)
+            else:
+                settings = {**settings, override.key: override.value}
+                sources[override.key] = (override,)
+        # An override replaces the key in include rows too: the command line decides it for every row.
+        replaced = {o.key for o in self.overrides}
+        self.stripped = tuple(o for o in self.overrides if any(o.key in row for row in include))
+        include = [{k: v for k, v in row.items() if k not in replaced} for row in include]
+        seeds = self.seeds(seeds_value, seeds_where)
+        self.check_size(axes, exclude, len(include), len(seeds))
 
         variants: list[Variant] = []
-        origin: dict[str, tuple] = {}
+        origin: dict[str, tuple[tuple, Variant]] = {}
         exclude_hits = [0] * len(exclude)
         if axes:
-            for combo in itertools.product(*axes.values()):
-                levels = dict(zip(axes, combo))
+            # Level indices, not levels: the file line of a bad level comes without searching its axis.
+            for indices in itertools.product(*(range(len(levels)) for levels in axes.values())):
+                levels = {k: axes[k][i] for k, i in zip(axes, indices)}
                 hits = [i for i, row in enumerate(exclude) if all(_same(levels[k], v) for k, v in row.items())]
                 for i in hits:
                     exclude_hits[i] += 1
                 if hits:
                     continue
-                sources = {k: ("settings", k) for k in settings}
-                sources.update({k: ("axes", k, axes[k].index(v)) for k, v in levels.items()})
-                self.add(variants, origin, {**settings, **levels}, sources, seeds, ("axes",))
+                row_sources = {**sources, **{k: ("axes", k, i) for k, i in zip(axes, indices)}}
+                self.add(variants, origin, {**settings, **levels}, row_sources, seeds, ("axes",))
         for index, row in enumerate(include):
-            sources = {k: ("settings", k) for k in settings}
-            sources.update({k: ("include", index, k) for k in row})
-            self.add(variants, origin, {**settings, **row}, sources, seeds, ("include", index))
+            row_sources = {**sources, **{k: ("include", index, k) for k in row}}
+            self.add(variants, origin, {**settings, **row}, row_sources, seeds, ("include", index))
         for index, count in enumerate(exclude_hits):
             if count == 0:
                 raise self.fail(("exclude", index), "this exclude matches no axis combination: check its values")
@@ -197,13 +312,27 @@ class _Expander:
                 "the grid expands to zero variants: add levels under 'axes:' or rows under "
                 "'include:', or remove excludes",
             )
-        if self.max_runs is not None and len(variants) > self.max_runs:
-            raise self.fail(
-                (),
-                f"the grid expands to {len(variants)} runs, more than the {self.max_runs} allowed "
-                f"without confirmation: pass --yes to run it anyway, or trim axes/seeds",
-            )
+        if self.overrides:  # spec.yaml records the grid as run
+            raw = {**raw, "settings": settings, "seeds": seeds_value}
+            if include:
+                raw["include"] = include
         return Grid(name=name, path=self.path, raw=raw, variants=tuple(variants))
+
+    def check_size(self, axes: dict[str, list], exclude: list[dict[str, Any]], include_rows: int, seeds: int) -> None:
+        """Refuse a grid too large to run from its shape alone, before a single Variant is built."""
+        combos, exact = _count_combos(axes, exclude)
+        runs = (combos + include_rows) * seeds
+        size = f"the grid expands to {'' if exact else 'up to '}{runs:,} runs"
+        ceiling = f"more than the {MAX_RUNS:,} any grid may have, even with --yes"
+        if self.max_runs is not None and runs > self.max_runs:
+            fix = (
+                f" ({ceiling}): trim axes/seeds"
+                if runs > MAX_RUNS
+                else ": pass --yes to run it anyway, or trim axes/seeds"
+            )
+            raise self.fail((), f"{size}, more than the {self.max_runs} allowed without confirmation{fix}")
+        if runs > MAX_RUNS:
+            raise self.fail((), f"{size}, {ceiling}: trim axes/seeds, or split it into several grids")
 
     def rows(self, value: Any, key: str) -> list[dict[str, Any]]:
         if value is None:
@@ -217,10 +346,10 @@ class _Expander:
             rows.append(self.mapping(row, (key, index), key))
         return rows
 
-    def seeds(self, value: Any) -> list[int]:
+    def seeds(self, value: Any, where: tuple) -> list[int]:
         if isinstance(value, int) and not isinstance(value, bool):
             if not 1 <= value <= 1000:
-                raise self.fail(("seeds",), f"seeds as a count must be between 1 and 1000, got {value}")
+                raise self.fail(where, f"seeds as a count must be between 1 and 1000, got {value}")
             return list(range(value))
         if (
             not isinstance(value, list)
@@ -228,17 +357,17 @@ class _Expander:
             or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in value)
         ):
             raise self.fail(
-                ("seeds",),
+                where,
                 "seeds must be a count (e.g. 3) or a non-empty list of non-negative integers (e.g. [0, 1, 2])",
             )
         if len(set(value)) != len(value):
-            raise self.fail(("seeds",), "a seed is listed twice")
+            raise self.fail(where, "a seed is listed twice")
         return list(value)
 
     def add(
         self,
         variants: list[Variant],
-        origin: dict[str, tuple],
+        origin: dict[str, tuple[tuple, Variant]],
         config: dict[str, Any],
         sources: dict[str, tuple],
         seeds: list[int],
@@ -255,19 +384,81 @@ class _Expander:
             except ValidationError as exc:
                 error = exc.errors()[0]
                 field = error["loc"][0] if error["loc"] else None
-                where = sources.get(field, row_where) if field else row_where
                 message = error["msg"].removeprefix("Value error, ")
+                where = sources.get(field, row_where) if field else self.combination_source(message, sources, row_where)
                 shown = f" (got {error['input']!r})" if field and not isinstance(error["input"], dict) else ""
                 raise self.fail(where, f"{field + ': ' if field else ''}{message}{shown}") from None
             if variant.id in origin:
-                first = origin[variant.id]
-                raise self.fail(
-                    row_where,
-                    f"duplicate variant {variant.id}: the same config as "
-                    f"{_dotted(first)} (remove one, or change a setting)",
-                )
-            origin[variant.id] = row_where
+                first_where, first = origin[variant.id]
+                if first == variant:
+                    applied = (
+                        f" once {', '.join(o.flag for o in self.stripped)} applies to every row"
+                        if self.stripped
+                        else ""
+                    )
+                    raise self.fail(
+                        row_where,
+                        f"duplicate variant {variant.id}: the same config as "
+                        f"{_dotted(first_where)}{applied} (remove one, or change a setting)",
+                    )
+                raise self.fail(row_where, _collision(variant.id, first_where, first, variant))
+            origin[variant.id] = (row_where, variant)
             variants.append(variant)
+
+    def combination_source(self, message: str, sources: dict[str, tuple], row_where: tuple) -> tuple:
+        """Where a rule over several fields (warmup_epochs < epochs, image_size too small) broke: the command-line
+        override the message names, if any (the user's latest word), else the row."""
+        for key, where in sources.items():
+            if isinstance(where[0], Override) and re.search(rf"\b{key}\b", message):
+                return where
+        return row_where
+
+
+def _count_combos(axes: dict[str, list], exclude: list[dict[str, Any]]) -> tuple[int, bool]:
+    """Axis combinations left after the excludes, without building one: (count, exact).
+
+    Only the axes an exclude names are walked; the others multiply. Past _EXACT_COUNT_LIMIT such combinations the
+    count is the product, an upper bound (excludes only shrink a grid)."""
+    if not axes:
+        return 0, True
+    named = [axis for axis in axes if any(axis in row for row in exclude)]
+    free = math.prod(len(levels) for axis, levels in axes.items() if axis not in named)
+    walked = math.prod(len(axes[axis]) for axis in named)
+    if walked > _EXACT_COUNT_LIMIT:
+        return free * walked, False
+    kept = 0
+    for combo in itertools.product(*(axes[axis] for axis in named)):
+        levels = dict(zip(named, combo))
+        kept += not any(all(_same(levels[k], v) for k, v in row.items()) for row in exclude)
+    return free * kept, True
+
+
+def _collision(variant_id: str, first_where: tuple, first: Variant, second: Variant) -> str:
+    """Two different configs whose 6-hex hashes coincide: name both by the settings that tell them apart."""
+    a, b = first.config(), second.config()
+    differ = [k for k in a if a[k] != b[k]]
+    shown_a = ", ".join(f"{k}={a[k]!r}" for k in differ)
+    shown_b = ", ".join(f"{k}={b[k]!r}" for k in differ)
+    return (
+        f"id collision: {variant_id} is the id of two different configs, {_dotted(first_where)} ({shown_a}) and "
+        f"this row ({shown_b}); their short hashes coincide by chance: change one of these values slightly, or run "
+        f"them in separate grids"
+    )
+
+
+def _first_repeat(levels: list[Any]) -> int | None:
+    """Index of the first level equal (as _same has it) to an earlier one, in one pass over hashable levels."""
+    seen: set[Any] = set()
+    for index, level in enumerate(levels):
+        try:
+            key = (type(level) is bool, level)  # 1 and 1.0 match, true and 1 do not
+            if key in seen:
+                return index
+            seen.add(key)
+        except TypeError:  # a list or mapping as a level (refused later): compare it the slow way
+            if any(_same(level, earlier) for earlier in levels[:index]):
+                return index
+    return None
 
 
 def _same(a: Any, b: Any) -> bool:

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import gzip
 import pickle
-import struct
 from pathlib import Path
 from urllib.error import URLError
 
@@ -20,6 +18,7 @@ from nin.catalog import DATASETS
 from nin.data import DataTensors, check_dataset, clear_cache, load_dataset
 from nin.errors import InputError
 from nin.pipeline import DeviceData, stratified_subset
+from tests.datafiles import make_mnist, write_idx
 
 FIX_WORDS = ("--data-dir", "--download")
 
@@ -33,28 +32,6 @@ def _fresh_cache():
 
 def rng(seed: int = 0) -> np.random.Generator:
     return np.random.default_rng(seed)
-
-
-def write_idx(path: Path, magic: int, array: np.ndarray, gz: bool = False) -> None:
-    payload = struct.pack(">I", magic) + b"".join(struct.pack(">I", d) for d in array.shape) + array.tobytes()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if gz:
-        path = path.with_name(path.name + ".gz")
-        payload = gzip.compress(payload)
-    path.write_bytes(payload)
-
-
-def make_mnist(root: Path, folder: str = "FashionMNIST", gz: bool = False) -> dict[str, np.ndarray]:
-    """64 train + 32 test images in the IDX files torchvision's MNIST classes read."""
-    raw = root / folder / "raw"
-    arrays = {}
-    for prefix, n in (("train", 64), ("t10k", 32)):
-        images = rng(n).integers(0, 256, (n, 28, 28), dtype=np.uint8)
-        labels = (np.arange(n) % 10).astype(np.uint8)
-        write_idx(raw / f"{prefix}-images-idx3-ubyte", 0x0803, images, gz)
-        write_idx(raw / f"{prefix}-labels-idx1-ubyte", 0x0801, labels, gz)
-        arrays[prefix] = (images, labels)
-    return arrays
 
 
 def dump(path: Path, obj: object) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import textwrap
 
 import pytest
@@ -147,3 +149,81 @@ def test_cli_bad_grid_exits_2_with_one_line_and_writes_nothing(tmp_path, text, n
 def test_cli_missing_grid_file(tmp_path):
     result = run_cli("list", str(tmp_path / "nope.yaml"))
     assert result.returncode == 2 and "grid file not found" in result.stderr
+
+
+# ---- size before expansion, and ids ---------------------------------------------------------------------------------
+
+TINY = "name: t\nsettings: {arch: cifar, dataset: digits, width: 0.125, image_size: 16}\n"
+
+
+def _levels(n: int, step: float) -> str:
+    return "[" + ", ".join(f"{step * (i + 1):.6g}" for i in range(n)) + "]"
+
+
+def test_size_is_checked_before_any_variant_is_built(monkeypatch):
+    def no_variant(**config):
+        raise AssertionError("a Variant was built before the size check")
+
+    monkeypatch.setattr("runners.spec.Variant", no_variant)
+    with pytest.raises(SpecError, match=r"g.yaml: the grid expands to 200,000 runs, more than the 500 allowed"):
+        grid(TINY + "axes: {head: [gap]}\nseeds: [" + ", ".join(map(str, range(200_000))) + "]\n")
+    axes = f"axes:\n  lr: {_levels(1000, 0.001)}\n  weight_decay: {_levels(100, 1e-4)}\n"
+    axes += f"  momentum: {_levels(100, 0.009)}\n"
+    with pytest.raises(SpecError, match=r"expands to 10,000,000 runs, more than the 500 allowed without confirmation"):
+        grid(TINY + axes)
+    with pytest.raises(SpecError, match=r"10,000,000 runs, more than the 100,000 any grid may have, even with --yes"):
+        grid(TINY + axes, max_runs=None)
+
+
+def test_size_counts_excludes_and_include_rows_exactly():
+    text = TINY + f"axes: {{lr: {_levels(10, 0.01)}, weight_decay: {_levels(10, 0.001)}}}\n"
+    text += "exclude: [{lr: 0.01}, {lr: 0.02, weight_decay: 0.001}, {weight_decay: 0.001}]\n"
+    text += "include: [{model: alexnet, image_size: 72, width: 0.125}]\nseeds: 7\n"
+    runs = len(grid(text, max_runs=None).variants)
+    assert runs == (100 - 10 - 9 + 1) * 7  # the (0.02, 0.001) exclude overlaps the weight_decay one
+    with pytest.raises(SpecError, match=rf"expands to {runs} runs, more than the 500"):
+        grid(text)
+    assert len(grid(text, max_runs=runs).variants) == runs
+
+
+def test_size_of_a_grid_too_wide_to_count_is_an_upper_bound():
+    axes = f"axes:\n  lr: {_levels(1000, 0.001)}\n  weight_decay: {_levels(1000, 1e-5)}\n"
+    with pytest.raises(SpecError, match=r"expands to up to 1,000,000 runs"):
+        grid(TINY + axes + "exclude: [{lr: 0.001, weight_decay: 0.00001}]\n", max_runs=None)
+
+
+def test_huge_seeds_list_is_refused_before_torch_is_imported(tmp_path):
+    spec = tmp_path / "huge.yaml"
+    spec.write_text(TINY + "axes: {head: [gap]}\nseeds: [" + ", ".join(map(str, range(200_000))) + "]\n")
+    out = tmp_path / "out"
+    check = (
+        "import sys\nfrom runners.cli import main\n"
+        f"code = main(['run', {str(spec)!r}, '--out', {str(out)!r}])\n"
+        "print(code, 'torch' in sys.modules)\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", check], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert proc.stdout.split() == ["2", "False"], proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "the grid expands to 200,000 runs" in lines[0]
+    assert not out.exists()
+
+
+def test_the_ceiling_holds_even_with_yes(tmp_path, capsys):
+    from runners.cli import main
+
+    spec = tmp_path / "wide.yaml"
+    spec.write_text(TINY + f"axes: {{lr: {_levels(1000, 0.001)}}}\nseeds: 101\n")
+    assert main(["list", str(spec), "--yes"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "101,000 runs, more than the 100,000 any grid may have, even with --yes" in err
+
+
+def test_a_hash_collision_is_an_id_collision_naming_both_configs(monkeypatch):
+    monkeypatch.setattr("nin.variant._short_hash", lambda config: "abcdef")
+    with pytest.raises(SpecError) as info:
+        grid(TINY + "axes: {lr: [0.1, 0.2]}\n")
+    message = str(info.value)
+    assert "id collision" in message and "duplicate" not in message
+    assert "cifar-gap-cccp2-do1-w0.125-s0-abcdef" in message and "lr=0.1" in message and "lr=0.2" in message
+    with pytest.raises(SpecError, match="duplicate variant"):  # the same config twice is still a duplicate
+        grid(TINY + "axes: {lr: [0.1]}\ninclude: [{lr: 0.1}]\n")
