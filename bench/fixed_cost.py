@@ -18,6 +18,7 @@ import torch
 
 from nin import layout, store
 from nin.data import DataTensors, clear_cache, load_dataset
+from nin.device import synchronize
 from nin.pipeline import DeviceData
 from nin.profile import profile_variant
 from nin.results import build_result, now_iso
@@ -30,16 +31,11 @@ PER_VARIANT_TARGET_S = 2.0
 ONCE_PER_WORKER = ("dataset_first_load", "tracker_first_start")
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def _timed(device: torch.device, fn: Callable[[], T]) -> tuple[T, float]:
-    _sync(device)
+    synchronize(device)
     start = time.perf_counter()
     value = fn()
-    _sync(device)
+    synchronize(device)
     return value, time.perf_counter() - start
 
 
@@ -53,7 +49,7 @@ def measure_fixed_costs(
     _, costs["dataset_cached_load"] = _timed(device, lambda: load_dataset(variant.dataset, data_dir))
 
     def to_device() -> DeviceData:
-        return DeviceData(data, device, variant.image_size, variant.augment, variant.channels_last)
+        return DeviceData.from_variant(data, device, variant)
 
     device_data, costs["device_data"] = _timed(device, to_device)
     trainer, costs["model_build"] = _timed(device, lambda: Trainer(variant, device))

@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 import torch
 
 from bench.throughput import cpu_model
-from nin.device import cpu_has_fast_bf16, resolve_device, resolve_precision
+from nin.device import cpu_has_fast_bf16, resolve_device, resolve_precision, synchronize
 from nin.train import Trainer
 from nin.variant import Variant
 
@@ -43,8 +43,7 @@ def compare(device: torch.device, batch_size: int, steps: int, windows: int, wid
     names = list(trainers)
 
     def window(name: str, n: int, epoch: int) -> float:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        synchronize(device)
         start = time.perf_counter()
         trainers[name].train_epoch(itertools.repeat(batches[name], n), epoch)  # ends with a sync
         return time.perf_counter() - start

@@ -29,11 +29,11 @@ import torch
 from bench.fixed_cost import PER_VARIANT_TARGET_S, measure_fixed_costs
 from bench.reference import ReferenceLoop, d2l_loader, default_workers
 from bench.synthetic import write_fashion_like
-from nin.device import device_name, model_flops_utilization, peak_flops, resolve_device
+from nin.device import device_name, model_flops_utilization, peak_flops, resolve_device, synchronize
 from nin.errors import InputError
 from nin.pipeline import DeviceData
 from nin.profile import profile_variant
-from nin.train import Trainer
+from nin.train import Trainer, eval_batch_size
 from nin.variant import Variant
 
 PATHS = ("reference", "harness", "ceiling", "eval")
@@ -85,15 +85,12 @@ class _Window:
 
     def __call__(self, steps: int, index: int) -> float:
         timed = self.run(steps, index)  # untimed set-up of this window (the reference's fresh loader pass)
-        self._sync()
+        synchronize(self.device)
         start = time.perf_counter()
         timed()
-        self._sync()
+        synchronize(self.device)
         return time.perf_counter() - start
 
-    def _sync(self) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
 
 
 def _reference(loop: ReferenceLoop, lead_in: int) -> Callable[[int, int], Callable[[], None]]:
@@ -134,11 +131,6 @@ def _eval(trainer: Trainer, data: DeviceData, batch_size: int) -> Callable[[int,
     return prepare
 
 
-def eval_batch_size(batch_size: int) -> int:
-    """The eval batch nin.train uses for a training batch size."""
-    return min(max(2 * batch_size, 256), 1024)
-
-
 def run_bench(config: BenchConfig, log: Callable[[str], None] = lambda _: None) -> dict[str, Any]:
     """Measure; returns the JSON-ready result (see docs/BENCHMARKS.md for every key)."""
     device = resolve_device(config.device)
@@ -161,7 +153,7 @@ def run_bench(config: BenchConfig, log: Callable[[str], None] = lambda _: None) 
         )
 
     trainer = Trainer(variant, device)
-    device_data = DeviceData(data, device, variant.image_size, channels_last=variant.channels_last)
+    device_data = DeviceData.from_variant(data, device, variant)
     premade = tuple(t.clone() for t in next(device_data.train_batches(variant.batch_size, 0, 0)))
     eval_bs = eval_batch_size(variant.batch_size)
     eval_steps = min(config.steps, math.ceil(device_data.n_test / eval_bs))

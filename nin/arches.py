@@ -6,9 +6,14 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+# The variant space: every name below is declared here once; nin.variant, nin.models, the CLI and the tests derive
+# their choices from these. Adding an arch preset is one entry in ARCHES (plus its test).
+MODELS = ("nin", "alexnet")  # alexnet: d2l's AlexNet, the reference row
 HEADS = ("gap", "fc", "alexnet")
 CCCP_CHOICES = (0, 1, 2)
+INIT_SCHEMES = ("xavier", "kaiming", "default")
 ALEXNET_HIDDEN = 4096
+ALEXNET_INPUT_SIZE = 224  # d2l resizes Fashion-MNIST to 224 for its AlexNet
 
 
 @dataclass(frozen=True)
@@ -120,6 +125,11 @@ ALEXNET_TRUNK: tuple[ConvSpec | PoolSpec | str, ...] = (
     ConvSpec(256, 3, 1, 1),
     PoolSpec("max"),
 )
+
+
+def default_input_size(model: str, arch: str | None) -> int:
+    """The input size a variant gets when its grid names none: the arch's (or AlexNet's) own."""
+    return ALEXNET_INPUT_SIZE if model == "alexnet" else ARCHES[str(arch)].input_size
 
 
 def smallest_input_for(model: str, arch: str | None, head: str | None) -> int:

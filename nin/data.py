@@ -29,7 +29,6 @@ FIX = "pass --data-dir DIR pointing at torchvision's root, or run with --downloa
 MNIST_CLASSES = {"mnist": tvd.MNIST, "fashion-mnist": tvd.FashionMNIST}
 IDX_MAGIC = {"images": 0x0803, "labels": 0x0801}  # IDX: 0x08 = unsigned byte, then the number of dimensions
 DIGITS_TEST_FRACTION, DIGITS_SPLIT_SEED = 0.2, 0
-SYNTHETIC_TRAIN, SYNTHETIC_TEST = 500, 100
 _CACHE_SIZE = 4
 
 
@@ -255,11 +254,12 @@ def _decode_synthetic() -> tuple[torch.Tensor, ...]:
     g = torch.Generator().manual_seed(0)
     patterns = torch.rand(info.classes, info.channels, 4, 4, generator=g)
     patterns = F.interpolate(patterns, size=info.native_size, mode="bilinear", align_corners=False)
-    n = SYNTHETIC_TRAIN + SYNTHETIC_TEST
+    n_train = info.train_images
+    n = n_train + info.test_images
     y = (torch.arange(n) % info.classes)[torch.randperm(n, generator=g)]
     noise = torch.rand(n, info.channels, info.native_size, info.native_size, generator=g)
     x = ((0.6 * patterns[y] + 0.4 * noise) * 255).round().to(torch.uint8)
-    return x[:SYNTHETIC_TRAIN], y[:SYNTHETIC_TRAIN], x[SYNTHETIC_TRAIN:], y[SYNTHETIC_TRAIN:]
+    return x[:n_train], y[:n_train], x[n_train:], y[n_train:]
 
 
 def _channel_stats(x: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:

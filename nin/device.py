@@ -71,6 +71,12 @@ def resolve_precision(device: torch.device, requested: str = "auto") -> str:
     return "bf16" if cpu_has_fast_bf16() else "fp32"
 
 
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued work (a no-op on the CPU, whose ops run synchronously): timers end here."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
 def device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)

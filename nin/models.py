@@ -12,13 +12,15 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from nin._timm import register_model
+from nin._timm import register_model, timm
 from nin.arches import (
     ALEXNET_HIDDEN,
+    ALEXNET_INPUT_SIZE,
     ALEXNET_TRUNK,
     ARCHES,
     CCCP_CHOICES,
     HEADS,
+    INIT_SCHEMES,
     ConvSpec,
     PoolSpec,
     scaled,
@@ -86,9 +88,6 @@ def _alexnet_classifier(features: int, classes: int, hidden: int, dropout: bool,
             layers.append(nn.Dropout(p))
     layers.append(nn.Linear(hidden, classes))
     return nn.Sequential(*layers)
-
-
-INIT_SCHEMES = ("xavier", "kaiming", "default")
 
 
 def init_weights(model: nn.Module, scheme: str = "xavier") -> nn.Module:
@@ -178,7 +177,7 @@ def build_alexnet(
     init: str = "xavier",
 ) -> Net:
     """d2l's AlexNet (section 8.1), the reference row: five convs, three pools, three linear layers."""
-    size = image_size or 224
+    size = image_size or ALEXNET_INPUT_SIZE
     min_size = smallest_input_for("alexnet", None, None)
     if size < min_size:
         raise TooSmallInputError(
@@ -210,18 +209,24 @@ def _no_pretrained(name: str, pretrained: bool) -> None:
         raise ValueError(f"{name} has no pretrained weights: nin-ablate trains every variant from scratch")
 
 
-@register_model
-def nin_d2l(pretrained: bool = False, **kwargs) -> Net:
-    """The seeds' NiN (d2l), 224×224 input: head gap|fc|alexnet, cccp 0|1|2, dropout, width."""
-    _no_pretrained("nin_d2l", pretrained)
-    return build_nin(arch="d2l", **_timm_kwargs(kwargs))
+def _register_nin(arch: str) -> None:
+    """timm entry `nin_<arch>` for every preset in nin.arches.ARCHES: a new preset needs no code here."""
+    preset = ARCHES[arch]
+
+    def entry(pretrained: bool = False, **kwargs) -> Net:
+        _no_pretrained(f"nin_{arch}", pretrained)
+        return build_nin(arch=arch, **_timm_kwargs(kwargs))
+
+    entry.__name__ = entry.__qualname__ = f"nin_{arch}"
+    entry.__doc__ = (
+        f"NiN preset '{arch}' at {preset.input_size}x{preset.input_size}: head gap|fc|alexnet, cccp 0|1|2, "
+        f"dropout, width, gap_relu, init."
+    )
+    globals()[entry.__name__] = register_model(entry)
 
 
-@register_model
-def nin_cifar(pretrained: bool = False, **kwargs) -> Net:
-    """The NiN paper's CIFAR-10 net, 32×32 input: head gap|fc|alexnet, cccp 0|1|2, dropout, width."""
-    _no_pretrained("nin_cifar", pretrained)
-    return build_nin(arch="cifar", **_timm_kwargs(kwargs))
+for _arch in ARCHES:
+    _register_nin(_arch)
 
 
 @register_model
@@ -232,7 +237,6 @@ def alexnet_d2l(pretrained: bool = False, **kwargs) -> Net:
 
 
 def create_model(variant) -> Net:  # variant: nin.variant.Variant (not imported: models stay grid-agnostic)
-    """Build the network a Variant describes, with its init scheme (seed the RNG first for reproducible weights)."""
-    if variant.model == "alexnet":
-        return build_alexnet(**variant.model_kwargs())
-    return build_nin(arch=variant.arch, **variant.model_kwargs())
+    """Build the network a Variant describes through timm's registry, exactly as a user would with
+    `timm.create_model(variant.timm_name, **variant.model_kwargs())` (seed the RNG first for reproducible weights)."""
+    return timm.create_model(variant.timm_name, **variant.model_kwargs())

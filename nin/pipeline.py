@@ -8,13 +8,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 
 from nin.data import DataTensors
 from nin.errors import InputError
+from nin.seeding import epoch_seed
+
+if TYPE_CHECKING:
+    from nin.variant import Variant
+
 
 
 def stratified_subset(y: torch.Tensor, size: int, classes: int) -> torch.Tensor:
@@ -27,10 +32,6 @@ def stratified_subset(y: torch.Tensor, size: int, classes: int) -> torch.Tensor:
         quota[c] += 1
     picks = [torch.nonzero(y == c).flatten()[: int(quota[c])] for c in range(classes)]
     return torch.cat(picks).sort().values
-
-
-def _seed_for(seed: int, epoch: int) -> int:
-    return int(np.random.SeedSequence([seed, epoch]).generate_state(1, dtype=np.uint64)[0])
 
 
 class DeviceData:
@@ -69,12 +70,25 @@ class DeviceData:
         # (x / 255 - mean) / std as one multiply-add on the 0..255 floats.
         self._scale, self._shift = 1 / (255 * std), -mean / std
 
+    @classmethod
+    def from_variant(cls, data: DataTensors, device: torch.device | str, variant: Variant) -> DeviceData:
+        """The one way a variant's settings become a device pipeline (training, bench and fixed-cost alike)."""
+        return cls(
+            data,
+            device,
+            variant.image_size,
+            augment=variant.augment,
+            channels_last=variant.channels_last,
+            train_size=variant.train_size,
+            test_size=variant.test_size,
+        )
+
     def batches_per_epoch(self, batch_size: int) -> int:
         return math.ceil(self.n_train / batch_size)
 
     def train_batches(self, batch_size: int, seed: int, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Shuffled (and augmented) batches; the draws depend on (seed, epoch) only, so a resumed run repeats them."""
-        g = torch.Generator().manual_seed(_seed_for(seed, epoch))
+        g = torch.Generator().manual_seed(epoch_seed(seed, epoch, "data"))
         n = self.n_train
         order = torch.randperm(n, generator=g).to(self.device)
         if self.augment:  # one crop offset and flip per batch slot, drawn on the CPU: identical on every device

@@ -21,18 +21,26 @@ from tqdm.auto import tqdm
 
 from nin import store
 from nin._timm import create_optimizer_v2, create_scheduler_v2
-from nin.device import resolve_device, resolve_precision
+from nin.device import resolve_device, resolve_precision, synchronize
 from nin.layout import CHECKPOINT_FILE, METRICS_FILE, RESULT_FILE
 from nin.models import create_model
 from nin.profile import profile_variant
 from nin.results import build_result, now_iso
+from nin.seeding import epoch_seed
 from nin.variant import Variant
 
 DIVERGENCE_CHECK_EVERY = 32  # steps between the (only) host syncs of an epoch
 
 
-def epoch_seed(seed: int, epoch: int) -> int:
-    return (seed * 1_000_003 + epoch * 7_919) % (2**31 - 1)
+def eval_batch_size(batch_size: int) -> int:
+    """Eval passes keep no activations for backward: twice the training batch, at least 256, at most 1024."""
+    return min(max(2 * batch_size, 256), 1024)
+
+
+def evaluates_train_set(epoch: int, epochs: int, every: int) -> bool:
+    """Whether the eval-mode pass over the training set runs after 1-based `epoch`: every `every` epochs (0: never
+    before the end) and always after the last, which gives result.json its train_acc and gaps."""
+    return epoch == epochs or bool(every and epoch % every == 0)
 
 
 class Diverged(Exception):
@@ -111,7 +119,7 @@ class Trainer:
     def train_epoch(
         self, batches: Iterable[tuple[torch.Tensor, torch.Tensor]], epoch: int, bar: tqdm | None = None
     ) -> PassStats:
-        torch.manual_seed(epoch_seed(self.variant.seed, epoch))  # dropout masks of this epoch
+        torch.manual_seed(epoch_seed(self.variant.seed, epoch, "dropout"))  # dropout masks of this epoch
         self.model.train()
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device, dtype=torch.long)
@@ -128,7 +136,7 @@ class Trainer:
         loss = float(loss_sum) / max(images, 1)  # the epoch's one sync
         if not math.isfinite(loss):
             raise Diverged(f"training loss became non-finite in epoch {epoch + 1}")
-        self._sync()
+        synchronize(self.device)
         return PassStats(loss, int(correct) / max(images, 1), images, time.perf_counter() - start)
 
     @torch.no_grad()
@@ -144,7 +152,7 @@ class Trainer:
             loss_sum += F.cross_entropy(logits.float(), y, reduction="sum")
             correct += (logits.argmax(1) == y).sum()
             images += y.shape[0]
-        self._sync()
+        synchronize(self.device)
         return PassStats(
             float(loss_sum) / max(images, 1), int(correct) / max(images, 1), images, time.perf_counter() - start
         )
@@ -152,10 +160,6 @@ class Trainer:
     def end_epoch(self, epoch: int) -> None:
         if self.scheduler is not None:
             self.scheduler.step(epoch + 1)
-
-    def _sync(self) -> None:
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -203,15 +207,7 @@ def train(
     profile = profile_variant(variant)
     if data is None:
         data = load_dataset(variant.dataset, data_dir, download=download)
-    device_data = DeviceData(
-        data,
-        torch_device,
-        variant.image_size,
-        augment=variant.augment,
-        channels_last=variant.channels_last,
-        train_size=variant.train_size,
-        test_size=variant.test_size,
-    )
+    device_data = DeviceData.from_variant(data, torch_device, variant)
     trainer = Trainer(variant, torch_device)
 
     history: list[dict[str, Any]] = []
@@ -237,7 +233,7 @@ def train(
     test: PassStats | None = None
     running: PassStats | None = None
     n_batches = math.ceil(device_data.n_train / variant.batch_size)
-    eval_batch = min(max(2 * variant.batch_size, 256), 1024)
+    eval_batch = eval_batch_size(variant.batch_size)
     for epoch in range(first_epoch, variant.epochs):
         lr = trainer.lr
         epoch_start = time.perf_counter()
@@ -258,10 +254,8 @@ def train(
                 status, error = "diverged", str(exc)
                 break
         test = trainer.evaluate(device_data.eval_batches("test", eval_batch))
-        last = epoch + 1 == variant.epochs
-        every = variant.eval_train_every
         eval_train = None
-        if last or (every and (epoch + 1) % every == 0):
+        if evaluates_train_set(epoch + 1, variant.epochs, variant.eval_train_every):
             eval_train = trainer.evaluate(device_data.eval_batches("train", eval_batch))
         trainer.end_epoch(epoch)
         epoch_seconds = time.perf_counter() - epoch_start

@@ -8,12 +8,16 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from nin.arches import smallest_input_for
+from nin.arches import ARCHES, CCCP_CHOICES, HEADS, INIT_SCHEMES, MODELS, default_input_size, smallest_input_for
 from nin.catalog import DATASETS
 
-DatasetName = Literal["fashion-mnist", "mnist", "cifar10", "cifar100", "svhn", "digits", "synthetic"]
-ARCH_INPUT_SIZE = {"d2l": 224, "cifar": 32}
-ALEXNET_INPUT_SIZE = 224
+# The choices come from nin.arches and nin.catalog, where the variant space is declared once.
+ModelName = Literal[MODELS]  # type: ignore[valid-type]
+ArchName = Literal[tuple(ARCHES)]  # type: ignore[valid-type]
+HeadName = Literal[HEADS]  # type: ignore[valid-type]
+CccpCount = Literal[CCCP_CHOICES]  # type: ignore[valid-type]
+InitScheme = Literal[INIT_SCHEMES]  # type: ignore[valid-type]
+DatasetName = Literal[tuple(DATASETS)]  # type: ignore[valid-type]
 NIN_ONLY_FIELDS = ("arch", "head", "cccp")
 
 
@@ -23,14 +27,14 @@ class Variant(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
     # What is built.
-    model: Literal["nin", "alexnet"] = "nin"
-    arch: Literal["d2l", "cifar"] | None = "d2l"
-    head: Literal["gap", "fc", "alexnet"] | None = "gap"
-    cccp: Literal[0, 1, 2] | None = 2
+    model: ModelName = "nin"
+    arch: ArchName | None = "d2l"
+    head: HeadName | None = "gap"
+    cccp: CccpCount | None = 2
     dropout: bool = True
     gap_relu: bool | None = True  # ReLU on the class maps before GAP (the seeds' NiN); null without a GAP head
     width: float = Field(1.0, gt=0, le=8)
-    init: Literal["xavier", "kaiming", "default"] = "xavier"
+    init: InitScheme = "xavier"
 
     # What it learns from. in_channels, num_classes and image_size default to the dataset's and the arch's.
     dataset: DatasetName = "fashion-mnist"
@@ -76,11 +80,9 @@ class Variant(BaseModel):
         if info is not None:
             data.setdefault("in_channels", info.channels)
             data.setdefault("num_classes", info.classes)
-        if data.get("image_size") is None:
-            if data.get("model") == "alexnet":
-                data["image_size"] = ALEXNET_INPUT_SIZE
-            elif data.get("arch", "d2l") in ARCH_INPUT_SIZE:
-                data["image_size"] = ARCH_INPUT_SIZE[data.get("arch", "d2l")]
+        model, arch = data.get("model", "nin"), data.get("arch", "d2l")
+        if data.get("image_size") is None and (model == "alexnet" or arch in ARCHES):
+            data["image_size"] = default_input_size(model, arch)
         return data
 
     @model_validator(mode="after")

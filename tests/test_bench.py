@@ -63,7 +63,7 @@ def test_grid_estimate_follows_the_documented_formula(tmp_path):
         "eval_images_per_s": 400.0,
         "fixed_cost_s": {"dataset_first_load": 2.0, "tracker_first_start": 1.0, "per_variant": 1.5},
     }
-    result = estimate_grid(spec, bench, devices=2)
+    result = estimate_grid("one", load_grid(spec).variants, bench, devices=2)
     assert train_set_evals(4, 2) == 2 and train_set_evals(4, 0) == 1 and train_set_evals(3, 2) == 2
     seconds = [row["seconds"] for row in result["runs_detail"]]
     assert math.isclose(seconds[0], 1.5 + 4 * (1437 / 100 + 360 / 400) + 2 * 1437 / 400)  # digits: 1437/360
