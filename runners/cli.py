@@ -11,6 +11,7 @@ import os
 import sys
 from collections.abc import Sequence
 
+from nin.arches import ARCHES
 from nin.errors import InputError
 from runners import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK
 
@@ -153,6 +154,11 @@ def cmd_report(args: argparse.Namespace) -> int:
     from nin.tracking import resolve_mode
     from reports.wandb_report import write_and_log_report
 
+    if args.format != "html":  # the ablation table alone, on stdout: nothing written, nothing logged
+        from reports import ablation_table
+
+        sys.stdout.write(ablation_table(Path(args.grid_dir), args.format))
+        return EXIT_OK
     mode = resolve_mode(args.wandb)
     print(write_and_log_report(Path(args.grid_dir), mode, args.wandb_project, args.wandb_entity).html)
     return EXIT_OK
@@ -170,6 +176,23 @@ def cmd_bench(args: argparse.Namespace) -> int:
         print()
     else:
         print(format_text(result))
+    return EXIT_OK
+
+
+def cmd_estimate(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from bench.estimate import describe, estimate_grid
+    from runners.spec import load_grid
+
+    grid = load_grid(args.spec, max_runs=None)
+    try:
+        bench = json.loads(Path(args.bench_json).read_text())
+        result = estimate_grid(grid.name, grid.variants, bench, args.devices)
+        print(describe(result, bench))
+    except (OSError, ValueError, KeyError) as exc:
+        why = f"{type(exc).__name__}: {exc}"
+        raise InputError(f"{args.bench_json}: not a 'nin-ablate bench --json' result ({why})") from None
     return EXIT_OK
 
 
@@ -209,11 +232,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="log the report as a W&B run (default offline, or $WANDB_MODE)")
     p.add_argument("--wandb-project", default=None, help="W&B project (default $WANDB_PROJECT or nin-ablate)")
     p.add_argument("--wandb-entity", default=None, help="W&B entity (default $WANDB_ENTITY)")
+    p.add_argument("--format", choices=("html", "md", "tex"), default="html",
+                   help="html: write OUT/<grid>/report/ and print the page's path; md or tex: print the ablation "
+                        "table to stdout and write nothing")
     p.set_defaults(handler=cmd_report)
 
     p = sub.add_parser("bench", help="training throughput of the harness against a d2l-style reference loop")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N (default auto)")
-    p.add_argument("--arch", choices=("d2l", "cifar"), default="d2l", help="NiN preset (default d2l, the seeds' net)")
+    p.add_argument("--arch", choices=tuple(ARCHES), default="d2l", help="NiN preset (default d2l, the seeds' net)")
     p.add_argument("--width", type=float, default=1.0, help="channel width multiplier (default 1.0)")
     p.add_argument("--image-size", type=_positive_int, default=None, help="input size (default: the arch's, 224)")
     p.add_argument("--batch-size", type=_positive_int, default=128, help="training batch (default 128)")
@@ -228,6 +254,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="tracker mode in the fixed-cost measurement (default offline)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     p.set_defaults(handler=cmd_bench)
+
+    p = sub.add_parser("estimate", help="a grid's wall time from one 'nin-ablate bench --json' result")
+    p.add_argument("spec", help="grid file, e.g. ablations/paper.yaml")
+    p.add_argument("bench_json", help="the output of 'nin-ablate bench --json'")
+    p.add_argument("--devices", type=_positive_int, default=1, help="devices training in parallel (default 1)")
+    p.set_defaults(handler=cmd_estimate)
     return parser
 
 
