@@ -124,14 +124,19 @@ def _check(maps: torch.Tensor, boxes: torch.Tensor) -> None:
         raise ValueError(f"maps must be [N, H, W] and boxes [N, 4], got {tuple(maps.shape)} and {tuple(boxes.shape)}")
 
 
-def box_masks(boxes: torch.Tensor, size: int | Sequence[int]) -> torch.Tensor:
-    """[N, H, W] bool: the pixels whose centres lie in each box (x0, y0, x1, y1), half-open."""
-    height, width = _size(size)
+def _box_axes(boxes: torch.Tensor, height: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """[N, H] and [N, W] bool: the rows and the columns whose pixel centres lie in each box."""
     boxes = boxes.to(torch.float64)
     ys = torch.arange(height, dtype=torch.float64, device=boxes.device) + 0.5
     xs = torch.arange(width, dtype=torch.float64, device=boxes.device) + 0.5
-    in_y = (ys >= boxes[:, 1:2]) & (ys < boxes[:, 3:4])  # [N, H]
-    in_x = (xs >= boxes[:, 0:1]) & (xs < boxes[:, 2:3])  # [N, W]
+    in_y = (ys >= boxes[:, 1:2]) & (ys < boxes[:, 3:4])
+    in_x = (xs >= boxes[:, 0:1]) & (xs < boxes[:, 2:3])
+    return in_y, in_x
+
+
+def box_masks(boxes: torch.Tensor, size: int | Sequence[int]) -> torch.Tensor:
+    """[N, H, W] bool: the pixels whose centres lie in each box (x0, y0, x1, y1), half-open."""
+    in_y, in_x = _box_axes(boxes, *_size(size))
     return in_y[:, :, None] & in_x[:, None, :]
 
 
@@ -140,16 +145,18 @@ def pointing_hits(maps: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
 
     A peak spread over several cells (ties, up to PEAK_TOLERANCE of the range) is placed at their centroid."""
     _check(maps, boxes)
-    n, height, width = maps.shape
-    flat = maps.reshape(n, -1).to(torch.float64)
-    top, bottom = flat.max(dim=1).values, flat.min(dim=1).values
+    _, height, width = maps.shape
+    maps = maps.float()
+    top, bottom = maps.amax(dim=(1, 2)), maps.amin(dim=(1, 2))
     span = top - bottom
-    peak = flat >= (top - PEAK_TOLERANCE * span)[:, None]
-    weight = peak.to(torch.float64) / peak.sum(dim=1, keepdim=True)
-    index = torch.arange(height * width, device=maps.device)
-    cy = (weight * (index // width + 0.5)).sum(dim=1)
-    cx = (weight * (index % width + 0.5)).sum(dim=1)
-    b = boxes.to(torch.float64)
+    peak = maps >= (top - PEAK_TOLERANCE * span)[:, None, None]
+    # The centroid from the peak's row and column counts: two small reductions instead of an [N, H·W] product.
+    per_row, per_col = peak.sum(dim=2).double(), peak.sum(dim=1).double()
+    count = per_row.sum(dim=1)
+    ys = torch.arange(height, dtype=torch.float64, device=maps.device) + 0.5
+    xs = torch.arange(width, dtype=torch.float64, device=maps.device) + 0.5
+    cy, cx = (per_row * ys).sum(dim=1) / count, (per_col * xs).sum(dim=1) / count
+    b = boxes.to(device=maps.device, dtype=torch.float64)
     inside = (cx >= b[:, 0]) & (cx < b[:, 2]) & (cy >= b[:, 1]) & (cy < b[:, 3])
     return inside & (span > 0)
 
@@ -157,10 +164,13 @@ def pointing_hits(maps: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
 def energy_share(maps: torch.Tensor, boxes: torch.Tensor) -> torch.Tensor:
     """[N] float: the share of the map's positive mass inside the box; 0 for a map with no positive mass."""
     _check(maps, boxes)
-    positive = maps.to(torch.float64).clamp(min=0)
+    positive = maps.float().clamp(min=0)
+    in_y, in_x = _box_axes(boxes.to(maps.device), maps.shape[-2], maps.shape[-1])
     total = positive.sum(dim=(1, 2))
-    inside = (positive * box_masks(boxes, maps.shape[-2:])).sum(dim=(1, 2))
-    return torch.where(total > 0, inside / total.clamp(min=torch.finfo(torch.float64).tiny), 0.0).float()
+    # Σ over the box = the box's rows of (map · its column mask): one batched matrix-vector product.
+    per_row = torch.bmm(positive, in_x.float()[:, :, None])[:, :, 0]
+    inside = (per_row * in_y).sum(dim=1)
+    return torch.where(total > 0, inside / total.clamp(min=torch.finfo(torch.float32).tiny), 0.0)
 
 
 def box_share(boxes: torch.Tensor, size: int | Sequence[int]) -> torch.Tensor:
