@@ -21,12 +21,20 @@ test: $(STAMP) browser
 	$(BIN)/ruff check nin runners reports tests bench
 	$(BIN)/python -m pytest -q
 
-# The report test screenshots report.html in a real browser: Debian's chromium, installed where we may (root + apt).
+# The report tests screenshot report.html in a real browser (Debian's chromium) and compile ablation.tex with pdflatex,
+# rendering it with pdftoppm: installed where we may (root + apt).
+LATEX_PACKAGES := texlive-latex-base texlive-latex-recommended poppler-utils
 browser:
 	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
 	  { apt-get install -y -q chromium >/dev/null 2>&1 || \
 	    { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q chromium >/dev/null 2>&1; }; }; } || \
 	  echo "chromium could not be installed: the report screenshot test will skip (apt-get install chromium)"
+	@{ command -v pdflatex >/dev/null 2>&1 && command -v pdftoppm >/dev/null 2>&1; } || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  { apt-get install -y -q --no-install-recommends $(LATEX_PACKAGES) >/dev/null 2>&1 || \
+	    { apt-get update -q >/dev/null 2>&1 && \
+	      apt-get install -y -q --no-install-recommends $(LATEX_PACKAGES) >/dev/null 2>&1; }; }; } || \
+	  echo "pdflatex could not be installed: the ablation.tex test will skip (apt-get install $(LATEX_PACKAGES))"
 
 # The embedded quick grid on CPU (scikit-learn's digits: no download), then its report; resumes if interrupted.
 demo: $(STAMP)

@@ -91,6 +91,7 @@ NUMERIC_OUTCOME_KEYS = (
     "params", "trainable_params", "trunk_params", "head_params", "macs", "flops", "epochs_done",
     "train_acc", "test_acc", "train_loss", "test_loss", "gap_acc", "gap_loss", "running_train_acc",
     "running_train_loss", "best_test_acc", "n_train", "n_test", "train_seconds", "images_per_s", "mfu",
+    "loc_pointing",  # class-map pointing-game hit rate on a canvas; reports compare it once runs measure it
 )  # fmt: skip
 NESTED_OUTCOME_KEYS = ("versions",)  # a mapping: reports flatten it into version_<name> columns
 OUTCOME_KEYS = (*TEXT_OUTCOME_KEYS, *NUMERIC_OUTCOME_KEYS, *NESTED_OUTCOME_KEYS)

@@ -15,7 +15,7 @@ from pathlib import Path
 from nin.layout import GridDir
 from reports.load import Results, load_results
 
-__all__ = ["Report", "Results", "load_results", "write_report"]
+__all__ = ["Report", "Results", "ablation_table", "load_results", "write_report"]
 
 
 @dataclass(frozen=True)
@@ -26,33 +26,59 @@ class Report:
     """
 
     html: Path
-    tables: dict[str, Path]
+    tables: dict[str, Path]  # CSV files: results, summary, effects, verdicts
     plots: dict[str, Path]
-    sentences: list[str] = field(default_factory=list)
+    sentences: list[str] = field(default_factory=list)  # the verdicts first, then one per effect
     done: str = ""
+    verdicts: dict[str, str] = field(default_factory=dict)  # claim key -> supported | contradicted | ...
+    documents: dict[str, Path] = field(default_factory=dict)  # the ablation table: md, tex
 
     def __fspath__(self) -> str:
         return os.fspath(self.html)
 
 
+TABLE_FORMATS = ("md", "tex")
+
+
 def write_report(grid_dir: str | Path) -> Report:
-    """Write OUT/<grid>/report/: results.csv, summary.csv, effects.csv, plots/*.png and report.html.
+    """Write OUT/<grid>/report/: results.csv, summary.csv, effects.csv, verdicts.csv, ablation.md, ablation.tex,
+    plots/*.png and report.html.
 
     Raises InputError when grid_dir is not a results directory. A partial grid reports what exists.
     """
-    from reports import html, plots, stats
+    from reports import html, plots, stats, tables, verdicts
 
     results = load_results(grid_dir)
     out = GridDir(results.grid_dir).report
     out.mkdir(parents=True, exist_ok=True)
     summary = stats.summarize(results)
     effects = stats.effects(results)
-    tables = {"results": out / "results.csv", "summary": out / "summary.csv", "effects": out / "effects.csv"}
-    results.runs.to_csv(tables["results"], index=False)
-    summary.to_csv(tables["summary"], index=False)
-    effects.to_csv(tables["effects"], index=False)
+    claims = verdicts.verdicts(results, effects)
+    names = ("results", "summary", "effects", "verdicts")
+    csvs = {name: out / f"{name}.csv" for name in names}
+    results.runs.to_csv(csvs["results"], index=False)
+    summary.to_csv(csvs["summary"], index=False)
+    effects.to_csv(csvs["effects"], index=False)
+    verdicts.csv_frame(claims).to_csv(csvs["verdicts"], index=False)
+    documents = {fmt: out / f"ablation.{fmt}" for fmt in TABLE_FORMATS}
+    documents["md"].write_text(tables.ablation_markdown(results, summary), encoding="utf-8")
+    documents["tex"].write_text(tables.ablation_latex(results, summary), encoding="ascii")
     plot_paths = plots.write_plots(results, summary, effects, out / "plots")
-    sentences = stats.sentences(effects)
+    exact = verdicts.exact_head_note(results)
+    sentences = [*claims["sentence"], *([exact] if exact else []), *stats.sentences(effects)]
     page = out / "report.html"
-    page.write_text(html.render(results, summary, effects, sentences, plot_paths), encoding="utf-8")
-    return Report(page, tables, plot_paths, sentences, results.done_line())
+    page.write_text(
+        html.render(results, summary, effects, claims, exact, stats.sentences(effects), plot_paths), encoding="utf-8"
+    )
+    words = dict(zip(claims["key"], claims["verdict"]))
+    return Report(page, csvs, plot_paths, sentences, results.done_line(), words, documents)
+
+
+def ablation_table(grid_dir: str | Path, fmt: str) -> str:
+    """The ablation table of a results directory as markdown ("md") or LaTeX ("tex"); writes nothing."""
+    from reports import stats, tables
+
+    results = load_results(grid_dir)
+    summary = stats.summarize(results)
+    render = {"md": tables.ablation_markdown, "tex": tables.ablation_latex}[fmt]
+    return render(results, summary)

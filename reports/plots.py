@@ -18,7 +18,7 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import EngFormatter, LogLocator, MaxNLocator, NullFormatter
 
 from reports.load import STALL_MARGIN, Results
-from reports.stats import level_text
+from reports.stats import FEW, METRIC_NAMES, MIN_INTERVAL_N, level_text
 from reports.stats import pairs as effect_pairs
 
 STALLED_COLOR = "#d62728"
@@ -105,8 +105,10 @@ def gap_bars(summary: pd.DataFrame) -> Figure:
         bar.set_hatch(hatch)
         if hatch:
             bar.set_edgecolor(STALLED_COLOR)
-    ax.errorbar(mean, y, xerr=[np.nan_to_num(low), np.nan_to_num(high)], fmt="none", ecolor="black", capsize=3)
-    ax.set_yticks(y, [f"{label} (n={n})" for label, n in zip(rows["label"], rows["n"])])
+    has_ci = ~np.isnan(low)  # no bar from fewer than MIN_INTERVAL_N runs
+    ax.errorbar(mean[has_ci], y[has_ci], xerr=[low[has_ci], high[has_ci]], fmt="none", ecolor="black", capsize=3)
+    ax.set_yticks(y, [f"{label} (n={n}{', no CI' if n < MIN_INTERVAL_N else ''})"
+                      for label, n in zip(rows["label"], rows["n"])])  # fmt: skip
     ax.axvline(0, color="black", linewidth=0.8)
     handles = [Patch(facecolor="C0", label="NiN variant"), Patch(facecolor="0.45", label=REFERENCE_LABEL)]
     if any(hatches):
@@ -185,13 +187,15 @@ def _draw_run(ax: Any, run: pd.DataFrame) -> None:
 
 
 def effect_plot(effects: pd.DataFrame) -> Figure:
-    names = {"test_acc": "test accuracy", "gap_acc": "overfitting gap (train − test)"}
+    names = {**METRIC_NAMES, "gap_acc": "overfitting gap (train − test)"}
     pairs = effect_pairs(effects)
-    figure = Figure(figsize=(11, 1.5 + 0.45 * max(len(pairs), 1)), layout="constrained")
+    metrics = list(pd.unique(effects["metric"])) or ["test_acc", "gap_acc"]
+    figure = Figure(figsize=(5.5 * len(metrics), 1.5 + 0.45 * max(len(pairs), 1)), layout="constrained")
     figure.suptitle("Paired effects: level A − level B, mean and 95% t-interval (zero line = no effect)")
-    axes = figure.subplots(1, 2, sharey=True, squeeze=False)[0]
+    axes = figure.subplots(1, len(metrics), sharey=True, squeeze=False)[0]
     if not pairs:
-        axes[1].set_visible(False)
+        for ax in axes[1:]:
+            ax.set_visible(False)
         return _empty(figure, axes[0], "no axis with two levels among the NiN runs")
     y = np.arange(len(pairs))[::-1]
     ticks = []
@@ -201,25 +205,21 @@ def effect_plot(effects: pd.DataFrame) -> Figure:
         if row.subset:
             tick += f" ({row.subset})"
         ticks.append(tick + (f" [{row.stalled} stalled pairs out]" if row.stalled else ""))
-    for ax, metric in zip(axes, ("test_acc", "gap_acc")):
-        for yi, pair in zip(y, pairs):
-            row = pair[metric]
-            mean = 100 * float(row.mean_diff)
-            if np.isnan(mean):
-                continue
-            err = [[mean - 100 * row.ci_low], [100 * row.ci_high - mean]] if row.n_pairs >= 2 else None
-            color = "C3" if row.ci_excludes_zero else "C0"
-            ax.errorbar(
-                mean, yi, xerr=err, fmt="o", color=color, capsize=4, markersize=7,
-                markerfacecolor="white" if row.stalled else color,
-            )  # fmt: skip
+    for ax, metric in zip(axes, metrics):
+        rows = [(yi, pair[metric]) for yi, pair in zip(y, pairs) if metric in pair]
+        low, high = _effect_limits([row for _, row in rows])
+        for yi, row in rows:
+            _draw_effect(ax, yi, row, low, high)
+        ax.set_xlim(low, high)
         ax.axvline(0, color="black", linewidth=1)
-        ax.set_title(names[metric])
+        ax.set_title(names.get(metric, metric))
         ax.set_xlabel("difference (accuracy points)")
     axes[0].set_yticks(y, ticks)
     handles = [
         Line2D([], [], color="C3", marker="o", linestyle="none", label="95% CI excludes zero"),
-        Line2D([], [], color="C0", marker="o", linestyle="none", label="95% CI includes zero (or n < 2)"),
+        Line2D([], [], color="C0", marker="o", linestyle="none", label="95% CI includes zero"),
+        Line2D([], [], color="0.5", marker="D", linestyle="none", label=f"{FEW}: no interval"),
+        Line2D([], [], color="0.5", marker=">", linestyle="none", label="beyond the axis (value written)"),
     ]
     if any(pair["test_acc"].stalled for pair in pairs):
         handles.append(
@@ -228,3 +228,38 @@ def effect_plot(effects: pd.DataFrame) -> Figure:
         )  # fmt: skip
     figure.legend(handles=handles, loc="outside lower center", ncols=3, fontsize="small")
     return figure
+
+
+def _effect_limits(rows: list[Any]) -> tuple[float, float]:
+    """x limits (points) from the intervals that exist and zero, so that a mean without an interval (n < 3) cannot
+    stretch the axis and flatten every other effect; the means alone where no interval exists."""
+    with_ci = [r for r in rows if pd.notna(r.ci_low)]
+    if with_ci:
+        values = [100 * v for r in with_ci for v in (r.ci_low, r.ci_high)]
+    else:
+        values = [100 * r.mean_diff for r in rows if pd.notna(r.mean_diff)]
+    values.append(0.0)
+    low, high = min(values), max(values)
+    pad = 0.08 * (high - low) or 1.0
+    return low - pad, high + pad
+
+
+def _draw_effect(ax: Any, yi: float, row: Any, low: float, high: float) -> None:
+    mean = 100 * float(row.mean_diff)
+    if np.isnan(mean):
+        return
+    if pd.isna(row.ci_low):  # fewer than MIN_INTERVAL_N pairs: the point alone
+        color, marker, err = "0.5", "D", None
+    else:
+        color, marker = ("C3" if row.ci_excludes_zero else "C0"), "o"
+        err = [[mean - 100 * row.ci_low], [100 * row.ci_high - mean]]
+    if not low <= mean <= high:  # only means without an interval can fall outside: pin them to the edge
+        edge = high if mean > high else low
+        ax.plot(edge, yi, marker=">" if mean > high else "<", color=color, markersize=9, clip_on=False)
+        ax.annotate(f"{mean:+.1f}", (edge, yi), textcoords="offset points", xytext=(0, 7), ha="center",
+                    fontsize="small", color=color)  # fmt: skip
+        return
+    ax.errorbar(
+        mean, yi, xerr=err, fmt=marker, color=color, capsize=4, markersize=7,
+        markerfacecolor="white" if row.stalled else color,
+    )  # fmt: skip

@@ -9,6 +9,7 @@ every table's `stalled` column instead, so a variant that stalls often is visibl
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -18,7 +19,13 @@ from scipy import stats
 from reports.load import METRIC_COLUMNS, Results, varying
 
 CONFIDENCE = 0.95
+# No interval from fewer values: with 1 degree of freedom t(0.975) is 12.7 and the interval says nothing (it once
+# spanned −249 to +122 points and flattened every other effect in the plot). Tables leave it empty and say so.
+MIN_INTERVAL_N = 3
+FEW = f"n < {MIN_INTERVAL_N}"
 EFFECT_METRICS = ("test_acc", "gap_acc")
+# Outcomes compared like EFFECT_METRICS once some run has measured them (class-map pointing game on a canvas).
+OPTIONAL_EFFECT_METRICS = ("loc_pointing",)
 METHOD = (
     "paired differences (level A minus level B) over runs equal in every other varying setting and the seed; "
     "mean ± t(0.975, n−1)·sd/√n (Student t via scipy.stats); status-ok runs only; pairs with a stalled run left out"
@@ -26,16 +33,27 @@ METHOD = (
 SUMMARY_METHOD = "mean ± t(0.975, n−1)·sd/√n over seeds (Student t via scipy.stats); status-ok, non-stalled runs"
 
 
+def t_quantile(n: int) -> float:
+    """t(0.975, n − 1): the half-width of the 95% interval of a mean of n values is this × sd / √n."""
+    return float(stats.t.ppf(0.5 + CONFIDENCE / 2, n - 1))
+
+
 def t_interval(values: Any) -> dict[str, float]:
-    """Mean, sample sd (ddof 1), n and the two-sided t interval; sd and interval are NaN below two values."""
+    """Mean, sample sd (ddof 1), n and the two-sided t interval; sd is NaN below 2 values, the interval below
+    MIN_INTERVAL_N."""
     values = np.asarray(pd.Series(values, dtype="float64").dropna(), dtype="float64")
     n = len(values)
     mean = float(values.mean()) if n else math.nan
-    if n < 2:
-        return {"mean": mean, "std": math.nan, "n": n, "ci_low": math.nan, "ci_high": math.nan}
-    sd = float(values.std(ddof=1))
-    half = float(stats.t.ppf(0.5 + CONFIDENCE / 2, n - 1)) * sd / math.sqrt(n)
+    sd = float(values.std(ddof=1)) if n >= 2 else math.nan
+    if n < MIN_INTERVAL_N:
+        return {"mean": mean, "std": sd, "n": n, "ci_low": math.nan, "ci_high": math.nan}
+    half = t_quantile(n) * sd / math.sqrt(n)
     return {"mean": mean, "std": sd, "n": n, "ci_low": mean - half, "ci_high": mean + half}
+
+
+def ci_note(n: int) -> str:
+    """What a table says where it leaves an interval empty."""
+    return FEW if n < MIN_INTERVAL_N else ""
 
 
 def used_in_statistics(runs: pd.DataFrame) -> pd.Series:
@@ -46,7 +64,7 @@ def summarize(results: Results) -> pd.DataFrame:
     """One row per group_id (a variant across seeds) with mean, sd, n and the t interval of each metric."""
     runs = results.runs
     shown = ["model"] + [c for c in varying(runs, results.config_columns) if c != "model"]
-    columns = ["group_id", "label", *shown, "params", "macs", "runs", "n", "stalled", "not_ok"]
+    columns = ["group_id", "label", *shown, "params", "macs", "runs", "n", "stalled", "not_ok", "ci_note"]
     columns += [f"{m}_{s}" for m in METRIC_COLUMNS for s in ("mean", "std", "ci_low", "ci_high")]
     rows = []
     for group_id, group in runs.groupby("group_id", sort=False):
@@ -56,6 +74,7 @@ def summarize(results: Results) -> pd.DataFrame:
         row.update({c: group[c].dropna().iloc[0] if group[c].notna().any() else math.nan for c in ("params", "macs")})
         row.update(runs=len(group), n=len(used), stalled=int(group["stalled"].sum()))
         row["not_ok"] = int((group["status"] != "ok").sum())
+        row["ci_note"] = ci_note(len(used))
         for metric in METRIC_COLUMNS:
             interval = t_interval(used[metric])
             row.update({f"{metric}_{s}": interval[s] for s in ("mean", "std", "ci_low", "ci_high")})
@@ -63,27 +82,62 @@ def summarize(results: Results) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=columns)
 
 
+def effect_metrics(runs: pd.DataFrame) -> tuple[str, ...]:
+    """EFFECT_METRICS plus each optional outcome that some run has measured."""
+    extra = [m for m in OPTIONAL_EFFECT_METRICS if m in runs.columns and runs[m].notna().any()]
+    return (*EFFECT_METRICS, *extra)
+
+
 def effects(results: Results) -> pd.DataFrame:
     """For every axis that varies across NiN runs and every pair of its levels, the paired differences."""
     nin = results.runs[results.runs["model"] == "nin"]
     axes = varying(nin, results.config_columns)
+    metrics = effect_metrics(results.runs)
     rows = []
     for axis in axes:
         levels = _levels(nin[axis], results.level_order(axis))
         for i, a in enumerate(levels):
             for b in levels[i + 1 :]:
-                rows.extend(_compare(nin, axis, a, b, [c for c in axes if c != axis]))
-    columns = ["axis", "level_a", "level_b", "subset", "metric", "mean_diff", "std_diff", "n_pairs", "ci_low"]
-    columns += ["ci_high"]
+                for contrast in _contrasts(nin, axis, a, b, [c for c in axes if c != axis]):
+                    rows.extend(_effect_rows(contrast, metrics))
+    columns = ["axis", "level_a", "level_b", "subset", "metric", "mean_diff", "std_diff", "n_pairs", "n_seeds"]
+    columns += ["ci_low", "ci_high", "ci_note"]
     columns += ["ci_excludes_zero", "unpaired", "stalled", "confounded_with", "method"]
     return pd.DataFrame(rows, columns=columns)
 
 
+def matched_pairs(results: Results, axis: str, a: Any, b: Any) -> list[Contrast]:
+    """The NiN runs at level a and level b of an axis, paired as effects pairs them (ok runs equal in every other
+    varying setting and the seed), one Contrast per subset; stalled pairs included and flagged."""
+    nin = results.runs[results.runs["model"] == "nin"]
+    axes = varying(nin, results.config_columns)
+    if axis not in axes:
+        return []
+    return _contrasts(nin, axis, a, b, [c for c in axes if c != axis])
+
+
+@dataclass(frozen=True)
+class Contrast:
+    """Level a vs level b of an axis over one subset of runs: the pairs (columns <name>_a / <name>_b) and counts."""
+
+    axis: str
+    a: Any
+    b: Any
+    subset: str
+    pairs: pd.DataFrame
+    unpaired: int
+    confounded: list[str]
+
+    @property
+    def stalled(self) -> pd.Series:
+        return self.pairs["stalled_a"].astype(bool) | self.pairs["stalled_b"].astype(bool)
+
+
 def _levels(column: pd.Series, order: list[Any] | None) -> list[Any]:
     present = list(pd.unique(column.dropna()))
-    ordered = [level for level in (order or []) if any(_same(level, p) for p in present)]
-    rest = sorted((_plain(p) for p in present if not any(_same(p, o) for o in ordered)), key=_level_key)
-    return [_plain(level) for level in ordered + rest]
+    ordered = [level for level in (order or []) if any(same_level(level, p) for p in present)]
+    rest = sorted((plain(p) for p in present if not any(same_level(p, o) for o in ordered)), key=_level_key)
+    return [plain(level) for level in ordered + rest]
 
 
 def _level_key(level: Any) -> tuple:
@@ -95,36 +149,34 @@ def _level_key(level: Any) -> tuple:
     return (2, 0, str(level))
 
 
-def _same(a: Any, b: Any) -> bool:
-    return type(_plain(a)) is type(_plain(b)) and _plain(a) == _plain(b)
+def same_level(a: Any, b: Any) -> bool:
+    return type(plain(a)) is type(plain(b)) and plain(a) == plain(b)
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
     """numpy scalars → Python ones, so that True and 1 stay different levels."""
     return value.item() if isinstance(value, np.generic) else value
 
 
-def _compare(nin: pd.DataFrame, axis: str, a: Any, b: Any, others: list[str]) -> list[dict[str, Any]]:
+def _contrasts(nin: pd.DataFrame, axis: str, a: Any, b: Any, others: list[str]) -> list[Contrast]:
     """Pairs for one axis contrast. A setting that does not apply on one side (null throughout it, e.g. gap_relu
     for the fc head) cannot be matched on: each of its levels on the other side is compared separately."""
     side_a, side_b = nin[nin[axis] == a], nin[nin[axis] == b]
     not_applicable = [c for c in others if side_a[c].isna().all() != side_b[c].isna().all()]
     if not not_applicable:
-        return _pair_rows(nin, axis, a, b, others)
+        return [_pair(nin, axis, a, b, others)]
     rest = [c for c in others if c not in not_applicable]
-    rows = []
+    out = []
     for column in not_applicable:
         applies = side_b if side_a[column].isna().all() else side_a
         other = side_a if applies is side_b else side_b
         for level in _levels(applies[column], None):
             subset = pd.concat([other, applies[applies[column] == level]])
-            rows.extend(_pair_rows(subset, axis, a, b, rest, subset=f"{column}={level_text(column, level)}"))
-    return rows
+            out.append(_pair(subset, axis, a, b, rest, subset=f"{column}={level_text(column, level)}"))
+    return out
 
 
-def _pair_rows(
-    nin: pd.DataFrame, axis: str, a: Any, b: Any, others: list[str], subset: str = ""
-) -> list[dict[str, Any]]:
+def _pair(nin: pd.DataFrame, axis: str, a: Any, b: Any, others: list[str], subset: str = "") -> Contrast:
     side_a, side_b = nin[nin[axis] == a], nin[nin[axis] == b]
     # A setting with one value on each side that differs between them moves with the axis (image_size with
     # arch): it cannot be matched on, so the effect is stated as confounded with it.
@@ -136,28 +188,35 @@ def _pair_rows(
     keyed_a, keyed_b = (side.assign(_key=_key(side, key_columns)).drop_duplicates("_key") for side in (ok_a, ok_b))
     pairs = keyed_a.merge(keyed_b, on="_key", suffixes=("_a", "_b"))
     unpaired = len(ok_a) + len(ok_b) - 2 * len(pairs)
-    stalled = pairs["stalled_a"].astype(bool) | pairs["stalled_b"].astype(bool)
-    used = pairs[~stalled]
+    return Contrast(axis, a, b, subset, pairs, unpaired, confounded)
+
+
+def _effect_rows(contrast: Contrast, metrics: tuple[str, ...]) -> list[dict[str, Any]]:
+    stalled = contrast.stalled
+    used = contrast.pairs[~stalled]
     rows = []
-    for metric in EFFECT_METRICS:
-        interval = t_interval(used[f"{metric}_a"] - used[f"{metric}_b"])
-        excludes = bool(interval["ci_low"] > 0 or interval["ci_high"] < 0) if interval["n"] >= 2 else None
+    for metric in metrics:
+        diffs = used[f"{metric}_a"] - used[f"{metric}_b"]
+        interval = t_interval(diffs)
+        has_ci = interval["n"] >= MIN_INTERVAL_N
         rows.append(
             {
-                "axis": axis,
-                "level_a": a,
-                "level_b": b,
-                "subset": subset,
+                "axis": contrast.axis,
+                "level_a": contrast.a,
+                "level_b": contrast.b,
+                "subset": contrast.subset,
                 "metric": metric,
                 "mean_diff": interval["mean"],
                 "std_diff": interval["std"],
                 "n_pairs": interval["n"],
+                "n_seeds": int(used.loc[diffs.notna(), "seed_a"].nunique()),
                 "ci_low": interval["ci_low"],
                 "ci_high": interval["ci_high"],
-                "ci_excludes_zero": excludes,
-                "unpaired": unpaired,
+                "ci_note": ci_note(interval["n"]),
+                "ci_excludes_zero": bool(interval["ci_low"] > 0 or interval["ci_high"] < 0) if has_ci else None,
+                "unpaired": contrast.unpaired,
                 "stalled": int(stalled.sum()),
-                "confounded_with": ", ".join(confounded),
+                "confounded_with": ", ".join(contrast.confounded),
                 "method": METHOD,
             }
         )
@@ -195,6 +254,9 @@ def pairs(table: pd.DataFrame) -> list[dict[str, Any]]:
     return [{row.metric: row for row in group.itertuples()} for _, group in table.groupby(keys, sort=False)]
 
 
+METRIC_NAMES = {"test_acc": "test accuracy", "gap_acc": "overfitting gap", "loc_pointing": "pointing-game hits"}
+
+
 def sentences(table: pd.DataFrame) -> list[str]:
     """One plain sentence per axis and pair of levels, in accuracy points (1 point = 0.01 accuracy)."""
     out = []
@@ -202,29 +264,35 @@ def sentences(table: pd.DataFrame) -> list[str]:
         row = by_metric["test_acc"]
         head = f"{row.axis} {level_text(row.axis, row.level_a)} vs {level_text(row.axis, row.level_b)}"
         head += f" (where {row.subset}): " if row.subset else ": "
-        parts = [_clause("test accuracy", row), _clause("overfitting gap", by_metric["gap_acc"])]
+        parts = [_clause(METRIC_NAMES.get(metric, metric), metric_row) for metric, metric_row in by_metric.items()]
         tail = []
         if row.unpaired:
-            tail.append(f"{_count(row.unpaired, 'run')} left out without a pair")
+            tail.append(f"{count(row.unpaired, 'run')} left out without a pair")
         if row.stalled:
-            tail.append(f"{_count(row.stalled, 'pair')} with a stalled run left out")
+            tail.append(f"{count(row.stalled, 'pair')} with a stalled run left out")
         if row.confounded_with:
             tail.append(f"confounded with {row.confounded_with}")
         out.append(head + "; ".join(parts) + (f" ({'; '.join(tail)})" if tail else "") + ".")
     return out
 
 
-def _count(n: int, noun: str) -> str:
+def count(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def difference_text(mean: float, low: float, high: float, n: int) -> str:
+    """'+1.2 points (95% CI +0.3 to +2.1, 10 pairs)', or without an interval below MIN_INTERVAL_N pairs."""
+    if n == 0:
+        return "no matched pairs"
+    if n < MIN_INTERVAL_N:
+        return f"{100 * mean:+.1f} points ({count(n, 'pair')}, {FEW}: too few for an interval)"
+    return f"{100 * mean:+.1f} points (95% CI {100 * low:+.1f} to {100 * high:+.1f}, {count(n, 'pair')})"
 
 
 def _clause(what: str, row: Any) -> str:
     if row.n_pairs == 0:
         return f"{what}: no matched pairs"
-    if row.n_pairs == 1:
-        return f"{what} {100 * row.mean_diff:+.1f} points (1 pair: too few for an interval)"
-    verdict = "the CI excludes zero" if row.ci_excludes_zero else "the CI includes zero"
-    return (
-        f"{what} {100 * row.mean_diff:+.1f} points (95% CI {100 * row.ci_low:+.1f} to {100 * row.ci_high:+.1f}, "
-        f"{_count(row.n_pairs, 'pair')}): {verdict}"
-    )
+    text = f"{what} {difference_text(row.mean_diff, row.ci_low, row.ci_high, row.n_pairs)}"
+    if row.n_pairs < MIN_INTERVAL_N:
+        return text
+    return text + (": the CI excludes zero" if row.ci_excludes_zero else ": the CI includes zero")

@@ -20,9 +20,11 @@ def log_report(
     plots: dict[str, Path],
     project: str | None = None,
     entity: str | None = None,
+    verdicts: dict[str, str] | None = None,
 ) -> None:
     """Log `tables` (name -> CSV) as wandb.Table under tables/<name> and `plots` (name -> PNG) as wandb.Image
-    under plots/<name>, in one run named "<grid>-report". Mode "disabled" does nothing and imports nothing."""
+    under plots/<name>, in one run named "<grid>-report", and each claim's verdict word (claim key -> word) as the
+    run's summary key verdict/<key>. Mode "disabled" does nothing and imports nothing."""
     target = wandb_target(mode, wandb_dir, grid_name, project, entity)
     if target is None:
         return
@@ -40,6 +42,7 @@ def log_report(
         payload = {f"tables/{name}": wandb.Table(dataframe=pd.read_csv(path)) for name, path in tables.items()}
         payload.update({f"plots/{name}": wandb.Image(str(path)) for name, path in plots.items()})
         run.log(payload)
+        run.summary.update({f"verdict/{key}": word for key, word in (verdicts or {}).items()})
         run.finish()
     except Exception as error:
         tracking_off(f"W&B report logging off for {grid_name}", error, run, "the report on disk is complete")
@@ -59,5 +62,6 @@ def write_and_log_report(grid_root: Path, wandb_mode: str, project: str | None =
         report.plots,
         project=project,
         entity=entity,
+        verdicts=report.verdicts,
     )
     return report

@@ -72,7 +72,8 @@ def write_grid(
     grid_dir = root / name
     grid_dir.mkdir(parents=True)
     ids = expected if expected is not None else [r["variant_id"] for r in results]
-    (grid_dir / "spec.yaml").write_text(yaml.safe_dump({"name": name, **spec, "variants": ids}))
+    # In the file's key order, as the runner writes it: axes keep their order (it orders tables).
+    (grid_dir / "spec.yaml").write_text(yaml.safe_dump({"name": name, **spec, "variants": ids}, sort_keys=False))
     for res in results:
         write_run(grid_dir, res)
     return grid_dir
@@ -100,3 +101,19 @@ def write_run(grid_dir: Path, res: dict[str, Any]) -> Path:
         lines.append(json.dumps(row))
     (run_dir / "metrics.jsonl").write_text("\n".join(lines) + "\n")
     return run_dir
+
+
+def paired_runs(
+    base: float, diffs: dict[int, float], metric: str = "test_acc", head: str = "fc", **config: Any
+) -> list[dict[str, Any]]:
+    """Per seed, a GAP run and a `head` run equal in every other setting, whose `metric` differs by diffs[seed]
+    (GAP minus the other). metric test_acc: train accuracy follows so that the gap stays 0.05; metric gap_acc:
+    test accuracies equal, train accuracies differ."""
+    runs = []
+    for seed, diff in diffs.items():
+        if metric == "test_acc":
+            gap_run = result(base + diff, base + diff + 0.05, head="gap", seed=seed, **config)
+        else:
+            gap_run = result(base, base + 0.05 + diff, head="gap", seed=seed, **config)
+        runs += [gap_run, result(base, base + 0.05, head=head, seed=seed, **config)]
+    return runs

@@ -273,3 +273,125 @@ def test_a_setting_that_does_not_apply_on_one_side_splits_the_comparison(tmp_pat
     assert on.stalled == 1 and on.n_pairs == 2  # seed 0's ReLU head never left chance
     relu_axis = effects[(effects["axis"] == "gap_relu") & (effects["metric"] == "test_acc")].iloc[0]
     assert relu_axis["n_pairs"] == 2 and pd.isna(relu_axis["subset"])
+
+
+# ---- no interval from fewer than 3 values ------------------------------------------------------------------------
+def test_no_interval_from_fewer_than_three_values(report) -> None:
+    two = rstats.t_interval([0.80, 0.84])
+    assert two["n"] == 2 and two["std"] == pytest.approx(np.std([0.80, 0.84], ddof=1))
+    assert math.isnan(two["ci_low"]) and math.isnan(two["ci_high"])
+    three = rstats.t_interval([0.80, 0.84, 0.82])
+    assert not math.isnan(three["ci_low"])
+    summary = pd.read_csv(report.tables["summary"]).set_index("label")
+    # AlexNet reference: 2 runs; gap/cccp0: 3 runs, one stalled → 2 used. Both: sd, no interval, "n < 3".
+    for label in ("AlexNet reference", "gap/cccp0"):
+        row = summary.loc[label]
+        assert row["n"] == 2 and pd.notna(row["test_acc_std"]) and row["ci_note"] == "n < 3"
+        assert pd.isna(row["test_acc_ci_low"]) and pd.isna(row["gap_acc_ci_high"])
+    assert pd.isna(summary.loc["gap/cccp2", "ci_note"])  # 3 runs: an interval, no note
+
+
+def test_effects_with_two_pairs_have_no_interval_and_do_not_set_the_plot_scale(tmp_path: Path) -> None:
+    from reports import plots
+
+    # gap at cccp 0 and 2 in 3 seeds (cccp: 3 tight pairs); fc at cccp 0 in seeds 0-1 only (head: 2 pairs, +60).
+    runs = [result(0.80, 0.85, head="gap", cccp=0, seed=s) for s in range(3)]
+    runs += [result(0.81 + 0.002 * s, 0.85, head="gap", cccp=2, seed=s) for s in range(3)]
+    runs += [result(0.20, 0.25, head="fc", cccp=0, seed=s) for s in range(2)]
+    effects = rstats.effects(load_results(write_grid(tmp_path, "few", runs, axes={"head": ["gap", "fc"]})))
+    head = effects[(effects["axis"] == "head") & (effects["metric"] == "test_acc")].iloc[0]
+    assert head["n_pairs"] == 2 and head["ci_note"] == "n < 3" and pd.isna(head["ci_low"])
+    assert head["mean_diff"] == pytest.approx(0.6) and pd.isna(head["ci_excludes_zero"])
+    sentence = next(s for s in rstats.sentences(effects) if s.startswith("head gap vs fc"))
+    assert "+60.0 points (2 pairs, n < 3: too few for an interval)" in sentence
+    cccp = effects[(effects["axis"] == "cccp") & (effects["metric"] == "test_acc")].iloc[0]
+    assert cccp["n_pairs"] == 3 and pd.notna(cccp["ci_low"]) and cccp["ci_note"] == ""
+    figure = plots.effect_plot(effects)
+    low, high = figure.axes[0].get_xlim()
+    # The axis spans the cccp interval and zero, not the 60-point mean that has no interval.
+    assert low <= min(0, 100 * cccp["ci_low"]) and high >= max(0, 100 * cccp["ci_high"]) and high - low < 5
+
+
+# ---- paper tables -------------------------------------------------------------------------------------------------
+def test_ablation_markdown_rows_labels_bold_and_reference_last(report) -> None:
+    text = report.documents["md"].read_text()
+    lines = [line for line in text.splitlines() if line.startswith("|")]
+    assert lines[0] == "| Variant | Params | MACs (M) | Test accuracy (%) | Overfitting gap (points) |"
+    rows = [line.split(" | ")[0].lstrip("| ") for line in lines[2:]]
+    # The grid file's order (head gap, fc; cccp 2, 0), then a separator row and the reference last.
+    assert rows == ["GAP, cccp 2", "GAP, cccp 0", "FC, cccp 2", "FC, cccp 0", "*Reference*", "AlexNet (reference)"]
+    gap2, gap0, fc2, fc0, reference = lines[2], lines[3], lines[4], lines[5], lines[7]
+    mean, sd = 100 * np.mean(TEST_ACC[("gap", 2)]), 100 * np.std(TEST_ACC[("gap", 2)], ddof=1)
+    gap_mean, gap_sd = 100 * np.mean(GAP[("gap", 2)]), 100 * np.std(GAP[("gap", 2)], ddof=1)
+    # Best accuracy (82.0) and smallest gap (2.0) among variants with n >= 3: gap/cccp2. gap/cccp0 ties the gap
+    # (2.0) on 2 runs and is not bold for it; it has the fewest params. MACs tie across NiN: all bold.
+    assert f"**{mean:.1f} ± {sd:.1f} (3)**" in gap2 and f"**{gap_mean:.1f} ± {gap_sd:.1f} (3)**" in gap2
+    assert gap2.count("**") == 6 and "**1,792,166**" in gap0 and gap0.count("**") == 4
+    assert "2.0 ± 0.0 (2)" in gap0 and "**2.0 ± 0.0 (2)**" not in gap0
+    assert fc2.count("**") == 2 and fc0.count("**") == 2 and "(2)" in fc0  # fc/cccp0: one run diverged
+    assert "46,764,746" in reference and "**" not in reference
+
+
+def test_ablation_tex_compiles_with_pdflatex_and_renders(report, tmp_path: Path) -> None:
+    tex = report.documents["tex"].read_text()
+    tex.encode("ascii")
+    assert "\\toprule" in tex and tex.count("\\midrule") == 2 and "AlexNet (reference)" in tex.splitlines()[-4]
+    assert "\\textbf{" in tex and "$\\pm$" in tex
+    pdflatex, pdftoppm = shutil.which("pdflatex"), shutil.which("pdftoppm")
+    if pdflatex is None or pdftoppm is None:
+        pytest.skip("no pdflatex/pdftoppm: install Debian's texlive-latex-base, texlive-latex-recommended and "
+                    "poppler-utils (make browser does, as root)")  # fmt: skip
+    (tmp_path / "ablation.tex").write_text(tex)
+    (tmp_path / "doc.tex").write_text(
+        "\\documentclass{article}\\usepackage{booktabs}\\usepackage[margin=1.5cm]{geometry}"
+        "\\begin{document}\\input{ablation.tex}\\end{document}\n"
+    )
+    done = subprocess.run([pdflatex, "-interaction=nonstopmode", "-halt-on-error", "doc.tex"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:]
+    assert "Missing character" not in (tmp_path / "doc.log").read_text()
+    subprocess.run([pdftoppm, "-png", "-r", "60", "-singlefile", "doc.pdf", "page"], cwd=tmp_path, check=True,
+                   timeout=60)  # fmt: skip
+    from PIL import Image
+
+    page = np.asarray(Image.open(tmp_path / "page.png").convert("L"))
+    dark = (page < 128).mean()
+    assert 0.005 < dark < 0.2  # text and rules on a white page: neither blank nor a black box
+
+
+def test_cli_report_format_prints_the_table_and_writes_nothing(tmp_path: Path, report) -> None:
+    grid_dir = write_grid(tmp_path, "fmt", _grid_results(), axes={"head": ["gap", "fc"], "cccp": [2, 0]})
+    before = sorted(p.relative_to(grid_dir) for p in grid_dir.rglob("*"))
+    md = run_cli("report", str(grid_dir), "--format", "md")
+    tex = run_cli("report", str(grid_dir), "--format", "tex")
+    assert md.returncode == 0 and tex.returncode == 0, md.stderr + tex.stderr
+    assert md.stdout == report.documents["md"].read_text()  # the same table as the report writes
+    assert tex.stdout == report.documents["tex"].read_text()
+    assert md.stderr == "" and sorted(p.relative_to(grid_dir) for p in grid_dir.rglob("*")) == before
+    assert not (grid_dir / "report").exists() and not (grid_dir / "wandb").exists()
+    bad = run_cli("report", str(grid_dir), "--format", "pdf")
+    assert bad.returncode == 2 and "--format" in bad.stderr and not (grid_dir / "report").exists()
+
+
+def test_page_summary_is_readable_and_links_the_full_csv(report) -> None:
+    page = report.html.read_text()
+    summary = page.split("<h2>Summary per variant (across seeds)</h2>")[1].split("<h2>")[0]
+    header = summary.split("</tr>")[0]
+    assert header.index("Variant") < header.index("Params") < header.index("Test accuracy")
+    assert "<a href='summary.csv'>summary.csv</a>" in summary and "group_id" not in header
+    assert "<td>GAP, cccp 2</td>" in summary and "d2l-gap" not in summary  # labels, no ids
+
+
+def test_report_run_carries_the_verdicts(report, tmp_path: Path) -> None:
+    from reports.wandb_report import log_report
+    from tests.wandb_records import offline_runs
+
+    log_report(report.html.parent, "paper", "offline", tmp_path, report.tables, {}, verdicts=report.verdicts)
+    (run,) = offline_runs(tmp_path)
+    assert run.exit_code == 0
+    assert {k: v for k, v in run.summary.items() if k.startswith("verdict/")} == {
+        f"verdict/{key}": word for key, word in report.verdicts.items()
+    }
+    assert run.summary["verdict/gap_params_vs_fc"] == "supported"
+    (row,) = run.history
+    assert row["tables/verdicts"]["nrows"] == len(pd.read_csv(report.tables["verdicts"]))
