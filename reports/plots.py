@@ -253,11 +253,12 @@ def _draw_effect(ax: Any, yi: float, row: Any, low: float, high: float) -> None:
     else:
         color, marker = ("C3" if row.ci_excludes_zero else "C0"), "o"
         err = [[mean - 100 * row.ci_low], [100 * row.ci_high - mean]]
-    if not low <= mean <= high:  # only means without an interval can fall outside: pin them to the edge
-        edge = high if mean > high else low
-        ax.plot(edge, yi, marker=">" if mean > high else "<", color=color, markersize=9, clip_on=False)
-        ax.annotate(f"{mean:+.1f}", (edge, yi), textcoords="offset points", xytext=(0, 7), ha="center",
-                    fontsize="small", color=color)  # fmt: skip
+    if not low <= mean <= high:  # only means without an interval can fall outside: pinned inside the edge
+        right = mean > high
+        edge = high - 0.02 * (high - low) if right else low + 0.02 * (high - low)
+        ax.plot(edge, yi, marker=">" if right else "<", color=color, markersize=9)
+        ax.annotate(f"{mean:+.1f}", (edge, yi), textcoords="offset points", xytext=(-9 if right else 9, 0),
+                    ha="right" if right else "left", va="center", fontsize="small", color=color)  # fmt: skip
         return
     ax.errorbar(
         mean, yi, xerr=err, fmt=marker, color=color, capsize=4, markersize=7,
