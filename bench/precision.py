@@ -21,7 +21,7 @@ import torch
 
 from bench.throughput import cpu_model
 from nin.device import cpu_has_fast_bf16, resolve_device, resolve_precision, synchronize
-from nin.train import Trainer
+from nin.train import Trainer, variant_settings
 from nin.variant import Variant
 
 SETTINGS = (("fp32", False), ("fp32", True), ("bf16", True))  # (precision, channels_last)
@@ -80,7 +80,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--width", type=float, default=1.0)
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args(argv)
-    result = compare(resolve_device(args.device), args.batch_size, args.steps, args.windows, args.width)
+    device = resolve_device(args.device)
+    with variant_settings(Variant(), device):  # cuDNN autotuning as in training, restored afterwards
+        result = compare(device, args.batch_size, args.steps, args.windows, args.width)
     if args.json:
         json.dump(result, sys.stdout, indent=1)
         print()

@@ -33,7 +33,7 @@ from nin.device import device_name, model_flops_utilization, peak_flops, resolve
 from nin.errors import InputError
 from nin.pipeline import DeviceData
 from nin.profile import profile_variant
-from nin.train import Trainer, eval_batch_size
+from nin.train import Trainer, eval_batch_size, variant_settings
 from nin.variant import Variant
 
 PATHS = ("reference", "harness", "ceiling", "eval")
@@ -135,6 +135,13 @@ def run_bench(config: BenchConfig, log: Callable[[str], None] = lambda _: None) 
     """Measure; returns the JSON-ready result (see docs/BENCHMARKS.md for every key)."""
     device = resolve_device(config.device)
     variant = bench_variant(config)
+    with variant_settings(variant, device):  # cuDNN autotuning as in training, restored afterwards
+        return _measure(config, device, variant, log)
+
+
+def _measure(
+    config: BenchConfig, device: torch.device, variant: Variant, log: Callable[[str], None]
+) -> dict[str, Any]:
     workers = default_workers() if config.workers is None else config.workers
     if workers < 0:
         raise InputError(f"bench: --workers {workers}: use 0 (load in the main process) or more")

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,35 @@ def evaluates_train_set(epoch: int, epochs: int, every: int) -> bool:
     return epoch == epochs or bool(every and epoch % every == 0)
 
 
+@contextmanager
+def variant_settings(variant: Variant, device: torch.device, threads: int | None = None) -> Iterator[None]:
+    """The process-wide torch settings of one variant, restored when it ends, by success or by failure: deterministic
+    algorithms, cuDNN autotuning, intra-op threads and the global RNG. Nothing one variant sets reaches the next
+    variant of the same worker."""
+    saved = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+        torch.backends.cudnn.benchmark,
+        torch.get_num_threads(),
+        torch.get_rng_state(),
+    )
+    cuda_rng = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
+    try:
+        torch.use_deterministic_algorithms(variant.deterministic)
+        torch.backends.cudnn.benchmark = device.type == "cuda" and not variant.deterministic
+        if threads:
+            torch.set_num_threads(threads)
+        yield
+    finally:
+        deterministic, warn_only, benchmark, num_threads, rng = saved
+        torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+        torch.backends.cudnn.benchmark = benchmark
+        torch.set_num_threads(num_threads)
+        torch.set_rng_state(rng)
+        if cuda_rng is not None:
+            torch.cuda.set_rng_state(cuda_rng, device)
+
+
 class Diverged(Exception):
     """A non-finite training loss: the run stops with status 'diverged'."""
 
@@ -62,10 +92,6 @@ class Trainer:
         self.variant = variant
         self.device = device
         self.precision = precision or resolve_precision(device, variant.precision)
-        if variant.deterministic:
-            torch.use_deterministic_algorithms(True, warn_only=False)
-        if device.type == "cuda":
-            torch.backends.cudnn.benchmark = not variant.deterministic
         torch.manual_seed(variant.seed)  # decides the initial weights
         self.model = create_model(variant).to(device)
         if variant.channels_last:
@@ -189,6 +215,7 @@ def train(
     progress: bool = True,
     progress_position: int = 0,
     log=print,
+    threads: int | None = None,
 ) -> dict[str, Any]:
     """Train (or resume) one variant into run_dir and return its result (also written as result.json).
 
@@ -196,13 +223,29 @@ def train(
     dataset is loaded here. A non-finite loss ends the run with status 'diverged'. Other exceptions propagate: the
     caller (runners) records them as status 'failed'.
     """
+    torch_device = resolve_device(device) if isinstance(device, str) else device
+    with variant_settings(variant, torch_device, threads):
+        return _train(variant, Path(run_dir), torch_device, data, data_dir, download, tracker, progress,
+                      progress_position, log)  # fmt: skip
+
+
+def _train(
+    variant: Variant,
+    run_dir: Path,
+    torch_device: torch.device,
+    data,
+    data_dir: str | Path | None,
+    download: bool,
+    tracker,
+    progress: bool,
+    progress_position: int,
+    log,
+) -> dict[str, Any]:
     from nin.data import load_dataset
     from nin.pipeline import DeviceData
 
-    run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     store.remove_temp_files(run_dir)
-    torch_device = resolve_device(device) if isinstance(device, str) else device
     started = now_iso()
     profile = profile_variant(variant)
     if data is None:

@@ -24,9 +24,7 @@ OnResult = Callable[[dict[str, Any]], None]
 def run_local(
     variants: Sequence[Variant], context: RunContext, devices: Sequence[torch.device], on_result: OnResult
 ) -> None:
-    if len(devices) == 1:
-        if context.cpu_threads:
-            torch.set_num_threads(context.cpu_threads)
+    if len(devices) == 1:  # each variant sets its threads (context.cpu_threads) and restores them when it ends
         for variant in variants:
             on_result(run_variant(variant, context, devices[0]))
         return
@@ -34,8 +32,9 @@ def run_local(
 
 
 def _worker_main(device: str, context: RunContext, tasks, results, threads: int) -> None:
-    torch.set_num_threads(threads)
-    quiet = replace(context, progress=False)  # one grid bar; per-epoch bars from several workers would interleave
+    # One grid bar; per-epoch bars from several workers would interleave. Each variant runs at this worker's share
+    # of the cores and restores the thread count after it.
+    quiet = replace(context, progress=False, cpu_threads=threads)
     while True:
         try:
             config = tasks.get_nowait()
@@ -121,6 +120,7 @@ def run_ray(
 
 
 def _ray_task(config: dict[str, Any], context: RunContext, device: str) -> dict[str, Any]:
-    # Ray sets CUDA_VISIBLE_DEVICES to the one GPU it granted, so "cuda" is that GPU.
-    torch.set_num_threads(context.cpu_threads or 1)
-    return run_variant(Variant.model_validate(config), context, torch.device(device))
+    # Ray sets CUDA_VISIBLE_DEVICES to the one GPU it granted, so "cuda" is that GPU. The task holds one CPU: the
+    # variant trains on one thread unless --cpu-threads says otherwise, and restores the worker's count after it.
+    one_cpu = replace(context, cpu_threads=context.cpu_threads or 1)
+    return run_variant(Variant.model_validate(config), one_cpu, torch.device(device))

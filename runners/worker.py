@@ -58,6 +58,7 @@ def run_variant(
             progress=context.progress,
             progress_position=progress_position,
             log=tqdm.write,
+            threads=context.cpu_threads if device.type == "cpu" else None,
         )
     except KeyboardInterrupt:
         raise
