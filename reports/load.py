@@ -33,8 +33,7 @@ STALL_MARGIN = 0.02
 # What a run measured or how it ran (nin.layout owns the list). Every other scalar key of result.json is
 # configuration (a Variant field): reading the configuration from the data keeps reports independent of the training
 # code's version.
-OUTCOME_COLUMNS = OUTCOME_KEYS
-NOT_CONFIG = (*OUTCOME_COLUMNS, "seed", "stalled", "label")
+NOT_CONFIG = (*OUTCOME_KEYS, "seed", "stalled", "label")
 METRIC_COLUMNS = ("test_acc", "gap_acc", "gap_loss")
 
 
@@ -151,10 +150,10 @@ def _read_result(path: Path, notes: list[str]) -> dict[str, Any]:
 def _runs_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
     runs = pd.DataFrame.from_records(records)
     # Every column the report reads exists, if only as nulls (an empty grid, an older or unreadable result).
-    for column in (*OUTCOME_COLUMNS, "num_classes", "seed", "model", "head", "cccp", "dropout"):
+    for column in (*OUTCOME_KEYS, "num_classes", "seed", "model", "head", "cccp", "dropout"):
         if column not in runs.columns and column != "versions":
             runs[column] = None
-    numeric = [c for c in runs.columns if c in OUTCOME_COLUMNS and c not in _TEXT_OUTCOMES]
+    numeric = [c for c in runs.columns if c in OUTCOME_KEYS and c not in _TEXT_OUTCOMES]
     for column in numeric:
         runs[column] = pd.to_numeric(runs[column], errors="coerce").astype("float64")
     # Configuration as nullable types: cccp stays an integer beside the AlexNet row's null.
