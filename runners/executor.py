@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from nin.variant import Variant
+from runners.ray_connect import INIT_KWARGS, connect_ray, import_ray, joined_here, release
 from runners.worker import RunContext, run_variant
 
 OnResult = Callable[[dict[str, Any]], None]
@@ -90,22 +91,22 @@ def run_ray(
 ) -> None:
     """One Ray task per variant. Each task writes into context.grid_dir, which must be a path every node sees.
 
-    A task retried after a lost worker finds the variant's result.json (written once, atomically) and returns it,
-    or resumes from its checkpoint: a retry never trains a finished variant again nor writes a second result.
+    With an address, the cluster there (joined already by connect_ray, or joined here); without, a local Ray instance
+    with one CPU (or GPU) per listed device. A task retried after a lost node finds the variant's result.json
+    (written once, atomically) and returns it, or resumes from its checkpoint: a retry never trains a finished
+    variant again nor writes a second result.
     """
-    try:
-        import ray
-    except ImportError:
-        from nin.errors import InputError
-
-        raise InputError("--executor ray needs Ray: pip install 'nin-ablate[ray]'") from None
+    ray = import_ray()
     use_gpus = any(d.type == "cuda" for d in devices)
-    started_here = not ray.is_initialized()
-    if started_here:
-        kwargs: dict[str, Any] = {"address": address} if address else {"num_cpus": max(1, len(devices))}
-        if not address and use_gpus:
-            kwargs["num_gpus"] = len(devices)
-        ray.init(include_dashboard=False, log_to_driver=False, logging_level="ERROR", **kwargs)
+    owned = joined_here() or not ray.is_initialized()  # a session we opened is ours to close; a caller's is not
+    if not ray.is_initialized():
+        if address:
+            connect_ray(address)
+        else:
+            local: dict[str, Any] = {"num_cpus": max(1, len(devices))}
+            if use_gpus:
+                local["num_gpus"] = len(devices)
+            ray.init(**INIT_KWARGS, **local)
     try:
         resources = {"num_gpus": 1, "num_cpus": 1} if use_gpus else {"num_cpus": 1}
         task = ray.remote(max_retries=max_retries, **resources)(_ray_task)
@@ -115,8 +116,10 @@ def run_ray(
             done, pending = ray.wait(pending, num_returns=1)
             on_result(ray.get(done[0]))
     finally:
-        if started_here:
-            ray.shutdown()
+        if owned:
+            release()
+            if ray.is_initialized():
+                ray.shutdown()
 
 
 def _ray_task(config: dict[str, Any], context: RunContext, device: str) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from nin.tracking import resolve_mode
 from runners import EXIT_FAILED_RUNS, EXIT_OK
 from runners.executor import run_local, run_ray
 from runners.lock import GridLock
+from runners.ray_connect import connect_ray
 from runners.spec import DEFAULT_MAX_RUNS, Grid, load_grid, parse_overrides
 from runners.worker import RunContext
 
@@ -84,6 +85,8 @@ def run_grid(options: RunOptions, grid: Grid | None = None) -> int:
 
     selected = _select(grid.variants, options.only, options.spec) if options.only else list(grid.variants)
 
+    if options.executor == "ray" and options.ray_address:
+        connect_ray(options.ray_address)  # an unreachable cluster is bad input: one line, nothing written
     grid_dir = GridDir(Path(options.out) / grid.name)
     with GridLock(grid_dir):
         store.remove_temp_files(grid_dir.root)  # a runner killed while writing spec.yaml left its temp file
