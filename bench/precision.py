@@ -19,8 +19,7 @@ from datetime import datetime, timezone
 
 import torch
 
-from bench.throughput import cpu_model
-from nin.device import cpu_has_fast_bf16, resolve_device, resolve_precision, synchronize
+from nin.device import cpu_has_fast_bf16, cpu_model, resolve_device, resolve_precision, synchronize
 from nin.train import Trainer, variant_settings
 from nin.variant import Variant
 

@@ -12,6 +12,7 @@ MODELS = ("nin", "alexnet")  # alexnet: d2l's AlexNet, the reference row
 HEADS = ("gap", "fc", "alexnet")
 CCCP_CHOICES = (0, 1, 2)
 INIT_SCHEMES = ("xavier", "kaiming", "default")
+PRECISIONS = ("auto", "bf16", "fp16", "fp32")  # auto: nin.device.resolve_precision picks per device
 ALEXNET_HIDDEN = 4096
 ALEXNET_INPUT_SIZE = 224  # d2l resizes Fashion-MNIST to 224 for its AlexNet
 

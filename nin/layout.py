@@ -86,18 +86,23 @@ class GridDir:
 TEXT_OUTCOME_KEYS = (
     "variant_id", "group_id", "status", "error", "traceback", "device", "device_name", "precision",
     "started", "finished",
+    "peak_source",  # where peak_flops came from: "measured" (a CPU's GEMM probe) or "datasheet" (a GPU's)
 )  # fmt: skip
 NUMERIC_OUTCOME_KEYS = (
     "params", "trainable_params", "trunk_params", "head_params", "macs", "flops", "epochs_done",
     "train_acc", "test_acc", "train_loss", "test_loss", "gap_acc", "gap_loss", "running_train_acc",
     "running_train_loss", "best_test_acc", "n_train", "n_test", "train_seconds", "images_per_s", "mfu",
+    "peak_flops",  # the dense peak FLOP/s mfu is measured against
     "loc_pointing",  # class-map pointing-game hit rate on a canvas; reports compare it once runs measure it
 )  # fmt: skip
 NESTED_OUTCOME_KEYS = ("versions",)  # a mapping: reports flatten it into version_<name> columns
 OUTCOME_KEYS = (*TEXT_OUTCOME_KEYS, *NUMERIC_OUTCOME_KEYS, *NESTED_OUTCOME_KEYS)
 # Outcomes that differ between two runs of one variant on one machine (clock, throughput, where it ran): every
 # equal-results comparison (resume, executors, clusters) leaves these out.
-TIMING_KEYS = ("train_seconds", "images_per_s", "mfu", "started", "finished", "device", "device_name")
+TIMING_KEYS = (
+    "train_seconds", "images_per_s", "mfu", "peak_flops", "peak_source", "started", "finished", "device",
+    "device_name",
+)  # fmt: skip
 METRICS_TIMING_KEYS = ("epoch_seconds", "images_per_s")  # the same, per metrics.jsonl line
 
 

@@ -59,7 +59,8 @@ def build_result(
     final_eval = evaluated[-1] if evaluated else {}
     rates = [row["images_per_s"] for row in history if row.get("images_per_s")]
     images_per_s = sum(rates) / len(rates) if rates else None
-    peak = peak_flops(device, precision) if device is not None and precision else None
+    # Only a run that measured its speed needs the peak (on a CPU the first one per machine runs the GEMM probe).
+    peak = peak_flops(device, precision) if device is not None and precision and images_per_s else None
     return {
         "variant_id": variant.id,
         "group_id": variant.group_id,
@@ -87,7 +88,9 @@ def build_result(
         "n_test": n_test,
         "train_seconds": train_seconds,
         "images_per_s": images_per_s,
-        "mfu": model_flops_utilization(profile["flops"], images_per_s or 0.0, peak),
+        "mfu": model_flops_utilization(profile["flops"], images_per_s or 0.0, peak.flops if peak else None),
+        "peak_flops": peak.flops if peak else None,
+        "peak_source": peak.source if peak else None,
         "device": str(device) if device is not None else None,
         "device_name": device_name(device) if device is not None else None,
         "precision": precision,

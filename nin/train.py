@@ -1,9 +1,10 @@
 """Train one Variant into its run directory: result.json, metrics.jsonl, checkpoint.pt.
 
 The data stay on the device as uint8; resize, normalization and augmentation are batched tensor ops. Each step
-runs bf16 autocast where the hardware computes bf16 natively, channels_last, and no host sync (metrics accumulate on
-the device). All randomness of an epoch (batch order, augmentation, dropout) is derived from (seed, epoch), so a run
-resumed from its last checkpoint finishes with exactly the metrics of an uninterrupted run.
+runs bf16 autocast where the hardware computes bf16 natively (fp16 with a gradient scaler on GPUs without bf16),
+channels_last, and no host sync (metrics accumulate on the device). All randomness of an epoch (batch order,
+augmentation, dropout) is derived from (seed, epoch), so a run resumed from its last checkpoint finishes with exactly
+the metrics of an uninterrupted run.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from tqdm.auto import tqdm
 
 from nin import store
 from nin._timm import create_optimizer_v2, create_scheduler_v2
-from nin.device import resolve_device, resolve_precision, synchronize
+from nin.device import AUTOCAST_DTYPES, resolve_device, resolve_precision, synchronize
 from nin.layout import CHECKPOINT_FILE, METRICS_FILE, RESULT_FILE
 from nin.models import create_model
 from nin.profile import profile_variant
@@ -83,6 +84,7 @@ class PassStats:
     acc: float
     images: int
     seconds: float
+    skipped_steps: int = 0  # fp16: steps the gradient scaler skipped (overflowing gradients), not divergence
 
 
 class Trainer:
@@ -99,7 +101,12 @@ class Trainer:
         self.forward = torch.compile(self.model) if variant.compile else self.model
         self.optimizer = self._optimizer()
         self.scheduler = self._scheduler()
-        self.autocast = dict(device_type=device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16")
+        dtype = AUTOCAST_DTYPES.get(self.precision)
+        self.autocast = dict(device_type=device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
+        # fp16 gradients underflow without loss scaling; the scaler skips a step whose scaled gradients overflow and
+        # lowers the scale. Disabled, it is a pass-through.
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.precision == "fp16")
+        self._skipped = torch.zeros((), device=device, dtype=torch.long)
 
     def _optimizer(self) -> torch.optim.Optimizer:
         v = self.variant
@@ -138,8 +145,18 @@ class Trainer:
             logits = self.forward(x)
             loss = F.cross_entropy(logits, y)
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        self.optimizer.step()
+        if self.scaler.is_enabled():
+            self.scaler.scale(loss).backward()
+            self.scaler.step(self.optimizer)
+            # Counted on the device (no extra sync): the scaler's overflow flags of this step, read before update()
+            # clears them.
+            found_inf = self.scaler._found_inf_per_device(self.optimizer)
+            if found_inf:
+                self._skipped += (sum(found_inf.values()) > 0).long()
+            self.scaler.update()
+        else:
+            loss.backward()
+            self.optimizer.step()
         return loss.detach().float() * y.shape[0], (logits.argmax(1) == y).sum()
 
     def train_epoch(
@@ -147,6 +164,7 @@ class Trainer:
     ) -> PassStats:
         torch.manual_seed(epoch_seed(self.variant.seed, epoch, "dropout"))  # dropout masks of this epoch
         self.model.train()
+        self._skipped.zero_()
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device, dtype=torch.long)
         images, start = 0, time.perf_counter()
@@ -163,7 +181,8 @@ class Trainer:
         if not math.isfinite(loss):
             raise Diverged(f"training loss became non-finite in epoch {epoch + 1}")
         synchronize(self.device)
-        return PassStats(loss, int(correct) / max(images, 1), images, time.perf_counter() - start)
+        seconds = time.perf_counter() - start
+        return PassStats(loss, int(correct) / max(images, 1), images, seconds, int(self._skipped))
 
     @torch.no_grad()
     def evaluate(self, batches: Iterable[tuple[torch.Tensor, torch.Tensor]]) -> PassStats:
@@ -192,6 +211,7 @@ class Trainer:
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "scaler": self.scaler.state_dict(),  # fp16's loss scale and growth count: part of an exact resume
             "rng": torch.get_rng_state(),
         }
 
@@ -200,6 +220,8 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None and state.get("scheduler") is not None:
             self.scheduler.load_state_dict(state["scheduler"])
+        if self.scaler.is_enabled() and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
         torch.set_rng_state(state["rng"])
 
 
@@ -313,6 +335,7 @@ def _train(
             "lr": lr,
             "epoch_seconds": epoch_seconds,
             "images_per_s": running.images / running.seconds if running.seconds > 0 else None,
+            "skipped_steps": running.skipped_steps,
         }
         if eval_train is not None:
             row.update(

@@ -8,7 +8,16 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from nin.arches import ARCHES, CCCP_CHOICES, HEADS, INIT_SCHEMES, MODELS, default_input_size, smallest_input_for
+from nin.arches import (
+    ARCHES,
+    CCCP_CHOICES,
+    HEADS,
+    INIT_SCHEMES,
+    MODELS,
+    PRECISIONS,
+    default_input_size,
+    smallest_input_for,
+)
 from nin.catalog import DATASETS
 
 # The choices come from nin.arches and nin.catalog, where the variant space is declared once.
@@ -17,6 +26,7 @@ ArchName = Literal[tuple(ARCHES)]  # type: ignore[valid-type]
 HeadName = Literal[HEADS]  # type: ignore[valid-type]
 CccpCount = Literal[CCCP_CHOICES]  # type: ignore[valid-type]
 InitScheme = Literal[INIT_SCHEMES]  # type: ignore[valid-type]
+Precision = Literal[PRECISIONS]  # type: ignore[valid-type]
 DatasetName = Literal[tuple(DATASETS)]  # type: ignore[valid-type]
 NIN_ONLY_FIELDS = ("arch", "head", "cccp")
 
@@ -57,7 +67,7 @@ class Variant(BaseModel):
     warmup_epochs: int = Field(0, ge=0)
     step_size: int = Field(10, ge=1)  # epochs between lr drops under schedule "step"
     gamma: float = Field(0.1, gt=0, le=1)  # lr factor at each drop under schedule "step"
-    precision: Literal["auto", "bf16", "fp32"] = "auto"
+    precision: Precision = "auto"
     channels_last: bool = True
     compile: bool = False
     deterministic: bool = False
