@@ -216,7 +216,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_training_args(p)
     p.add_argument("--executor", choices=("local", "ray"), default="local",
                    help="local: one worker per device; ray: one Ray task per variant")
-    p.add_argument("--ray-address", default=None, help="join a running Ray cluster (e.g. auto); default: start one")
+    p.add_argument("--ray-address", default=None, metavar="HEAD:PORT",
+                   help="join the Ray cluster whose head 'ray start --head' started there; default: start one")
     p.set_defaults(handler=cmd_run)
 
     p = sub.add_parser("train", help="train one variant of a grid into the grid's results directory")
