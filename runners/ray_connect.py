@@ -32,6 +32,7 @@ TOKEN_FIX = (
     "start this driver as every node was started: RAY_AUTH_MODE=token and the cluster's token in RAY_AUTH_TOKEN_PATH "
     "(a file), RAY_AUTH_TOKEN or ~/.ray/auth_token (see the README, Ray)"
 )
+_ADDRESS_HELP = "pass the address 'ray start --head' printed, e.g. 10.0.0.5:6379"
 # Ray's own arguments for a driver: no dashboard of its own, worker output and Ray's logging kept out of the grid bar.
 INIT_KWARGS: dict[str, Any] = {"include_dashboard": False, "log_to_driver": False, "logging_level": "ERROR"}
 
@@ -109,8 +110,6 @@ def _dial_address(address: str) -> tuple[str, int]:
     return host.strip("[]"), int(port)
 
 
-_ADDRESS_HELP = "pass the address 'ray start --head' printed, e.g. 10.0.0.5:6379"
-
 
 def _check_tcp(address: str, target: tuple[str, int]) -> None:
     try:
@@ -160,5 +159,4 @@ def _stderr_silenced() -> Iterator[None]:
 
 
 def _one_line(exc: BaseException) -> str:
-    text = " ".join(str(exc).split()) or type(exc).__name__
-    return text
+    return " ".join(str(exc).split()) or type(exc).__name__
