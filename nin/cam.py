@@ -11,12 +11,20 @@ for integer boxes is x0 <= j < x1, and which keeps its meaning for the fractiona
 
 from __future__ import annotations
 
+import io
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+if TYPE_CHECKING:
+    from nin.pipeline import DeviceData
 
 # Cells within this share of the map's range below its maximum are part of its peak: bilinear upsampling gives a
 # peak plateau whose cells differ only by rounding, and the peak's position is their centroid.
@@ -178,3 +186,67 @@ def box_share(boxes: torch.Tensor, size: int | Sequence[int]) -> torch.Tensor:
     height, width = _size(size)
     b = boxes.to(torch.float64)
     return ((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]) / (height * width)).float()
+
+
+# ---- after training: the measures over a test split, and the file the report draws ------------------------------
+CAM_IMAGES = 8  # the first 8 test images: the same for every run of a grid (positions are fixed per split)
+
+
+def measure_localisation(model: nn.Module, data: DeviceData, batch_size: int) -> tuple[dict[str, Any], dict]:
+    """Class maps of the true class for every test image of `data` (a DeviceData with a canvas), in batches.
+
+    Returns (outcomes for result.json: loc_pointing, loc_energy, loc_pointing_chance, cam_method, cam_resolution,
+    cam_seconds; the arrays of cam.npz for the first CAM_IMAGES test images)."""
+    from nin.device import synchronize
+
+    boxes = data.boxes["test"]
+    if boxes is None:
+        raise ValueError("measure_localisation needs data placed on a canvas (a variant with canvas set)")
+    start = time.perf_counter()
+    hits = energy = 0.0
+    result: CamResult | None = None
+    n = data.n_test
+    for begin in range(0, n, batch_size):
+        index = torch.arange(begin, min(begin + batch_size, n))
+        x, _, y = data.images("test", index)
+        result = class_maps(model, x, y)
+        batch_boxes = boxes[begin : begin + len(index)]
+        hits += float(pointing_hits(result.maps, batch_boxes).sum())
+        energy += float(energy_share(result.maps, batch_boxes).sum())
+    chance = float(box_share(boxes, data.image_size).sum())
+    synchronize(data.device)
+    seconds = time.perf_counter() - start
+    assert result is not None  # a split is never empty (nin.data validates it)
+    height, width = result.cam_resolution
+    outcomes = {
+        "loc_pointing": hits / n,
+        "loc_energy": energy / n,
+        "loc_pointing_chance": chance / n,
+        "cam_method": result.method,
+        "cam_resolution": f"{height}x{width}",
+        "cam_seconds": seconds,
+    }
+    # The figure's images: maps recomputed for the first few (cheap), images as the net sees them, un-normalised.
+    index = torch.arange(min(CAM_IMAGES, n))
+    x, raw, y = data.images("test", index)
+    figure = class_maps(model, x, y)
+    arrays = {
+        "images": raw.round().clamp(0, 255).to(torch.uint8).cpu().numpy(),
+        "maps": figure.maps.to(torch.float16).cpu().numpy(),
+        "boxes": boxes[: len(index)].float().cpu().numpy(),
+        "classes": y.cpu().numpy(),
+        "predicted": figure.predicted.cpu().numpy(),
+        "probability": figure.probability.float().cpu().numpy(),
+        "method": np.array(figure.method),
+        "cam_resolution": np.array(figure.cam_resolution, dtype=np.int64),
+    }
+    return outcomes, arrays
+
+
+def write_cam_file(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """cam.npz, atomically like every file of a run directory (reports read it with numpy alone)."""
+    from nin.store import atomic_write_bytes
+
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    atomic_write_bytes(path, buffer.getvalue())

@@ -10,6 +10,7 @@ import gzip
 import math
 import os
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,6 +22,7 @@ import torch
 import torch.nn.functional as F
 from torchvision import datasets as tvd
 
+from nin.canvas import place_on_canvas
 from nin.catalog import DATASETS, DatasetInfo
 from nin.errors import InputError
 
@@ -29,6 +31,8 @@ FIX = "pass --data-dir DIR pointing at torchvision's root, or run with --downloa
 MNIST_CLASSES = {"mnist": tvd.MNIST, "fashion-mnist": tvd.FashionMNIST}
 IDX_MAGIC = {"images": 0x0803, "labels": 0x0801}  # IDX: 0x08 = unsigned byte, then the number of dimensions
 DIGITS_TEST_FRACTION, DIGITS_SPLIT_SEED = 0.2, 0
+# Canvas positions are drawn from this seed (per split) for every variant and training seed: one set of canvases.
+CANVAS_SEED = 0
 _CACHE_SIZE = 4
 
 
@@ -42,6 +46,9 @@ class DataTensors:
     classes: int
     mean: tuple[float, ...]  # per-channel mean of train_x / 255
     std: tuple[float, ...]
+    canvas: int | None = None  # images pasted on canvas×canvas black squares (on_canvas); None: as decoded
+    train_boxes: torch.Tensor | None = None  # int64 (N, 4): each image's (x0, y0, x1, y1) on its canvas, half-open
+    test_boxes: torch.Tensor | None = None
 
 
 # torchvision's CIFAR and SVHN classes compare every file with the md5 of the upstream release. We check presence
@@ -315,6 +322,33 @@ def load_dataset(name: str, data_dir: str | Path | None = None, download: bool =
         return data
 
 
+# Canvas copies of each decoded dataset, keyed by the decoded object (held by _CACHE) and the canvas size: a copy
+# lives as long as its source and different canvas sizes never share one.
+_CANVAS_CACHE: weakref.WeakKeyDictionary[DataTensors, dict[int, DataTensors]] = weakref.WeakKeyDictionary()
+
+
+def on_canvas(data: DataTensors, canvas: int) -> DataTensors:
+    """`data` with every image pasted at a fixed random position on a canvas×canvas black square, its boxes kept,
+    and the normalisation statistics of the canvas images (what the net sees). Once per (dataset, canvas) in this
+    process; positions come from CANVAS_SEED and the split only (nin.canvas), so every variant and seed agrees."""
+    if data.canvas is not None:
+        if data.canvas == canvas:
+            return data
+        raise ValueError(f"{data.name} is already on a {data.canvas} px canvas")
+    with _CACHE_LOCK:
+        copies = _CANVAS_CACHE.setdefault(data, {})
+        if canvas not in copies:
+            train_x, train_boxes = place_on_canvas(data.train_x, canvas, CANVAS_SEED, "train")
+            test_x, test_boxes = place_on_canvas(data.test_x, canvas, CANVAS_SEED, "test")
+            mean, std = _channel_stats(train_x)
+            copies[canvas] = DataTensors(
+                data.name, train_x, data.train_y, test_x, data.test_y, data.classes, mean, std,
+                canvas=canvas, train_boxes=train_boxes, test_boxes=test_boxes,
+            )  # fmt: skip
+        return copies[canvas]
+
+
 def clear_cache() -> None:
     with _CACHE_LOCK:
         _CACHE.clear()
+        _CANVAS_CACHE.clear()

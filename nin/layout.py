@@ -4,6 +4,7 @@
     OUT/<grid>/runs/<variant_id>/result.json   written once, atomically, when the variant ends
     OUT/<grid>/runs/<variant_id>/metrics.jsonl one line per finished epoch
     OUT/<grid>/runs/<variant_id>/checkpoint.pt the last finished epoch, for resume
+    OUT/<grid>/runs/<variant_id>/cam.npz       class maps of 8 fixed test images (variants with a canvas)
     OUT/<grid>/report/                         tables, plots, report.html
 
 Training (nin.store, nin.train, nin.results), the runners and the reports all take names, paths, result keys and the
@@ -24,6 +25,7 @@ REPORT_DIR = "report"
 RESULT_FILE = "result.json"
 METRICS_FILE = "metrics.jsonl"
 CHECKPOINT_FILE = "checkpoint.pt"
+CAM_FILE = "cam.npz"
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,9 @@ class GridDir:
     def checkpoint_path(self, variant_id: str) -> Path:
         return self.run_dir(variant_id) / CHECKPOINT_FILE
 
+    def cam_path(self, variant_id: str) -> Path:
+        return self.run_dir(variant_id) / CAM_FILE
+
     def is_finished(self, variant_id: str) -> bool:
         return self.result_path(variant_id).is_file()
 
@@ -87,21 +92,24 @@ TEXT_OUTCOME_KEYS = (
     "variant_id", "group_id", "status", "error", "traceback", "device", "device_name", "precision",
     "started", "finished",
     "peak_source",  # where peak_flops came from: "measured" (a CPU's GEMM probe) or "datasheet" (a GPU's)
+    "cam_method", "cam_resolution",  # the class maps' method (cam, gradcam) and native size ("8x8"), with a canvas
 )  # fmt: skip
 NUMERIC_OUTCOME_KEYS = (
     "params", "trainable_params", "trunk_params", "head_params", "macs", "flops", "epochs_done",
     "train_acc", "test_acc", "train_loss", "test_loss", "gap_acc", "gap_loss", "running_train_acc",
     "running_train_loss", "best_test_acc", "n_train", "n_test", "train_seconds", "images_per_s", "mfu",
     "peak_flops",  # the dense peak FLOP/s mfu is measured against
-    "loc_pointing",  # class-map pointing-game hit rate on a canvas; reports compare it once runs measure it
+    # With a canvas (nin.cam): pointing-game hit rate, its chance level (mean box share), the positive map mass in the
+    # box, each in [0, 1]; and the seconds the maps and measures took.
+    "loc_pointing", "loc_pointing_chance", "loc_energy", "cam_seconds",
 )  # fmt: skip
 NESTED_OUTCOME_KEYS = ("versions",)  # a mapping: reports flatten it into version_<name> columns
 OUTCOME_KEYS = (*TEXT_OUTCOME_KEYS, *NUMERIC_OUTCOME_KEYS, *NESTED_OUTCOME_KEYS)
 # Outcomes that differ between two runs of one variant on one machine (clock, throughput, where it ran): every
 # equal-results comparison (resume, executors, clusters) leaves these out.
 TIMING_KEYS = (
-    "train_seconds", "images_per_s", "mfu", "peak_flops", "peak_source", "started", "finished", "device",
-    "device_name",
+    "train_seconds", "images_per_s", "mfu", "peak_flops", "peak_source", "cam_seconds", "started", "finished",
+    "device", "device_name",
 )  # fmt: skip
 METRICS_TIMING_KEYS = ("epoch_seconds", "images_per_s")  # the same, per metrics.jsonl line
 

@@ -13,13 +13,13 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 
-from nin.data import DataTensors
+from nin.canvas import scale_boxes
+from nin.data import DataTensors, on_canvas
 from nin.errors import InputError
 from nin.seeding import epoch_seed
 
 if TYPE_CHECKING:
     from nin.variant import Variant
-
 
 
 def stratified_subset(y: torch.Tensor, size: int, classes: int) -> torch.Tensor:
@@ -51,10 +51,13 @@ class DeviceData:
         self.image_size, self.augment, self.channels_last = image_size, augment, channels_last
         self.native_size = data.train_x.shape[-1]
         self.pad = max(1, round(image_size / 8))  # random-crop padding: 4 px at 32 px, scaled with the size
+        self.canvas = data.canvas
         self._x, self._y = {}, {}
-        for split, x, y, size in (
-            ("train", data.train_x, data.train_y, train_size),
-            ("test", data.test_x, data.test_y, test_size),
+        # Boxes of the objects in model-input pixels (scaled with the resize); None without a canvas.
+        self.boxes: dict[str, torch.Tensor | None] = {}
+        for split, x, y, boxes, size in (
+            ("train", data.train_x, data.train_y, data.train_boxes, train_size),
+            ("test", data.test_x, data.test_y, data.test_boxes, test_size),
         ):
             if size is not None and size > len(y):
                 raise InputError(
@@ -63,7 +66,11 @@ class DeviceData:
             if size is not None and size < len(y):
                 keep = stratified_subset(y, size, data.classes)
                 x, y = x[keep], y[keep]
+                boxes = boxes[keep] if boxes is not None else None
             self._x[split], self._y[split] = x.to(self.device), y.to(self.device)
+            if boxes is not None:
+                boxes = scale_boxes(boxes, self.native_size, image_size).to(self.device)
+            self.boxes[split] = boxes
         self.n_train, self.n_test = len(self._y["train"]), len(self._y["test"])
         mean = torch.tensor(data.mean, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
         std = torch.tensor(data.std, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
@@ -72,7 +79,12 @@ class DeviceData:
 
     @classmethod
     def from_variant(cls, data: DataTensors, device: torch.device | str, variant: Variant) -> DeviceData:
-        """The one way a variant's settings become a device pipeline (training, bench and fixed-cost alike)."""
+        """The one way a variant's settings become a device pipeline (training, bench and fixed-cost alike).
+
+        A variant with a canvas gets the canvas copy of `data` (nin.data.on_canvas, cached per process): placed
+        before the subset is taken, so that an image's position never depends on train_size or test_size."""
+        if variant.canvas is not None:
+            data = on_canvas(data, variant.canvas)
         return cls(
             data,
             device,
@@ -108,6 +120,11 @@ class DeviceData:
         x, y = self._x[split], self._y[split]
         for start in range(0, len(y), batch_size):
             yield self._normalized(self._resized(x[start : start + batch_size])), y[start : start + batch_size]
+
+    def images(self, split: str, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(model inputs, the same images un-normalised as float 0..255, labels) of a split at `index`."""
+        raw = self._resized(self._x[split][index.to(self.device)])
+        return self._normalized(raw), raw, self._y[split][index.to(self.device)]
 
     def _resized(self, x: torch.Tensor) -> torch.Tensor:
         x = x.float()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import platform
 import traceback
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,9 @@ from nin.device import device_name, model_flops_utilization, peak_flops
 from nin.layout import METRICS_FILE, read_metrics
 from nin.profile import profile_variant
 from nin.variant import Variant
+
+# Measured on the class maps of variants with a canvas (nin.cam.measure_localisation); null without one.
+LOCALISATION_KEYS = ("loc_pointing", "loc_energy", "loc_pointing_chance", "cam_method", "cam_resolution", "cam_seconds")
 
 
 def now_iso() -> str:
@@ -52,6 +56,7 @@ def build_result(
     n_train: int | None = None,
     n_test: int | None = None,
     error_traceback: str | None = None,
+    localisation: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The result.json of a run, whatever its status (ok, diverged, failed)."""
     last = history[-1] if history else {}
@@ -91,6 +96,7 @@ def build_result(
         "mfu": model_flops_utilization(profile["flops"], images_per_s or 0.0, peak.flops if peak else None),
         "peak_flops": peak.flops if peak else None,
         "peak_source": peak.source if peak else None,
+        **{key: (localisation or {}).get(key) for key in LOCALISATION_KEYS},
         "device": str(device) if device is not None else None,
         "device_name": device_name(device) if device is not None else None,
         "precision": precision,

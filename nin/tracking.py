@@ -44,7 +44,7 @@ class Tracker(Protocol):
 
     def log_epoch(self, metrics: Mapping[str, Any]) -> None: ...
 
-    def finish(self, result: Mapping[str, Any]) -> None: ...
+    def finish(self, result: Mapping[str, Any], cam_file: Path | None = None) -> None: ...
 
 
 class NullTracker:
@@ -56,7 +56,7 @@ class NullTracker:
     def log_epoch(self, metrics: Mapping[str, Any]) -> None:
         pass
 
-    def finish(self, result: Mapping[str, Any]) -> None:
+    def finish(self, result: Mapping[str, Any], cam_file: Path | None = None) -> None:
         pass
 
 
@@ -197,10 +197,21 @@ class WandbTracker:
         except Exception as error:
             self._off(error)
 
-    def finish(self, result: Mapping[str, Any]) -> None:
+    def finish(self, result: Mapping[str, Any], cam_file: Path | None = None) -> None:
+        """Close the run with result.json's scalars; with `cam_file` (the run's cam.npz), its row of the class-map
+        figure as the image class_maps."""
         run, self._run = self._run, None
         if run is None:
             return
+        if cam_file is not None:
+            try:
+                import wandb
+
+                from reports.cam_figure import row_image  # torch-free drawing, shared with the report's figure
+
+                run.log({"class_maps": wandb.Image(row_image(cam_file, str(result.get("variant_id", ""))))})
+            except Exception as error:  # one warning line; the run still gets its summary
+                tracking_off(f"W&B class-map image off for {self._variant_id}", error, None, "the run is kept")
         try:
             status = str(result.get("status", "unknown"))
             run.summary.update(result_summary(result))

@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from nin import store
 from nin._timm import create_optimizer_v2, create_scheduler_v2
 from nin.device import AUTOCAST_DTYPES, resolve_device, resolve_precision, synchronize
-from nin.layout import CHECKPOINT_FILE, METRICS_FILE, RESULT_FILE
+from nin.layout import CAM_FILE, CHECKPOINT_FILE, METRICS_FILE, RESULT_FILE
 from nin.models import create_model
 from nin.profile import profile_variant
 from nin.results import build_result, now_iso
@@ -361,6 +361,9 @@ def _train(
         if tracker is not None:
             tracker.log_epoch(row)
 
+    localisation, cam_file = None, None
+    if status == "ok" and variant.canvas is not None:  # also on a resume that found every epoch done
+        localisation, cam_file = _localise(trainer.model, device_data, eval_batch, run_dir)
     result = build_result(
         variant,
         profile.as_dict(),
@@ -374,8 +377,22 @@ def _train(
         started,
         device_data.n_train,
         device_data.n_test,
+        localisation=localisation,
     )
     store.write_json(run_dir / RESULT_FILE, result)
     if tracker is not None:
-        tracker.finish(result)
+        if cam_file is not None:
+            tracker.finish(result, cam_file=cam_file)
+        else:
+            tracker.finish(result)
     return result
+
+
+def _localise(model: torch.nn.Module, device_data, batch_size: int, run_dir: Path) -> tuple[dict[str, Any], Path]:
+    """Class maps of the trained net on the canvas test split: the loc_* outcomes, and cam.npz for the figure."""
+    from nin.cam import measure_localisation, write_cam_file
+
+    outcomes, arrays = measure_localisation(model, device_data, batch_size)
+    cam_file = run_dir / CAM_FILE
+    write_cam_file(cam_file, arrays)
+    return outcomes, cam_file

@@ -6,7 +6,7 @@ import hashlib
 import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from nin.arches import (
     ARCHES,
@@ -18,6 +18,7 @@ from nin.arches import (
     default_input_size,
     smallest_input_for,
 )
+from nin.canvas import NOT_POSITIVE, is_positive_int, too_small
 from nin.catalog import DATASETS
 
 # The choices come from nin.arches and nin.catalog, where the variant space is declared once.
@@ -29,6 +30,9 @@ InitScheme = Literal[INIT_SCHEMES]  # type: ignore[valid-type]
 Precision = Literal[PRECISIONS]  # type: ignore[valid-type]
 DatasetName = Literal[tuple(DATASETS)]  # type: ignore[valid-type]
 NIN_ONLY_FIELDS = ("arch", "head", "cccp")
+# Settings added after ids were first published: left out of config() (hence the id) while unset, so that adding
+# one does not make every existing run stale.
+OMITTED_WHEN_UNSET = ("canvas",)
 
 
 class Variant(BaseModel):
@@ -54,6 +58,9 @@ class Variant(BaseModel):
     train_size: int | None = Field(None, ge=1)  # use only the first N training images (stratified by the loader)
     test_size: int | None = Field(None, ge=1)
     augment: bool = False  # random crop (pad 4 at 32 px, scaled with size) + horizontal flip
+    # Translated images: each pasted at its native size at a fixed random spot on a canvas×canvas black square
+    # (before the resize to image_size); the run then measures its class maps' localisation (nin.cam).
+    canvas: int | None = None
 
     # How it learns.
     epochs: int = Field(10, ge=1, le=10_000)
@@ -95,6 +102,13 @@ class Variant(BaseModel):
             data["image_size"] = default_input_size(model, arch)
         return data
 
+    @field_validator("canvas", mode="before")
+    @classmethod
+    def _canvas_is_a_size(cls, value: Any) -> Any:
+        if value is not None and not is_positive_int(value):
+            raise ValueError(NOT_POSITIVE)
+        return value
+
     @model_validator(mode="after")
     def _check_combination(self) -> Variant:
         if self.model == "nin":
@@ -109,6 +123,8 @@ class Variant(BaseModel):
             raise ValueError(
                 f"image_size {self.image_size} is too small for {what}: the smallest that works is {smallest}"
             )
+        if self.canvas is not None and self.canvas <= DATASETS[self.dataset].native_size:
+            raise ValueError(too_small(self.canvas, DATASETS[self.dataset].native_size))
         if self.nesterov and self.momentum == 0:
             raise ValueError("nesterov needs momentum > 0 (set momentum, e.g. 0.9, or nesterov: false)")
         if self.warmup_epochs >= self.epochs and self.warmup_epochs > 0:
@@ -117,7 +133,11 @@ class Variant(BaseModel):
 
     # ---- identity -------------------------------------------------------------------------------------------
     def config(self) -> dict[str, Any]:
-        return self.model_dump(mode="json")
+        config = self.model_dump(mode="json")
+        for key in OMITTED_WHEN_UNSET:
+            if config[key] is None:
+                del config[key]
+        return config
 
     @property
     def slug(self) -> str:

@@ -42,11 +42,11 @@ TABLE_FORMATS = ("md", "tex")
 
 def write_report(grid_dir: str | Path) -> Report:
     """Write OUT/<grid>/report/: results.csv, summary.csv, effects.csv, verdicts.csv, ablation.md, ablation.tex,
-    plots/*.png and report.html.
+    plots/*.png (plots/cam.png when runs kept class maps) and report.html.
 
     Raises InputError when grid_dir is not a results directory. A partial grid reports what exists.
     """
-    from reports import html, plots, stats, tables, verdicts
+    from reports import cam_figure, html, plots, stats, tables, verdicts
 
     results = load_results(grid_dir)
     out = GridDir(results.grid_dir).report
@@ -64,6 +64,9 @@ def write_report(grid_dir: str | Path) -> Report:
     documents["md"].write_text(tables.ablation_markdown(results, summary), encoding="utf-8")
     documents["tex"].write_text(tables.ablation_latex(results, summary), encoding="ascii")
     plot_paths = plots.write_plots(results, summary, effects, out / "plots")
+    cam = cam_figure.write_cam_figure(results, out / "plots")
+    if cam is not None:
+        plot_paths[cam_figure.CAM_PLOT] = cam
     exact = verdicts.exact_head_note(results)
     sentences = [*claims["sentence"], *([exact] if exact else []), *stats.sentences(effects)]
     page = out / "report.html"

@@ -11,9 +11,10 @@ from typing import Any
 import pandas as pd
 
 from reports import stats, tables
+from reports.cam_figure import CAM_PLOT
 from reports.load import STALL_MARGIN, Results
 from reports.stats import FEW, METHOD, MIN_INTERVAL_N, SUMMARY_METHOD
-from reports.verdicts import CONTRADICTED, INCONCLUSIVE, NOT_TESTED, SUPPORTED
+from reports.verdicts import CONTRADICTED, INCONCLUSIVE, NO_CANVAS, NOT_TESTED, SUPPORTED
 
 RUN_COLUMNS = (
     "variant_id", "label", "seed", "status", "stalled", "test_acc", "train_acc", "gap_acc", "gap_loss",
@@ -72,6 +73,10 @@ def render(
         )
     parts.append("<h2>Verdicts</h2>")
     parts.append(_verdicts(claims, exact_head))
+    parts.append("<h2>Class maps</h2>")
+    plots = dict(plots)
+    cam = plots.pop(CAM_PLOT, None)
+    parts.append(_class_maps(results, cam))
     parts.append("<h2>Summary per variant (across seeds)</h2>")
     parts.append(_summary(results, summary))
     stalled = int(results.runs["stalled"].sum())
@@ -103,12 +108,7 @@ def render(
     parts.append(_table(effects.drop(columns=["method"]), "effects.csv"))
     parts.append("<h2>Plots</h2>")
     for name, path in plots.items():
-        data = base64.b64encode(path.read_bytes()).decode("ascii")
-        caption = html.escape(PLOT_CAPTIONS.get(name, name))
-        parts.append(
-            f"<figure><img alt='{html.escape(name)}' src='data:image/png;base64,{data}'>"
-            f"<figcaption>{caption} <span class='note'>(plots/{html.escape(path.name)})</span></figcaption></figure>"
-        )
+        parts.append(_figure(name, path, PLOT_CAPTIONS.get(name, name)))
     parts.append("<h2>Runs that did not finish ok</h2>")
     not_ok = results.not_ok
     if not_ok.empty:
@@ -127,6 +127,42 @@ def render(
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     parts.append(f"<p class='note'>Written {stamp} from {html.escape(str(results.grid_dir))}.</p></body></html>")
     return "\n".join(parts)
+
+
+def _figure(name: str, path: Path, caption: str) -> str:
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return (
+        f"<figure><img alt='{html.escape(name)}' src='data:image/png;base64,{data}'>"
+        f"<figcaption>{html.escape(caption)} <span class='note'>(plots/{html.escape(path.name)})</span></figcaption>"
+        "</figure>"
+    )
+
+
+def _class_maps(results: Results, cam: Path | None) -> str:
+    if cam is None:
+        return f"<p>{html.escape(NO_CANVAS[0].upper() + NO_CANVAS[1:])}: no run kept class maps (cam.npz).</p>"
+    ok = results.ok[~results.ok["stalled"]]
+    measured = ok[ok["loc_pointing"].notna()]
+    lead = ""
+    if not measured.empty:
+        items = []
+        for label, runs in measured.groupby("label", sort=False):
+            items.append(
+                f"<li>{html.escape(str(label))}: pointing game {runs['loc_pointing'].mean():.1%} (chance "
+                f"{runs['loc_pointing_chance'].mean():.1%}), positive map mass in the box "
+                f"{runs['loc_energy'].mean():.1%}, mean of {stats.count(len(runs), 'run')}</li>"
+            )
+        lead = (
+            "<p>Localisation on every test image (stalled runs left out; per run: loc_pointing, "
+            "loc_pointing_chance and loc_energy in results.csv):</p><ul>" + "".join(items) + "</ul>"
+        )
+    caption = (
+        "Class maps of the true class (CAM for the GAP head, Grad-CAM for the others), upsampled to the input and "
+        "laid over the image as the net saw it; white: the object's box; above each cell: the predicted class, its "
+        "probability and the true class. Rows: one run per head at the first seed and the first cccp and dropout "
+        "levels."
+    )
+    return lead + _figure(CAM_PLOT, cam, caption)
 
 
 def _verdicts(claims: pd.DataFrame, exact_head: str | None) -> str:
