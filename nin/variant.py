@@ -6,7 +6,7 @@ import hashlib
 import json
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from nin.arches import (
     ARCHES,
@@ -109,6 +109,15 @@ class Variant(BaseModel):
             raise ValueError(NOT_POSITIVE)
         return value
 
+    @field_validator("canvas")
+    @classmethod
+    def _canvas_holds_the_images(cls, value: int | None, info: ValidationInfo) -> int | None:
+        # A field check (dataset is validated before canvas), so that a grid's error points at the canvas line.
+        info_ = DATASETS.get(info.data.get("dataset", ""))
+        if value is not None and info_ is not None and value <= info_.native_size:
+            raise ValueError(too_small(value, info_.native_size))
+        return value
+
     @model_validator(mode="after")
     def _check_combination(self) -> Variant:
         if self.model == "nin":
@@ -123,8 +132,6 @@ class Variant(BaseModel):
             raise ValueError(
                 f"image_size {self.image_size} is too small for {what}: the smallest that works is {smallest}"
             )
-        if self.canvas is not None and self.canvas <= DATASETS[self.dataset].native_size:
-            raise ValueError(too_small(self.canvas, DATASETS[self.dataset].native_size))
         if self.nesterov and self.momentum == 0:
             raise ValueError("nesterov needs momentum > 0 (set momentum, e.g. 0.9, or nesterov: false)")
         if self.warmup_epochs >= self.epochs and self.warmup_epochs > 0:
