@@ -76,3 +76,27 @@ def test_grid_estimate_follows_the_documented_formula(tmp_path):
     scale = profile_variant(second).flops / bench["flops_per_image"]
     assert math.isclose(seconds[1], 1.5 + scale * (seconds[0] - 1.5))
     assert math.isclose(result["wall_seconds"], 3.0 + sum(seconds) / 2)
+
+
+def test_walltime_splits_a_real_grid_run_into_parts_that_add_up(tmp_path):
+    import nin.store
+    import nin.train
+    from bench.walltime import PARTS, measure
+
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(
+        "name: tiny\nsettings: {arch: cifar, width: 0.125, dataset: synthetic, epochs: 2, batch_size: 50}\n"
+        "axes: {head: [gap, fc]}\nseeds: [0]\n"
+    )
+    originals = (nin.train.Trainer.train_epoch, nin.store.save_checkpoint, nin.train.profile_variant)
+    result = measure(str(spec), tmp_path / "out", ["--wandb", "disabled"])
+    assert result["runs"] == 2 and len(list((tmp_path / "out").glob("tiny/runs/*/result.json"))) == 2
+    pieces = result["pieces"]
+    # Per variant: 2 train epochs, a test pass per epoch plus the final train-set pass, a checkpoint per epoch.
+    assert pieces["train_epoch"]["calls"] == 4 and pieces["evaluate"]["calls"] == 6
+    assert pieces["checkpoint_write"]["calls"] == 4 and pieces["model_build"]["calls"] == 2
+    assert all(p["seconds"] >= 0 for p in pieces.values())
+    assert set(result["parts_seconds"]) == set(PARTS) and result["parts_seconds"]["training"] > 0
+    assert math.isclose(sum(result["parts_seconds"].values()), result["wall_seconds"])
+    assert result["parts_seconds"]["other"] >= 0  # exclusive times never exceed the wall
+    assert (nin.train.Trainer.train_epoch, nin.store.save_checkpoint, nin.train.profile_variant) == originals
