@@ -64,7 +64,7 @@ def cam_rows(results: Results) -> list[CamRow]:
     heads += sorted(set(nin["head"].dropna()) - set(heads))
     for head in heads:
         same = nin[nin["head"] == head]
-        if head == "gap" and same["gap_relu"].notna().any():
+        if head == "gap" and "gap_relu" in same and same["gap_relu"].notna().any():
             # The main GAP row is the gap_relu level most GAP runs have; the other level (the seeds' ReLU) follows.
             counts = same["gap_relu"].dropna().map(bool).value_counts()
             for level in counts.index:

@@ -65,7 +65,30 @@ def grid(tmp_path_factory: pytest.TempPathFactory) -> Path:
     broken = grid_dir / "runs" / "broken-run"
     broken.mkdir()
     (broken / "result.json").write_text('{"variant_id": "broken-run", "status": "ok", "test_acc"')
+    for run in runs:
+        if run["status"] == "ok":
+            write_cam(grid_dir / "runs" / run["variant_id"])
     return grid_dir
+
+
+def write_cam(run_dir: Path, n: int = 8, size: int = 32) -> None:
+    """A cam.npz as nin.cam writes it: a bright square per image, a map that peaks on it, the square's box."""
+    from nin.layout import CAM_FILE
+
+    rng = np.random.default_rng(len(run_dir.name))
+    corners = rng.integers(0, size - 10, (n, 2))
+    boxes = np.concatenate([corners, corners + 10], axis=1).astype(np.float32)
+    images = np.zeros((n, 1, size, size), np.uint8)
+    ys, xs = np.mgrid[0:size, 0:size] + 0.5
+    maps = np.zeros((n, size, size), np.float16)
+    for i, (x0, y0, x1, y1) in enumerate(boxes):
+        images[i, 0, int(y0) : int(y1), int(x0) : int(x1)] = 220
+        maps[i] = np.exp(-((xs - (x0 + x1) / 2) ** 2 + (ys - (y0 + y1) / 2) ** 2) / 30)
+    np.savez(
+        run_dir / CAM_FILE, images=images, maps=maps, boxes=boxes, classes=np.arange(n) % 10,
+        predicted=np.arange(n) % 10, probability=np.full(n, 0.9, np.float32), method=np.array("cam"),
+        cam_resolution=np.array([8, 8]),
+    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -149,7 +172,7 @@ def test_effects_pair_matched_runs_and_count_the_rest(report) -> None:
 
 def test_plots_are_png_files(report) -> None:
     assert set(report.plots) == {"accuracy_vs_params", "accuracy_vs_macs", "gap_per_variant", "learning_curves",
-                                 "effects"}  # fmt: skip
+                                 "effects", "cam"}  # fmt: skip
     for path in report.plots.values():
         assert path.parent.name == "plots" and path.suffix == ".png"
         data = path.read_bytes()
@@ -252,6 +275,17 @@ def test_page_renders_in_headless_chromium(report, tmp_path: Path) -> None:
     assert (width, height) == (1280, 4000)
     # A blank or broken page compresses to a few kB; text, tables and five plots do not.
     assert len(data) > 150_000
+    # The class-map figure is drawn on the page (in the screenshot, not just in the HTML): its maps are the only
+    # saturated dark blue (the "jet" colour map's low end over black) in bulk; link text is a few hundred pixels.
+    from PIL import Image
+
+    pixels = np.asarray(Image.open(shot).convert("RGB")).astype(int)
+    jet_blue = (pixels[..., 0] < 20) & (pixels[..., 1] < 20) & (pixels[..., 2] > 50)
+    assert jet_blue.sum() > 20_000, jet_blue.sum()
+    rows = np.nonzero(jet_blue.any(axis=1))[0]
+    page = report.html.read_text()
+    assert "<h2>Class maps</h2>" in page and "alt='cam'" in page
+    assert rows.min() < 3_000  # near the top: right after the verdicts
 
 
 def test_a_setting_that_does_not_apply_on_one_side_splits_the_comparison(tmp_path: Path) -> None:
