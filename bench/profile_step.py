@@ -1,6 +1,6 @@
 """Where one training step's time goes: torch.profiler's per-op table of `Trainer.train_step`, with MFU.
 
-    python -m bench.profile_step [--device cpu] [--batch-size 128] [--steps 1] [--no-channels-last] [--rows 15]
+    python -m bench.profile_step [--device cpu] [--batch-size 128] [--steps 1] [--no-channels-last] [--threads N]
 
 Builds the bench's variant (the seeds' NiN at 224 px unless told otherwise), runs one untimed warm-up step, then
 profiles `--steps` steps on one pre-made batch (no input pipeline). Prints the ops by self time, the step's MFU
@@ -33,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--precision", default="auto")
     parser.add_argument("--no-channels-last", action="store_true")
     parser.add_argument("--rows", type=int, default=15)
+    parser.add_argument("--threads", type=int, help="intra-op threads (default: torch's, all cores)")
     args = parser.parse_args(argv)
     device = resolve_device(args.device)
     fields = dict(arch=args.arch, width=args.width, batch_size=args.batch_size, precision=args.precision,
@@ -40,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.image_size:
         fields["image_size"] = args.image_size
     variant = Variant(**fields)
-    with variant_settings(variant, device):
+    with variant_settings(variant, device, args.threads):
         trainer = Trainer(variant, device)
         x = torch.randn(args.batch_size, variant.in_channels, variant.image_size, variant.image_size, device=device)
         if variant.channels_last:

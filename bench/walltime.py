@@ -25,7 +25,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -119,7 +119,7 @@ def measure(spec: str, out: Path, run_args: list[str]) -> dict[str, Any]:
     timers = Timers()
     load_before = os.getloadavg()
     args = ["run", spec, "--out", str(out), "--device", "cpu", "--no-progress", *run_args]
-    with timing(timers) as parts:
+    with timing(timers) as parts, redirect_stdout(sys.stderr):  # the runner's own lines stay off --json's stdout
         start = time.perf_counter()
         code = cli_main(args)
         wall = time.perf_counter() - start
