@@ -9,6 +9,7 @@ import textwrap
 
 import pytest
 
+from nin.profile import profile_variant
 from nin.variant import Variant
 from runners.spec import SpecError, load_grid, parse_grid
 from tests.conftest import REPO, run_cli
@@ -32,10 +33,31 @@ def test_paper_grid_is_the_mission_grid():
     assert len({v.id for v in paper.variants}) == 57
 
 
-def test_quick_grid_runs_on_embedded_data():
+def test_quick_grid_can_test_nins_claims_on_embedded_data():
+    """The demo grid: the seeds' NiN on embedded digits, an AlexNet head >= 10x the GAP head's params (as at 224
+    px), >= 5 seeds per row, and one set of training settings, so a head comparison is not a settings comparison."""
     quick = load_grid(REPO / "ablations" / "quick.yaml")
     assert {v.dataset for v in quick.variants} == {"digits"}
-    assert 4 <= len(quick.variants) <= 40
+    nin = [v for v in quick.variants if v.model == "nin"]
+    assert {v.arch for v in nin} == {"d2l"}
+    assert {(v.head, v.cccp, v.dropout) for v in nin} >= {
+        (h, c, d) for h in ("gap", "fc", "alexnet") for c in (0, 2) for d in (True, False)
+    }
+    assert any(v.head == "gap" and v.gap_relu for v in nin), "the seeds' exact GAP head (ReLU before GAP) is a row"
+    assert any(v.model == "alexnet" for v in quick.variants), "d2l's AlexNet is the reference row"
+
+    seeds: dict[str, set[int]] = {}
+    for v in quick.variants:
+        seeds.setdefault(v.group_id, set()).add(v.seed)
+    assert min(len(s) for s in seeds.values()) >= 5
+
+    training = ("optimizer", "lr", "momentum", "nesterov", "weight_decay", "schedule", "warmup_epochs", "epochs")
+    training += ("batch_size", "train_size", "init", "width", "image_size", "augment")
+    assert len({tuple(getattr(v, key) for key in training) for v in nin}) == 1
+
+    for cccp in {v.cccp for v in nin}:
+        by_head = {v.head: profile_variant(v).params for v in nin if v.cccp == cccp and v.dropout}
+        assert by_head["alexnet"] >= 10 * by_head["gap"], (cccp, by_head)
 
 
 def test_variant_id_is_readable_stable_and_config_sensitive():
