@@ -224,3 +224,25 @@ def test_bad_canvas_is_one_line_exit_2_nothing_written(tmp_path: Path, canvas, o
     for word in words:
         assert word in lines[0], (word, lines[0])
     assert not out.exists()
+
+
+def test_the_cam_grid_runs_on_mnist_files(tmp_path: Path) -> None:
+    """ablations/cam.yaml itself, as the README tells a user with MNIST files: every head measures localisation."""
+    from tests.datafiles import make_mnist
+
+    make_mnist(tmp_path / "data", "MNIST")  # torchvision's raw layout: MNIST/raw/*-idx?-ubyte
+    out = tmp_path / "out"
+    sets = ("dataset=mnist", "canvas=40", "epochs=2", "seeds=1")  # epochs 2: the grid warms up for one
+    args = ["run", "ablations/cam.yaml", *(f"--set={s}" for s in sets), "--data-dir", str(tmp_path / "data")]
+    done = run_cli(*args, "--out", str(out), "--wandb", "disabled", "--device", "cpu", "--no-progress")
+    assert done.returncode == 0, done.stderr[-2000:]
+    grid = GridDir(out / "cam")
+    results = [read_result(grid.result_path(run_id)) for run_id in grid.finished_ids()]
+    assert sorted(r["head"] for r in results) == ["alexnet", "fc", "gap"]
+    for result in results:
+        run = result["variant_id"]
+        assert result["status"] == "ok" and result["dataset"] == "mnist" and result["canvas"] == 40, run
+        for key in ("loc_pointing", "loc_energy", "loc_pointing_chance"):
+            assert 0.0 <= result[key] <= 1.0, (run, key)
+        # Every 28 px image covers (28/40)² of its 40 px canvas.
+        assert result["loc_pointing_chance"] == pytest.approx((28 / 40) ** 2, rel=1e-6)
