@@ -37,8 +37,10 @@ browser:
 	  echo "pdflatex could not be installed: the ablation.tex test will skip (apt-get install $(LATEX_PACKAGES))"
 
 # The embedded quick grid on CPU (scikit-learn's digits: no download), then its report; resumes if interrupted.
+# One single-threaded worker per core: the demo's nets are too small to keep two threads busy (docs/BENCHMARKS.md).
+DEMO_DEVICES := $(shell n=$$(nproc 2>/dev/null || echo 1); [ $$n -gt 8 ] && n=8; printf 'cpu%.0s,' $$(seq $$n) | sed 's/,$$//')
 demo: $(STAMP)
-	$(BIN)/nin-ablate run ablations/quick.yaml --out runs --device cpu
+	$(BIN)/nin-ablate run ablations/quick.yaml --out runs --device $(DEMO_DEVICES) --cpu-threads 1
 
 # Throughput of the harness against a d2l-style reference loop; pass flags with e.g. BENCH_ARGS="--device cpu --json".
 bench: $(STAMP)

@@ -183,7 +183,7 @@ def test_page_is_self_contained_and_states_what_it_did(report, grid: Path) -> No
     page = report.html.read_text()
     assert report.html == grid / "report" / "report.html"
     assert "nin-ablate report: paper" in page and "15 of 16 variants done" in page
-    assert page.count("src='data:image/png;base64,") == 5
+    assert page.count("src='data:image/png;base64,") == len(report.plots) == 6  # every plot inlined, the CAM figure too
     assert "src='http" not in page and 'src="http' not in page
     assert "head gap vs fc: test accuracy" in page
     assert "left out of every mean, interval and effect" in page  # the stalled-run decision
