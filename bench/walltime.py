@@ -1,8 +1,9 @@
 """Where a grid's wall time goes: `nin-ablate run` in this process, with a timer around every piece of a run.
 
-    python -m bench.walltime SPEC [--out DIR] [--json] [-- RUN ARGS...]
-    python -m bench.walltime ablations/quick.yaml -- --set 'seeds=[0]' --wandb offline
+    nin-ablate walltime SPEC [--out DIR] [--json] [-- RUN ARGS...]
+    nin-ablate walltime ablations/quick.yaml -- --set 'seeds=[0]' --wandb offline
 
+The runner hands in its own entry point and its report step (bench knows nothing of grids or runners).
 The grid runs exactly as `nin-ablate run SPEC --device cpu --no-progress RUN ARGS` would (one device: in-process),
 into a fresh results directory (a temp dir unless --out). Each piece's time is exclusive: a timed call inside another
 counts for the inner piece only. The pieces fall into three parts:
@@ -17,12 +18,9 @@ and `other` is the rest of the wall time (grid parsing, lock, runner bookkeeping
 
 from __future__ import annotations
 
-import argparse
 import functools
-import json
 import os
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, redirect_stdout
@@ -35,15 +33,18 @@ import torch
 PARTS = ("training", "evaluation", "fixed", "other")
 
 
-def _pieces() -> list[tuple[str, str, Any, str]]:
-    """(part, piece, owner, attribute) of everything timed. Owners are looked up where callers find them."""
+Piece = tuple[str, str, Any, str]  # (part, piece, owner, attribute)
+
+
+def _pieces(extra: tuple[Piece, ...] = ()) -> list[Piece]:
+    """(part, piece, owner, attribute) of everything timed, plus the caller's `extra`. Owners are looked up where
+    callers find them."""
     import nin.data
     import nin.device
     import nin.pipeline
     import nin.store
     import nin.tracking
     import nin.train
-    import runners.run
 
     pieces = [
         ("training", "train_epoch", nin.train.Trainer, "train_epoch"),
@@ -58,7 +59,7 @@ def _pieces() -> list[tuple[str, str, Any, str]]:
         ("fixed", "checkpoint_read", nin.store, "load_checkpoint"),
         ("fixed", "metrics_write", nin.store, "write_metrics"),
         ("fixed", "result_write", nin.store, "write_json"),
-        ("fixed", "report", runners.run, "_write_report"),
+        *extra,
     ]
     for name in ("WandbTracker", "NullTracker"):
         tracker = getattr(nin.tracking, name, None)
@@ -94,10 +95,10 @@ class Timers:
 
 
 @contextmanager
-def timing(timers: Timers) -> Iterator[dict[str, str]]:
+def timing(timers: Timers, extra: tuple[Piece, ...] = ()) -> Iterator[dict[str, str]]:
     """Every piece wrapped while the block runs, restored after; yields piece → part."""
     saved, parts = [], {}
-    for part, piece, owner, attribute in _pieces():
+    for part, piece, owner, attribute in _pieces(extra):
         original = vars(owner)[attribute]
         if isinstance(original, classmethod):
             replacement: Any = classmethod(timers.wrap(piece, original.__func__))
@@ -113,13 +114,14 @@ def timing(timers: Timers) -> Iterator[dict[str, str]]:
             setattr(owner, attribute, original)
 
 
-def measure(spec: str, out: Path, run_args: list[str]) -> dict[str, Any]:
-    from runners.cli import main as cli_main
-
+def measure(
+    spec: str, out: Path, run_args: list[str], cli_main: Callable[[list[str]], int], extra: tuple[Piece, ...] = ()
+) -> dict[str, Any]:
+    """Run `cli_main(["run", spec, ...])` with every piece timed; `extra` adds the caller's own pieces."""
     timers = Timers()
     load_before = os.getloadavg()
     args = ["run", spec, "--out", str(out), "--device", "cpu", "--no-progress", *run_args]
-    with timing(timers) as parts, redirect_stdout(sys.stderr):  # the runner's own lines stay off --json's stdout
+    with timing(timers, extra) as parts, redirect_stdout(sys.stderr):  # the runner's own lines stay off --json's stdout
         start = time.perf_counter()
         code = cli_main(args)
         wall = time.perf_counter() - start
@@ -159,25 +161,3 @@ def format_text(r: dict[str, Any]) -> str:
     load = r["load_average"]
     lines.append(f"load average (1 min) before/after: {load['before'][0]:.2f} / {load['after'][0]:.2f}")
     return "\n".join(lines)
-
-
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    run_args = argv[argv.index("--") + 1 :] if "--" in argv else []
-    own = argv[: argv.index("--")] if "--" in argv else argv
-    parser = argparse.ArgumentParser(prog="python -m bench.walltime", description=__doc__.splitlines()[0])
-    parser.add_argument("spec")
-    parser.add_argument("--out", help="results root (default: a temp dir, removed after)")
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args(own)
-    if args.out:
-        result = measure(args.spec, Path(args.out), run_args)
-    else:
-        with tempfile.TemporaryDirectory(prefix="nin-walltime-", ignore_cleanup_errors=True) as tmp:
-            result = measure(args.spec, Path(tmp), run_args)
-    print(json.dumps(result, indent=1) if args.json else format_text(result))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

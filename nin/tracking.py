@@ -10,7 +10,7 @@ import io
 import os
 import sys
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +37,10 @@ EPOCH_KEYS = {
     "gap_acc": "gap/acc",
     "gap_loss": "gap/loss",
 }
+
+
+# Draws one run's row of the class-map figure from its cam.npz, labelled: an RGB uint8 array [H, W, 3].
+CamImage = Callable[[Path, str], Any]
 
 
 class Tracker(Protocol):
@@ -150,17 +154,21 @@ def make_tracker(
     project: str | None = None,
     entity: str | None = None,
     init_timeout: float = INIT_TIMEOUT_S,
+    cam_image: CamImage | None = None,
 ) -> Tracker:
-    """NullTracker for mode "disabled" (wandb is never imported), else a WandbTracker. None means WANDB_MODE."""
+    """NullTracker for mode "disabled" (wandb is never imported), else a WandbTracker. None means WANDB_MODE.
+    `cam_image(cam_file, label)` draws a run's row of the class-map figure (the runner passes the report's drawing:
+    nin draws nothing itself)."""
     target = wandb_target(mode, wandb_dir, group, project, entity, init_timeout)
-    return NullTracker() if target is None else WandbTracker(target)
+    return NullTracker() if target is None else WandbTracker(target, cam_image)
 
 
 class WandbTracker:
     """One W&B run per variant: id and name = variant.id, group = grid name. Reusable for variant after variant."""
 
-    def __init__(self, target: WandbTarget) -> None:
+    def __init__(self, target: WandbTarget, cam_image: CamImage | None = None) -> None:
         self.target = target
+        self.cam_image = cam_image
         self._run: Any = None
         self._variant_id = "?"
 
@@ -203,13 +211,11 @@ class WandbTracker:
         run, self._run = self._run, None
         if run is None:
             return
-        if cam_file is not None:
+        if cam_file is not None and self.cam_image is not None:
             try:
                 import wandb
 
-                from reports.cam_figure import row_image  # torch-free drawing, shared with the report's figure
-
-                run.log({"class_maps": wandb.Image(row_image(cam_file, str(result.get("variant_id", ""))))})
+                run.log({"class_maps": wandb.Image(self.cam_image(cam_file, str(result.get("variant_id", ""))))})
             except Exception as error:  # one warning line; the run still gets its summary
                 tracking_off(f"W&B class-map image off for {self._variant_id}", error, None, "the run is kept")
         try:

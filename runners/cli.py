@@ -196,6 +196,28 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_walltime(args: argparse.Namespace) -> int:
+    import tempfile
+    from pathlib import Path
+
+    import runners.run
+    from bench.walltime import format_text, measure
+
+    run_args = args.run_args
+    report_step = (("fixed", "report", runners.run, "_write_report"),)
+
+    def timed(out: Path) -> dict:
+        return measure(args.spec, out, run_args, main, report_step)
+
+    if args.out:
+        result = timed(Path(args.out))
+    else:
+        with tempfile.TemporaryDirectory(prefix="nin-walltime-", ignore_cleanup_errors=True) as tmp:
+            result = timed(Path(tmp))
+    print(json.dumps(result, indent=1) if args.json else format_text(result))
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="nin-ablate", description=__doc__.splitlines()[0], allow_abbrev=False)
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -256,6 +278,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     p.set_defaults(handler=cmd_bench)
 
+    p = sub.add_parser("walltime", help="run a grid with a timer around every piece: where its wall time goes")
+    p.add_argument("spec", help="grid file, e.g. ablations/quick.yaml")
+    p.add_argument("--out", default=None, help="results root (default: a temp dir, removed after)")
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    p.set_defaults(handler=cmd_walltime, run_args=[])  # what follows `--` goes to 'nin-ablate run' (see main)
+
     p = sub.add_parser("estimate", help="a grid's wall time from one 'nin-ablate bench --json' result")
     p.add_argument("spec", help="grid file, e.g. ablations/paper.yaml")
     p.add_argument("bench_json", help="the output of 'nin-ablate bench --json'")
@@ -265,8 +293,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    passthrough: list[str] = []
+    if argv[:1] == ["walltime"] and "--" in argv:  # `nin-ablate walltime SPEC [opts] -- RUN ARGS`
+        argv, passthrough = argv[: argv.index("--")], argv[argv.index("--") + 1 :]
     try:
         args = build_parser().parse_args(argv)
+        if passthrough:
+            args.run_args = passthrough
         return args.handler(args)
     except InputError as exc:
         print(f"nin-ablate: error: {exc}", file=sys.stderr)

@@ -43,10 +43,12 @@ def run_variant(
         return read_result(result_path)
     from nin.data import load_dataset
     from nin.tracking import make_tracker
+    from reports.cam_figure import row_image  # the report's own drawing: the W&B run shows what the page shows
 
     tracker = make_tracker(
-        context.wandb_mode, grid.root, context.grid_name, project=context.wandb_project, entity=context.wandb_entity
-    )
+        context.wandb_mode, grid.root, context.grid_name, project=context.wandb_project, entity=context.wandb_entity,
+        cam_image=row_image,
+    )  # fmt: skip
     started = now_iso()
     try:
         return train(

@@ -89,7 +89,11 @@ def test_walltime_splits_a_real_grid_run_into_parts_that_add_up(tmp_path):
         "axes: {head: [gap, fc]}\nseeds: [0]\n"
     )
     originals = (nin.train.Trainer.train_epoch, nin.store.save_checkpoint, nin.train.profile_variant)
-    result = measure(str(spec), tmp_path / "out", ["--wandb", "disabled"])
+    import runners.run
+    from runners.cli import main
+
+    report_step = (("fixed", "report", runners.run, "_write_report"),)
+    result = measure(str(spec), tmp_path / "out", ["--wandb", "disabled"], main, report_step)
     assert result["runs"] == 2 and len(list((tmp_path / "out").glob("tiny/runs/*/result.json"))) == 2
     pieces = result["pieces"]
     # Per variant: 2 train epochs, a test pass per epoch plus the final train-set pass, a checkpoint per epoch.
@@ -100,3 +104,4 @@ def test_walltime_splits_a_real_grid_run_into_parts_that_add_up(tmp_path):
     assert math.isclose(sum(result["parts_seconds"].values()), result["wall_seconds"])
     assert result["parts_seconds"]["other"] >= 0  # exclusive times never exceed the wall
     assert (nin.train.Trainer.train_epoch, nin.store.save_checkpoint, nin.train.profile_variant) == originals
+    assert pieces["report"]["calls"] == 1 and runners.run._write_report.__name__ == "_write_report"
