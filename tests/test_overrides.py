@@ -134,3 +134,22 @@ def test_the_grid_trains_on_mnist_files_through_set(tmp_path, capsys):
         assert (result["n_train"], result["n_test"]) == (64, 32)  # the files written above, not embedded digits
     spec = yaml.safe_load((out / "overrides" / "spec.yaml").read_text())
     assert spec["settings"]["dataset"] == "mnist" and spec["seeds"] == 1
+
+
+def test_the_demo_grid_runs_unchanged_on_mnist_files(tmp_path, capsys):
+    """ablations/quick.yaml itself, as the README tells a user with MNIST files in torchvision's raw layout."""
+    make_mnist(tmp_path / "data", "MNIST")
+    out = tmp_path / "out"
+    sets = ("dataset=mnist", "epochs=2", "seeds=1")  # epochs 2: the grid warms up for one
+    argv = ["run", str(REPO / "ablations" / "quick.yaml"), *(f"--set={s}" for s in sets)]
+    argv += ["--data-dir", str(tmp_path / "data"), "--out", str(out), "--wandb", "disabled", "--device", "cpu",
+             "--no-progress"]  # fmt: skip
+    assert main(argv) == 0, capsys.readouterr().err[-2000:]
+    runs = [json.loads(path.read_text()) for path in sorted((out / "quick" / "runs").glob("*/result.json"))]
+    expected = load_grid(REPO / "ablations" / "quick.yaml", overrides=parse_overrides(sets))
+    assert sorted(r["variant_id"] for r in runs) == sorted(v.id for v in expected.variants)
+    assert {r["head"] for r in runs} == {"gap", "fc", "alexnet", None}  # None: the AlexNet reference row
+    for result in runs:
+        assert result["status"] == "ok" and result["dataset"] == "mnist", result["variant_id"]
+        assert (result["n_train"], result["n_test"], result["image_size"]) == (64, 32, 99)
+    assert (out / "quick" / "report" / "verdicts.csv").is_file()
