@@ -381,10 +381,7 @@ def _train(
     )
     store.write_json(run_dir / RESULT_FILE, result)
     if tracker is not None:
-        if cam_file is not None:
-            tracker.finish(result, cam_file=cam_file)
-        else:
-            tracker.finish(result)
+        tracker.finish(result, cam_file=cam_file)
     return result
 
 

@@ -93,7 +93,7 @@ class _StopAfter:
         if self.seen == self.n:
             raise KeyboardInterrupt
 
-    def finish(self, result):
+    def finish(self, result, cam_file=None):
         pass
 
 
