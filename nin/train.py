@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from nin import store
+from nin import host_memory, store
 from nin._timm import create_optimizer_v2, create_scheduler_v2
 from nin.device import AUTOCAST_DTYPES, resolve_device, resolve_precision, synchronize
 from nin.layout import CAM_FILE, CHECKPOINT_FILE, METRICS_FILE, RESULT_FILE
@@ -48,8 +48,8 @@ def evaluates_train_set(epoch: int, epochs: int, every: int) -> bool:
 @contextmanager
 def variant_settings(variant: Variant, device: torch.device, threads: int | None = None) -> Iterator[None]:
     """The process-wide torch settings of one variant, restored when it ends, by success or by failure: deterministic
-    algorithms, cuDNN autotuning, intra-op threads and the global RNG. Nothing one variant sets reaches the next
-    variant of the same worker."""
+    algorithms, cuDNN autotuning, intra-op threads, the global RNG and, on a CPU, the allocator keeping freed memory
+    (nin.host_memory). Nothing one variant sets reaches the next variant of the same worker."""
     saved = (
         torch.are_deterministic_algorithms_enabled(),
         torch.is_deterministic_algorithms_warn_only_enabled(),
@@ -58,20 +58,21 @@ def variant_settings(variant: Variant, device: torch.device, threads: int | None
         torch.get_rng_state(),
     )
     cuda_rng = torch.cuda.get_rng_state(device) if device.type == "cuda" else None
-    try:
-        torch.use_deterministic_algorithms(variant.deterministic)
-        torch.backends.cudnn.benchmark = device.type == "cuda" and not variant.deterministic
-        if threads:
-            torch.set_num_threads(threads)
-        yield
-    finally:
-        deterministic, warn_only, benchmark, num_threads, rng = saved
-        torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
-        torch.backends.cudnn.benchmark = benchmark
-        torch.set_num_threads(num_threads)
-        torch.set_rng_state(rng)
-        if cuda_rng is not None:
-            torch.cuda.set_rng_state(cuda_rng, device)
+    with host_memory.retained() if device.type == "cpu" else nullcontext():
+        try:
+            torch.use_deterministic_algorithms(variant.deterministic)
+            torch.backends.cudnn.benchmark = device.type == "cuda" and not variant.deterministic
+            if threads:
+                torch.set_num_threads(threads)
+            yield
+        finally:
+            deterministic, warn_only, benchmark, num_threads, rng = saved
+            torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
+            torch.backends.cudnn.benchmark = benchmark
+            torch.set_num_threads(num_threads)
+            torch.set_rng_state(rng)
+            if cuda_rng is not None:
+                torch.cuda.set_rng_state(cuda_rng, device)
 
 
 class Diverged(Exception):
