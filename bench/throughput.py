@@ -2,11 +2,14 @@
 
 Three paths train the same network on the same data, window by window in rotating order, so that whatever else
 the machine does falls on all of them alike:
-  (a) reference: d2l's loop (PIL images, per-image Resize + ToTensor in DataLoader workers, fp32 NCHW, SGD);
+  (a) reference: d2l's loop (PIL images, per-image Resize + ToTensor in DataLoader workers, fp32 NCHW, SGD), under
+                 glibc's default allocator settings, as d2l's users run it;
   (b) harness:   DeviceData (uint8 on the device, batched resize/normalize) feeding Trainer.train_epoch;
   (c) ceiling:   the same Trainer.train_epoch on one pre-made device batch, repeated (no input pipeline at all).
 A fourth path times the harness's eval pass (forward only), which every epoch of a real run also pays.
-Each path runs warm-up steps first (excluded); a window's time ends with a device sync; the median window counts.
+Each path runs warm-up steps first (excluded), and every window starts with untimed steps: the reference's fresh
+loader pass, one step (one eval batch) of the others, whose kept memory (nin.host_memory) the reference's window
+handed back. A window's time ends with a device sync; the median window counts.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -29,6 +33,7 @@ import torch
 from bench.fixed_cost import PER_VARIANT_TARGET_S, measure_fixed_costs
 from bench.reference import ReferenceLoop, d2l_loader, default_workers
 from bench.synthetic import write_fashion_like
+from nin import host_memory
 from nin.device import cpu_model, device_name, model_flops_utilization, peak_flops, resolve_device, synchronize
 from nin.errors import InputError
 from nin.pipeline import DeviceData
@@ -80,19 +85,25 @@ def bench_variant(config: BenchConfig) -> Variant:
 
 
 class _Window:
-    """Times `steps` steps of one path: sync, clock, run, sync, clock."""
+    """Times `steps` steps of one path: sync, clock, run, sync, clock; all of it under `memory` (the allocator
+    settings the path runs with)."""
 
-    def __init__(self, device: torch.device, run: Callable[[int, int], Callable[[], None]]) -> None:
-        self.device, self.run = device, run
+    def __init__(
+        self,
+        device: torch.device,
+        run: Callable[[int, int], Callable[[], None]],
+        memory: Callable[[], AbstractContextManager[None]] = nullcontext,
+    ) -> None:
+        self.device, self.run, self.memory = device, run, memory
 
     def __call__(self, steps: int, index: int) -> float:
-        timed = self.run(steps, index)  # untimed set-up of this window (the reference's fresh loader pass)
-        synchronize(self.device)
-        start = time.perf_counter()
-        timed()
-        synchronize(self.device)
-        return time.perf_counter() - start
-
+        with self.memory():
+            timed = self.run(steps, index)  # untimed set-up of this window
+            synchronize(self.device)
+            start = time.perf_counter()
+            timed()
+            synchronize(self.device)
+            return time.perf_counter() - start
 
 
 def _reference(loop: ReferenceLoop, lead_in: int) -> Callable[[int, int], Callable[[], None]]:
@@ -114,13 +125,16 @@ def _reference(loop: ReferenceLoop, lead_in: int) -> Callable[[int, int], Callab
 
 def _harness(trainer: Trainer, data: DeviceData, batch_size: int) -> Callable[[int, int], Callable[[], None]]:
     def prepare(steps: int, index: int) -> Callable[[], None]:
-        return lambda: trainer.train_epoch(itertools.islice(data.train_batches(batch_size, 0, index), steps), index)
+        batches = data.train_batches(batch_size, 0, index)
+        trainer.train_step(*next(batches))  # untimed: the step that grows the heap back
+        return lambda: trainer.train_epoch(itertools.islice(batches, steps), index)
 
     return prepare
 
 
 def _ceiling(trainer: Trainer, batch: tuple[torch.Tensor, torch.Tensor]) -> Callable[[int, int], Callable[[], None]]:
     def prepare(steps: int, index: int) -> Callable[[], None]:
+        trainer.train_step(*batch)
         return lambda: trainer.train_epoch(itertools.repeat(batch, steps), index)
 
     return prepare
@@ -128,6 +142,7 @@ def _ceiling(trainer: Trainer, batch: tuple[torch.Tensor, torch.Tensor]) -> Call
 
 def _eval(trainer: Trainer, data: DeviceData, batch_size: int) -> Callable[[int, int], Callable[[], None]]:
     def prepare(steps: int, index: int) -> Callable[[], None]:
+        trainer.evaluate(itertools.islice(data.eval_batches("test", batch_size), 1))
         return lambda: trainer.evaluate(itertools.islice(data.eval_batches("test", batch_size), steps))
 
     return prepare
@@ -154,7 +169,8 @@ def _measure(
         log("measuring per-variant fixed costs")
         fixed, data = measure_fixed_costs(variant, device, data_dir, config.wandb)
     lead_in = max(1, workers)
-    needed = lead_in + max(warmup, config.steps)  # every window starts a fresh pass over the training images
+    # Every window starts a fresh pass over the training images, with lead_in (reference) or 1 (harness) untimed steps.
+    needed = lead_in + max(warmup, config.steps)
     if needed * variant.batch_size > len(data.train_y):
         raise InputError(
             f"bench: {needed} batches of {variant.batch_size} exceed the {len(data.train_y)} training images: "
@@ -169,7 +185,7 @@ def _measure(
     reference = ReferenceLoop(variant, device, d2l_loader(data.train_x, data.train_y, variant.batch_size,
                                                           variant.image_size, workers))  # fmt: skip
     windows = {
-        "reference": _Window(device, _reference(reference, lead_in)),
+        "reference": _Window(device, _reference(reference, lead_in), host_memory.released),
         "harness": _Window(device, _harness(trainer, device_data, variant.batch_size)),
         "ceiling": _Window(device, _ceiling(trainer, premade)),
         "eval": _Window(device, _eval(trainer, device_data, eval_bs)),

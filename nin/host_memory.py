@@ -44,6 +44,17 @@ def supported() -> bool:
     return _glibc() is not None
 
 
+def _keep(libc: ctypes.CDLL) -> None:
+    libc.mallopt(M_MMAP_MAX, 0)
+    libc.mallopt(M_TRIM_THRESHOLD, KEEP_UP_TO)
+
+
+def _release(libc: ctypes.CDLL) -> None:
+    libc.mallopt(M_MMAP_MAX, DEFAULT_MMAP_MAX)
+    libc.mallopt(M_TRIM_THRESHOLD, DEFAULT_TRIM_THRESHOLD)
+    libc.malloc_trim(0)
+
+
 @contextmanager
 def retained() -> Iterator[None]:
     """Large allocations come from the heap and freed memory stays in the process until the outermost exit."""
@@ -54,8 +65,7 @@ def retained() -> Iterator[None]:
         return
     with _lock:
         if _depth == 0:
-            libc.mallopt(M_MMAP_MAX, 0)
-            libc.mallopt(M_TRIM_THRESHOLD, KEEP_UP_TO)
+            _keep(libc)
         _depth += 1
     try:
         yield
@@ -63,6 +73,22 @@ def retained() -> Iterator[None]:
         with _lock:
             _depth -= 1
             if _depth == 0:
-                libc.mallopt(M_MMAP_MAX, DEFAULT_MMAP_MAX)
-                libc.mallopt(M_TRIM_THRESHOLD, DEFAULT_TRIM_THRESHOLD)
-                libc.malloc_trim(0)
+                _release(libc)
+
+
+@contextmanager
+def released() -> Iterator[None]:
+    """glibc's defaults inside, even within `retained()`: what keeping memory buys, measured
+    (`python -m bench.profile_step --release-freed-memory`)."""
+    libc = _glibc()
+    if libc is None:
+        yield
+        return
+    with _lock:
+        _release(libc)
+    try:
+        yield
+    finally:
+        with _lock:
+            if _depth:
+                _keep(libc)

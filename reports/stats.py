@@ -28,9 +28,26 @@ EFFECT_METRICS = ("test_acc", "gap_acc")
 OPTIONAL_EFFECT_METRICS = ("loc_pointing",)
 METHOD = (
     "paired differences (level A minus level B) over runs equal in every other varying setting and the seed; "
-    "mean ± t(0.975, n−1)·sd/√n (Student t via scipy.stats); status-ok runs only; pairs with a stalled run left out"
+    "mean ± t(0.975, n−1)·sd/√n (Student t via scipy.stats), ending where a difference can (±100 points of "
+    "accuracy); status-ok runs only; pairs with a stalled run left out"
 )
-SUMMARY_METHOD = "mean ± t(0.975, n−1)·sd/√n over seeds (Student t via scipy.stats); status-ok, non-stalled runs"
+SUMMARY_METHOD = (
+    "mean ± t(0.975, n−1)·sd/√n over seeds (Student t via scipy.stats), ending where the metric does (accuracy at 0 "
+    "and 100%); status-ok, non-stalled runs"
+)
+# The values each outcome can take. A t interval of accuracies near 100% would otherwise end at 101%: a bound past a
+# metric's range is set to the range's end (the mean and sd are untouched). gap_loss is unbounded.
+METRIC_RANGES = {"test_acc": (0.0, 1.0), "train_acc": (0.0, 1.0), "gap_acc": (-1.0, 1.0),
+                 "loc_pointing": (0.0, 1.0), "loc_energy": (0.0, 1.0)}  # fmt: skip
+
+
+def metric_range(metric: str, difference: bool = False) -> tuple[float, float] | None:
+    """The range of a metric, or of a difference of two of its values; None where it has none."""
+    bounds = METRIC_RANGES.get(metric)
+    if bounds is None or not difference:
+        return bounds
+    low, high = bounds
+    return (low - high, high - low)
 
 
 def t_quantile(n: int) -> float:
@@ -38,9 +55,9 @@ def t_quantile(n: int) -> float:
     return float(stats.t.ppf(0.5 + CONFIDENCE / 2, n - 1))
 
 
-def t_interval(values: Any) -> dict[str, float]:
-    """Mean, sample sd (ddof 1), n and the two-sided t interval; sd is NaN below 2 values, the interval below
-    MIN_INTERVAL_N."""
+def t_interval(values: Any, bounds: tuple[float, float] | None = None) -> dict[str, float]:
+    """Mean, sample sd (ddof 1), n and the two-sided t interval, cut at `bounds` (the metric's range); sd is NaN
+    below 2 values, the interval below MIN_INTERVAL_N."""
     values = np.asarray(pd.Series(values, dtype="float64").dropna(), dtype="float64")
     n = len(values)
     mean = float(values.mean()) if n else math.nan
@@ -48,7 +65,10 @@ def t_interval(values: Any) -> dict[str, float]:
     if n < MIN_INTERVAL_N:
         return {"mean": mean, "std": sd, "n": n, "ci_low": math.nan, "ci_high": math.nan}
     half = t_quantile(n) * sd / math.sqrt(n)
-    return {"mean": mean, "std": sd, "n": n, "ci_low": mean - half, "ci_high": mean + half}
+    low, high = mean - half, mean + half
+    if bounds is not None:
+        low, high = max(low, bounds[0]), min(high, bounds[1])
+    return {"mean": mean, "std": sd, "n": n, "ci_low": low, "ci_high": high}
 
 
 def ci_note(n: int) -> str:
@@ -76,7 +96,7 @@ def summarize(results: Results) -> pd.DataFrame:
         row["not_ok"] = int((group["status"] != "ok").sum())
         row["ci_note"] = ci_note(len(used))
         for metric in METRIC_COLUMNS:
-            interval = t_interval(used[metric])
+            interval = t_interval(used[metric], metric_range(metric))
             row.update({f"{metric}_{s}": interval[s] for s in ("mean", "std", "ci_low", "ci_high")})
         rows.append(row)
     return pd.DataFrame(rows, columns=columns)
@@ -197,7 +217,7 @@ def _effect_rows(contrast: Contrast, metrics: tuple[str, ...]) -> list[dict[str,
     rows = []
     for metric in metrics:
         diffs = used[f"{metric}_a"] - used[f"{metric}_b"]
-        interval = t_interval(diffs)
+        interval = t_interval(diffs, metric_range(metric, difference=True))
         has_ci = interval["n"] >= MIN_INTERVAL_N
         rows.append(
             {

@@ -108,7 +108,7 @@ def exact_head_note(results: Results) -> str | None:
         text += f" ({len(rows) - len(ok)} not ok)"
     if trained.empty:
         return text + "; it never trained."
-    interval = stats.t_interval(trained["test_acc"])
+    interval = stats.t_interval(trained["test_acc"], stats.metric_range("test_acc"))
     text += f"; when it trained, test accuracy {100 * interval['mean']:.1f}%"
     if interval["n"] < stats.MIN_INTERVAL_N:
         return text + f" ({stats.count(interval['n'], 'run')}, {stats.FEW}: no interval)."

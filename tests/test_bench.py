@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 from tests.conftest import run_cli
 
@@ -41,6 +42,21 @@ def test_bench_json_reports_every_path_ratio_and_fixed_cost():
     pieces = sum(v for k, v in result["fixed_cost_s"].items() if k not in NOT_PIECES)
     assert math.isclose(result["fixed_cost_s"]["per_variant"], pieces)
     assert result["date"] and result["torch"] and "synthetic" in result["data"]
+
+
+def test_profile_step_reports_the_step_its_kernel_time_and_mfu(capsys):
+    from bench.profile_step import main
+
+    tiny = ["--width", "0.125", "--image-size", "68", "--batch-size", "8", "--threads", "1"]
+    assert main(tiny) == 0
+    out = capsys.readouterr().out
+    assert "aten::" in out and "convolution ops:" in out and "freed memory kept (harness)" in out, out
+    mfu = float(re.search(r"^MFU (\d+\.\d)% of .* \(measured\)", out, re.M).group(1))
+    assert 0 < mfu < 100
+    assert main([*tiny, "--release-freed-memory", "--no-profiler", "--steps", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "aten::" not in out and "glibc defaults" in out and "profiler off" in out, out
+    assert re.search(r"per step \d+\.\d\d s in the kernel, \d+ page faults", out), out
 
 
 def test_bench_rejects_bad_settings_in_one_line():

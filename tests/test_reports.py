@@ -325,6 +325,24 @@ def test_no_interval_from_fewer_than_three_values(report) -> None:
     assert pd.isna(summary.loc["gap/cccp2", "ci_note"])  # 3 runs: an interval, no note
 
 
+def test_intervals_end_where_the_metric_does(tmp_path: Path) -> None:
+    accuracies = [0.99, 1.0, 0.93]  # mean 0.973, sd 0.038: the plain t interval ends at 1.068
+    values = np.asarray(accuracies)
+    half = sps.t.ppf(0.975, 2) * values.std(ddof=1) / math.sqrt(3)
+    assert values.mean() + half > 1  # the case this guards
+    plain = rstats.t_interval(accuracies)
+    assert plain["ci_high"] == pytest.approx(values.mean() + half)  # unbounded metrics keep the t interval
+    cut = rstats.t_interval(accuracies, rstats.metric_range("test_acc"))
+    assert cut["ci_high"] == 1.0 and cut["ci_low"] == pytest.approx(values.mean() - half)
+    assert (cut["mean"], cut["std"]) == (plain["mean"], plain["std"])
+    assert rstats.metric_range("gap_acc", difference=True) == (-2.0, 2.0) and rstats.metric_range("gap_loss") is None
+    # Through the report: the summary's accuracy interval stops at 100%.
+    runs = [result(acc, 1.0, head="gap", seed=seed) for seed, acc in enumerate(accuracies)]
+    summary = rstats.summarize(load_results(write_grid(tmp_path, "g", runs)))
+    row = summary.iloc[0]
+    assert row["test_acc_ci_high"] == 1.0 and row["test_acc_ci_low"] == pytest.approx(values.mean() - half)
+
+
 def test_effects_with_two_pairs_have_no_interval_and_do_not_set_the_plot_scale(tmp_path: Path) -> None:
     from reports import plots
 
