@@ -3,7 +3,7 @@
 A training step on the CPU frees and allocates the same activation buffers every step (143 MB each for the seed
 NiN's first block at batch 128). glibc hands allocations that large to mmap and returns them to the kernel when
 they are freed, so every step touches fresh pages, and each first touch is a page fault: on the 2-core AMD EPYC
-this project measures on, that was ~2.6 s of kernel time in a 6.5 s step (docs/BENCHMARKS.md, "Host memory").
+this project measures on, that was ~1 s of kernel time in a ~5 s step (docs/BENCHMARKS.md, "CPU peak and MFU").
 While `retained()` is active glibc serves those allocations from its heap and keeps what is freed for the next
 step. Afterwards glibc's defaults come back and the kept memory is returned to the kernel.
 
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 import platform
 import threading
 from collections.abc import Iterator
@@ -29,6 +30,7 @@ _lock = threading.Lock()
 _depth = 0  # nested variant settings (a bench around a training run) keep memory until the outermost ends
 
 
+@functools.cache
 def _glibc() -> ctypes.CDLL | None:
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return None
