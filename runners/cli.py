@@ -33,7 +33,8 @@ def _add_grid_args(parser: argparse.ArgumentParser) -> None:
 def _load_grid(args: argparse.Namespace):
     """The grid with its overrides, or one line. Torch-free: a bad or oversized grid is refused in a fraction of a
     second, before anything heavy is imported."""
-    from runners.spec import DEFAULT_MAX_RUNS, load_grid, parse_overrides
+    from runners.overrides import parse_overrides
+    from runners.spec import DEFAULT_MAX_RUNS, load_grid
 
     overrides = parse_overrides(args.overrides, epochs=getattr(args, "epochs", None))
     return load_grid(args.spec, max_runs=None if args.yes else DEFAULT_MAX_RUNS, overrides=overrides)

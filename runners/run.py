@@ -19,8 +19,9 @@ from nin.tracking import resolve_mode
 from runners import EXIT_FAILED_RUNS, EXIT_OK
 from runners.executor import run_local, run_ray
 from runners.lock import GridLock
+from runners.overrides import parse_overrides
 from runners.ray_connect import connect_ray
-from runners.spec import DEFAULT_MAX_RUNS, Grid, load_grid, parse_overrides
+from runners.spec import DEFAULT_MAX_RUNS, Grid, load_grid
 from runners.worker import RunContext
 
 

@@ -25,51 +25,15 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from nin.errors import InputError
-from nin.variant import VARIANT_FIELDS, Variant
+from nin.variant import Variant
+from runners.grid_yaml import GridLoader, SpecError, printable
+from runners.overrides import SETTING_KEYS, Override
 
 TOP_LEVEL_KEYS = ("name", "description", "settings", "axes", "include", "exclude", "seeds")
-SETTING_KEYS = tuple(f for f in VARIANT_FIELDS if f != "seed")  # a setting, an axis, an include row's key
-OVERRIDE_KEYS = ("seeds", *SETTING_KEYS)
 DEFAULT_MAX_RUNS = 500  # more needs --yes
 MAX_RUNS = 100_000  # more is refused even with --yes: a typo (a seeds list pasted 1,000 times) must not eat the machine
 _EXACT_COUNT_LIMIT = 200_000  # excluded-axis combinations counted one by one up to here (well under a second)
 _NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
-
-
-_INT = "tag:yaml.org,2002:int"
-
-
-class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # libyaml's parser where PyYAML has it
-    """PyYAML's safe loader, with two changes. 1e-2 and 2E5 are numbers (YAML 1.1 wants a dot and a signed
-    exponent; YAML 1.2 and every user do not). Plain decimal integers skip the resolver's regex table and the
-    constructor's dispatch, with the same result: a pasted 200,000-entry seeds list parses in half the time."""
-
-    def resolve(self, kind: type, value: Any, implicit: tuple[bool, bool]) -> str:
-        if kind is yaml.ScalarNode and implicit[0] and _decimal(value):
-            return _INT
-        return super().resolve(kind, value, implicit)
-
-    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:
-        if node.tag == _INT and isinstance(node.value, str) and _decimal(node.value):
-            return int(node.value)
-        return super().construct_object(node, deep)
-
-
-def _decimal(text: str) -> bool:
-    """'0' or digits without a leading 0 (YAML 1.1 reads 017 as octal and 089 as text: those take the slow path)."""
-    return text.isascii() and text.isdigit() and (text[0] != "0" or text == "0")
-
-
-_Loader.add_implicit_resolver(
-    "tag:yaml.org,2002:float",
-    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9_]+)[eE][-+]?[0-9]+$"),
-    list("-+0123456789."),
-)
-
-
-class SpecError(InputError):
-    """A grid file problem, as one line: `file:line: where: what (and how to fix it)`."""
 
 
 @dataclass(frozen=True)
@@ -82,55 +46,6 @@ class Grid:
     def resolved(self) -> dict[str, Any]:
         """The grid as resolved: the file's keys plus every variant id it expands to (written as spec.yaml)."""
         return {**self.raw, "variants": [v.id for v in self.variants]}
-
-
-@dataclass(frozen=True)
-class Override:
-    """One command-line override of a shared setting (or of `seeds`); `flag` is how the user spelled it."""
-
-    key: str
-    value: Any
-    flag: str  # "--set lr=1e-2" or "--epochs 3": what an error names
-
-
-def parse_overrides(pairs: Sequence[str] = (), epochs: int | None = None) -> tuple[Override, ...]:
-    """`--set KEY=VALUE` pairs (Hydra's spelling; the value read as YAML) plus the `--epochs N` shorthand.
-
-    What can be checked without the grid is checked here; the values themselves are checked with the grid's rows.
-    """
-    overrides: dict[str, Override] = {}
-    for pair in pairs:
-        flag = _printable(f"--set {pair}")
-        key, sep, text = pair.partition("=")
-        if not sep:
-            raise SpecError(f"{flag}: expected KEY=VALUE, e.g. --set epochs=20")
-        if not key:
-            raise SpecError(f"{flag}: the key before '=' is empty: name a setting, e.g. --set epochs=20")
-        if key == "seed":
-            raise SpecError(f"{flag}: set seeds with --set seeds=N (a count) or --set seeds=[0,1,2], not 'seed'")
-        if key not in OVERRIDE_KEYS:
-            close = difflib.get_close_matches(key, OVERRIDE_KEYS, n=1)
-            hint = f"did you mean '{close[0]}'? " if close else ""
-            raise SpecError(_printable(f"{flag}: unknown key '{key}' ({hint}allowed: {', '.join(OVERRIDE_KEYS)})"))
-        try:
-            value = yaml.load(text, Loader=_Loader)
-        except yaml.YAMLError as exc:
-            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-            raise SpecError(f"{flag}: the value is not valid YAML ({problem})") from None
-        if key != "seeds" and isinstance(value, (list, dict)):
-            shape = "list" if isinstance(value, list) else "mapping"
-            raise SpecError(
-                f"{flag}: {key} takes a single value, got a {shape} (to compare several values, make {key} "
-                f"an axis of the grid file)"
-            )
-        if key in overrides:
-            raise SpecError(f"{flag}: {key} is already set by {overrides[key].flag}: give it once")
-        overrides[key] = Override(key, value, flag)
-    if epochs is not None:
-        if "epochs" in overrides:
-            raise SpecError(f"--epochs {epochs} and {overrides['epochs'].flag} both set epochs: give one of them")
-        overrides["epochs"] = Override("epochs", epochs, f"--epochs {epochs}")
-    return tuple(overrides.values())
 
 
 def load_grid(path: str | Path, max_runs: int | None = DEFAULT_MAX_RUNS, overrides: Sequence[Override] = ()) -> Grid:
@@ -154,7 +69,7 @@ def parse_grid(
 ) -> Grid:
     """`overrides` (from `parse_overrides`) replace the file's shared settings, or its seeds, for every row."""
     # One parse gives both the values and the nodes whose marks give an error its line.
-    loader = _Loader(text)
+    loader = GridLoader(text)
     try:
         root = loader.get_single_node()
         raw = loader.construct_document(root) if root is not None else None
@@ -187,11 +102,11 @@ class _Expander:
         """`where` is a path in the file (its line is looked up), (Override,) for a value from the command line,
         or () for the grid as a whole."""
         if where and isinstance(where[0], Override):
-            return SpecError(_printable(f"{self.source}: {where[0].flag}: {message}"))
+            return SpecError(printable(f"{self.source}: {where[0].flag}: {message}"))
         dotted = _dotted(where)
         line = self._line(where) if where else None
         prefix = f"{self.source}:{line}" if line else self.source
-        return SpecError(_printable(f"{prefix}: {dotted + ': ' if dotted else ''}{message}"))
+        return SpecError(printable(f"{prefix}: {dotted + ': ' if dotted else ''}{message}"))
 
     def _line(self, where: tuple) -> int | None:
         node, line = self.root, None
@@ -466,11 +381,6 @@ def _same(a: Any, b: Any) -> bool:
     if isinstance(a, bool) or isinstance(b, bool):
         return type(a) is type(b) and a == b
     return a == b
-
-
-def _printable(text: str) -> str:
-    """Keys come from the user's file and may hold control characters: escaped, the error stays one line."""
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def _dotted(where: tuple) -> str:

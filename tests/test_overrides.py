@@ -10,7 +10,8 @@ import yaml
 
 from nin.variant import Variant
 from runners.cli import main
-from runners.spec import load_grid, parse_grid, parse_overrides
+from runners.overrides import parse_overrides
+from runners.spec import load_grid, parse_grid
 from tests.conftest import REPO
 from tests.datafiles import make_mnist
 from tests.reliability.helpers import QUIET, assert_nothing_written, assert_one_clear_line, results
