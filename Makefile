@@ -51,3 +51,10 @@ lint: $(STAMP)
 
 clean:
 	rm -rf runs .pytest_cache
+
+# The README's picture: the verdicts section of the quick grid's report (make demo first) in headless chromium, as
+# docs/img/verdicts.png, and its caption (CPU, precision, commit) in README.md. Another report: REPORT=path/report.html
+REPORT ?= runs/quick/report/report.html
+.PHONY: screenshot
+screenshot: $(STAMP)
+	$(BIN)/python -m reports.screenshot $(REPORT) --png docs/img/verdicts.png --readme README.md
