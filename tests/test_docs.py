@@ -30,6 +30,9 @@ REWRITTEN = {
     "OUT/<grid>/wandb/ W&B offline runs (see below)": "OUT/<grid>/wandb/ W&B offline runs (docs/WANDB.md)",
     '(see "Class maps" below) it also holds `loc_pointing`, `loc_pointing_chance`, `loc_energy` (each in [0, 1]),':
     "(see docs/CLASS_MAPS.md) it also holds `loc_pointing`, `loc_pointing_chance`, `loc_energy` (each in [0, 1]),",
+    "(docs/BENCHMARKS.md). `make test` also installs Debian's chromium, pdflatex and pdftoppm when run as root, "
+    "for the": "(docs/BENCHMARKS.md, which opens with every CPU's current figures). `make test` also installs Debian's "
+    "chromium, pdflatex and pdftoppm when run as root, for the",
     "tests/ pytest bench/ throughput benchmarks docs/ BENCHMARKS.md, DECISIONS.md":
     "tests/ pytest bench/ throughput benchmarks docs/ one file per topic (above)",
 }  # fmt: skip
