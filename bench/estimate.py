@@ -5,7 +5,7 @@
 BENCH.json is the output of `nin-ablate bench --json`. Per variant v (docs/BENCHMARKS.md has the derivation):
 
     r_train(v) = r_train(bench) * F(bench) / F(v)        r_eval(v) = r_eval(bench) * F(bench) / F(v)
-    T(v) = fixed + epochs * (n_train / r_train(v) + n_test / r_eval(v)) + evals_of_train * n_train / r_eval(v)
+    T(v) = fixed + epochs * (n_train / r_train(v) + (n_test + n_val) / r_eval(v)) + evals_of_train * n_train / r_eval(v)
     T(grid) = dataset_first_load + tracker_first_start + sum_v T(v) / devices
 
 Scaling by FLOPs assumes compute-bound steps: it is close for the d2l-sized nets on one device and optimistic for
@@ -19,6 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from nin.catalog import DATASETS
+from nin.data import held_out_count
 from nin.profile import profile_variant
 from nin.train import evaluates_train_set
 from nin.variant import Variant
@@ -38,10 +39,12 @@ def estimate_grid(name: str, variants: Sequence[Variant], bench: dict[str, Any],
         scale = flops_bench / profile_variant(v).flops
         r_train, r_eval = bench["harness_images_per_s"] * scale, bench["eval_images_per_s"] * scale
         info = DATASETS[v.dataset]
-        n_train, n_test = v.train_size or info.train_images, v.test_size or info.test_images
+        # A validation hold-out leaves fewer images to train on and adds their eval pass to every epoch.
+        n_val = held_out_count(info.train_images, v.validation) if v.validation is not None else 0
+        n_train, n_test = v.train_size or info.train_images - n_val, v.test_size or info.test_images
         seconds = (
             fixed["per_variant"]
-            + v.epochs * (n_train / r_train + n_test / r_eval)
+            + v.epochs * (n_train / r_train + (n_test + n_val) / r_eval)
             + train_set_evals(v.epochs, v.eval_train_every) * n_train / r_eval
         )
         rows.append({"variant_id": v.id, "train_images_per_s": r_train, "seconds": seconds})

@@ -14,7 +14,7 @@ import weakref
 from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +33,9 @@ IDX_MAGIC = {"images": 0x0803, "labels": 0x0801}  # IDX: 0x08 = unsigned byte, t
 DIGITS_TEST_FRACTION, DIGITS_SPLIT_SEED = 0.2, 0
 # Canvas positions are drawn from this seed (per split) for every variant and training seed: one set of canvases.
 CANVAS_SEED = 0
+# The validation hold-out is drawn from this seed for every variant and training seed: one validation set per
+# (dataset, fraction), so that paired differences and a tuned value compare arms on the same held-out images.
+VALIDATION_SPLIT_SEED = 0
 _CACHE_SIZE = 4
 
 
@@ -49,6 +52,12 @@ class DataTensors:
     canvas: int | None = None  # images pasted on canvas×canvas black squares (on_canvas); None: as decoded
     train_boxes: torch.Tensor | None = None  # int64 (N, 4): each image's (x0, y0, x1, y1) on its canvas, half-open
     test_boxes: torch.Tensor | None = None
+    # with_validation: the fraction of the decoded training split held out as val_x/val_y (train_x keeps the rest,
+    # and mean/std are the rest's); None: no hold-out.
+    validation: float | None = None
+    val_x: torch.Tensor | None = None
+    val_y: torch.Tensor | None = None
+    val_boxes: torch.Tensor | None = None
 
 
 # torchvision's CIFAR and SVHN classes compare every file with the md5 of the upstream release. We check presence
@@ -335,6 +344,8 @@ def on_canvas(data: DataTensors, canvas: int) -> DataTensors:
         if data.canvas == canvas:
             return data
         raise ValueError(f"{data.name} is already on a {data.canvas} px canvas")
+    if data.validation is not None:  # positions are drawn per index of the full split: place first, then hold out
+        raise ValueError(f"{data.name} holds out validation images: place it on the canvas first")
     with _CACHE_LOCK:
         copies = _CANVAS_CACHE.setdefault(data, {})
         if canvas not in copies:
@@ -348,7 +359,84 @@ def on_canvas(data: DataTensors, canvas: int) -> DataTensors:
         return copies[canvas]
 
 
+def stratified_quota(y: torch.Tensor, size: int, classes: int) -> torch.Tensor:
+    """Images per class in a stratified pick of `size` of the labels y: class shares as in y, the images left over
+    after flooring go to the largest remainders (the lower class on a tie). int64 (classes,), summing to size."""
+    counts = torch.bincount(y, minlength=classes).double()
+    exact = counts * size / max(len(y), 1)
+    quota = exact.floor().long()
+    by_remainder = sorted(range(classes), key=lambda c: (-float(exact[c] - quota[c]), c))
+    for c in by_remainder[: size - int(quota.sum())]:
+        quota[c] += 1
+    return quota
+
+
+def held_out_count(n_images: int, fraction: float) -> int:
+    """How many of a split's n_images a validation fraction holds out: the nearest whole number (halves up)."""
+    return math.floor(fraction * n_images + 0.5)
+
+
+def validation_split(
+    y: torch.Tensor, classes: int, fraction: float, name: str = "the dataset"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(kept, held out): sorted indices into the training labels y. Stratified (stratified_quota of
+    held_out_count images), each class's held-out images drawn at random from VALIDATION_SPLIT_SEED alone, so every
+    variant and seed holds out the same images. Raises InputError if a class would be empty on either side."""
+    if not 0 < fraction < 1:
+        raise InputError(f"validation must be a fraction between 0 and 1 (exclusive), got {fraction!r}")
+    quota = stratified_quota(y, held_out_count(len(y), fraction), classes)
+    counts = torch.bincount(y, minlength=classes)
+    for c in range(classes):
+        held, total = int(quota[c]), int(counts[c])
+        if held == 0 or held == total:
+            side, fix = ("validation", "raise it") if held == 0 else ("training", "lower it")
+            raise InputError(
+                f"validation={fraction:g} leaves class {c} of {name} without {side} images ({total} training "
+                f"images, {held} held out): {fix}, or use a dataset with more images per class"
+            )
+    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(VALIDATION_SPLIT_SEED))
+    shuffled = y[order]
+    held_out = torch.cat([order[shuffled == c][: int(quota[c])] for c in range(classes)]).sort().values
+    keep = torch.ones(len(y), dtype=torch.bool)
+    keep[held_out] = False
+    return torch.nonzero(keep).flatten(), held_out
+
+
+# Hold-out copies of each (decoded or canvas) dataset, keyed as the canvas copies are.
+_VALIDATION_CACHE: weakref.WeakKeyDictionary[DataTensors, dict[float, DataTensors]] = weakref.WeakKeyDictionary()
+
+
+def with_validation(data: DataTensors, fraction: float) -> DataTensors:
+    """`data` with validation_split's held-out images moved from train_* to val_*, and the normalisation statistics
+    of the images left for training (the held-out ones must not shape the inputs). Once per (dataset, fraction)
+    in this process; raises InputError for a fraction that leaves a class empty on either side."""
+    if data.validation is not None:
+        if data.validation == fraction:
+            return data
+        raise ValueError(f"{data.name} already holds out validation={data.validation:g}")
+    with _CACHE_LOCK:
+        copies = _VALIDATION_CACHE.setdefault(data, {})
+        if fraction not in copies:
+            kept, held = validation_split(data.train_y, data.classes, fraction, data.name)
+            boxes = data.train_boxes
+            mean, std = _channel_stats(data.train_x[kept])
+            copies[fraction] = replace(
+                data,
+                train_x=data.train_x[kept],
+                train_y=data.train_y[kept],
+                train_boxes=boxes[kept] if boxes is not None else None,
+                mean=mean,
+                std=std,
+                validation=fraction,
+                val_x=data.train_x[held],
+                val_y=data.train_y[held],
+                val_boxes=boxes[held] if boxes is not None else None,
+            )
+        return copies[fraction]
+
+
 def clear_cache() -> None:
     with _CACHE_LOCK:
         _CACHE.clear()
         _CANVAS_CACHE.clear()
+        _VALIDATION_CACHE.clear()

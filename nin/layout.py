@@ -94,6 +94,9 @@ TEXT_OUTCOME_KEYS = (
     "peak_source",  # where peak_flops came from: "measured" (a CPU's GEMM probe) or "datasheet" (a GPU's)
     "cam_method", "cam_resolution",  # the class maps' method (cam, gradcam) and native size ("8x8"), with a canvas
 )  # fmt: skip
+# With a `validation` hold-out (and only then): the final epoch's val_acc and val_loss, the 1-based epoch of the highest
+# val_acc (the earliest on a tie), the test accuracy of that epoch, and the held-out image count.
+VALIDATION_OUTCOME_KEYS = ("val_acc", "val_loss", "best_val_epoch", "test_acc_at_best_val", "n_val")
 NUMERIC_OUTCOME_KEYS = (
     "params", "trainable_params", "trunk_params", "head_params", "macs", "flops", "epochs_done",
     "train_acc", "test_acc", "train_loss", "test_loss", "gap_acc", "gap_loss", "running_train_acc",
@@ -102,6 +105,7 @@ NUMERIC_OUTCOME_KEYS = (
     # With a canvas (nin.cam): pointing-game hit rate, its chance level (mean box share), the positive map mass in the
     # box, each in [0, 1]; and the seconds the maps and measures took.
     "loc_pointing", "loc_pointing_chance", "loc_energy", "cam_seconds",
+    *VALIDATION_OUTCOME_KEYS,
 )  # fmt: skip
 NESTED_OUTCOME_KEYS = ("versions",)  # a mapping: reports flatten it into version_<name> columns
 OUTCOME_KEYS = (*TEXT_OUTCOME_KEYS, *NUMERIC_OUTCOME_KEYS, *NESTED_OUTCOME_KEYS)

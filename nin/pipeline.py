@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from nin.canvas import scale_boxes
-from nin.data import DataTensors, on_canvas
+from nin.data import DataTensors, on_canvas, stratified_quota, with_validation
 from nin.errors import InputError
 from nin.seeding import epoch_seed
 
@@ -24,12 +24,7 @@ if TYPE_CHECKING:
 
 def stratified_subset(y: torch.Tensor, size: int, classes: int) -> torch.Tensor:
     """Indices of the first images of each class, class shares as in y (largest remainder), in their original order."""
-    counts = torch.bincount(y, minlength=classes).double()
-    exact = counts * size / len(y)
-    quota = exact.floor().long()
-    by_remainder = sorted(range(classes), key=lambda c: (-float(exact[c] - quota[c]), c))
-    for c in by_remainder[: size - int(quota.sum())]:
-        quota[c] += 1
+    quota = stratified_quota(y, size, classes)
     picks = [torch.nonzero(y == c).flatten()[: int(quota[c])] for c in range(classes)]
     return torch.cat(picks).sort().values
 
@@ -55,13 +50,17 @@ class DeviceData:
         self._x, self._y = {}, {}
         # Boxes of the objects in model-input pixels (scaled with the resize); None without a canvas.
         self.boxes: dict[str, torch.Tensor | None] = {}
-        for split, x, y, boxes, size in (
+        splits = [
             ("train", data.train_x, data.train_y, data.train_boxes, train_size),
             ("test", data.test_x, data.test_y, data.test_boxes, test_size),
-        ):
+        ]
+        if data.val_y is not None:  # the held-out part of the training split (nin.data.with_validation), whole
+            splits.append(("val", data.val_x, data.val_y, data.val_boxes, None))
+        for split, x, y, boxes, size in splits:
             if size is not None and size > len(y):
+                held = f" left after validation={data.validation:g}" if split == "train" and data.validation else ""
                 raise InputError(
-                    f"{split}_size={size} but {data.name} has {len(y)} {split} images; lower it or leave it unset"
+                    f"{split}_size={size} but {data.name} has {len(y)} {split} images{held}; lower it or leave it unset"
                 )
             if size is not None and size < len(y):
                 keep = stratified_subset(y, size, data.classes)
@@ -72,6 +71,7 @@ class DeviceData:
                 boxes = scale_boxes(boxes, self.native_size, image_size).to(self.device)
             self.boxes[split] = boxes
         self.n_train, self.n_test = len(self._y["train"]), len(self._y["test"])
+        self.n_val = len(self._y["val"]) if "val" in self._y else 0
         mean = torch.tensor(data.mean, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
         std = torch.tensor(data.std, dtype=torch.float32, device=self.device).view(1, -1, 1, 1)
         # (x / 255 - mean) / std as one multiply-add on the 0..255 floats.
@@ -82,9 +82,13 @@ class DeviceData:
         """The one way a variant's settings become a device pipeline (training, bench and fixed-cost alike).
 
         A variant with a canvas gets the canvas copy of `data` (nin.data.on_canvas, cached per process): placed
-        before the subset is taken, so that an image's position never depends on train_size or test_size."""
+        before the subset is taken, so that an image's position never depends on train_size or test_size. A variant
+        with `validation` then holds out its fixed part of the training split (nin.data.with_validation, cached per
+        process) before train_size subsets what remains."""
         if variant.canvas is not None:
             data = on_canvas(data, variant.canvas)
+        if variant.validation is not None:
+            data = with_validation(data, variant.validation)
         return cls(
             data,
             device,
@@ -114,9 +118,9 @@ class DeviceData:
             yield self._normalized(x), self._y["train"][idx]
 
     def eval_batches(self, split: str, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        """Batches of the "train" or "test" split in order, never augmented."""
+        """Batches of the "train", "test" or (with a validation hold-out) "val" split in order, never augmented."""
         if split not in self._x:
-            raise ValueError(f"split must be 'train' or 'test', not {split!r}")
+            raise ValueError(f"split must be one of {', '.join(map(repr, self._x))}, not {split!r}")
         x, y = self._x[split], self._y[split]
         for start in range(0, len(y), batch_size):
             yield self._normalized(self._resized(x[start : start + batch_size])), y[start : start + batch_size]

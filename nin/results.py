@@ -42,6 +42,22 @@ def _finite(value: float | None) -> float | None:
     return value if value is not None and math.isfinite(value) else None
 
 
+def validation_outcomes(history: list[dict[str, Any]], n_val: int | None) -> dict[str, Any]:
+    """result.json's nin.layout.VALIDATION_OUTCOME_KEYS from the epochs' val_acc/val_loss: the final epoch's values,
+    and the epoch with the highest val_acc (the earliest on a tie, so a plateau picks where it was first reached)
+    with its test_acc. The verdicts keep reading the final epoch; these are for choosing on validation, not test."""
+    scored = [row for row in history if row.get("val_acc") is not None]
+    last = history[-1] if history else {}
+    best = max(scored, key=lambda row: row["val_acc"], default=None)  # max keeps the first of equal values
+    return {
+        "val_acc": _finite(last.get("val_acc")),
+        "val_loss": _finite(last.get("val_loss")),
+        "best_val_epoch": best["epoch"] if best else None,
+        "test_acc_at_best_val": _finite(best.get("test_acc")) if best else None,
+        "n_val": n_val,
+    }  # the keys of nin.layout.VALIDATION_OUTCOME_KEYS (a test holds them equal)
+
+
 def build_result(
     variant: Variant,
     profile: dict[str, Any],
@@ -57,8 +73,10 @@ def build_result(
     n_test: int | None = None,
     error_traceback: str | None = None,
     localisation: Mapping[str, Any] | None = None,
+    n_val: int | None = None,
 ) -> dict[str, Any]:
-    """The result.json of a run, whatever its status (ok, diverged, failed)."""
+    """The result.json of a run, whatever its status (ok, diverged, failed). The validation outcomes are there only
+    for a variant with `validation`, so that results without it keep exactly their keys."""
     last = history[-1] if history else {}
     evaluated = [row for row in history if "eval_train_acc" in row]
     final_eval = evaluated[-1] if evaluated else {}
@@ -97,6 +115,7 @@ def build_result(
         "peak_flops": peak.flops if peak else None,
         "peak_source": peak.source if peak else None,
         **{key: (localisation or {}).get(key) for key in LOCALISATION_KEYS},
+        **(validation_outcomes(history, n_val) if variant.validation is not None else {}),
         "device": str(device) if device is not None else None,
         "device_name": device_name(device) if device is not None else None,
         "precision": precision,

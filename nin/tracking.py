@@ -32,6 +32,8 @@ EPOCH_KEYS = {
     "train_acc": "train/acc",
     "test_loss": "test/loss",
     "test_acc": "test/acc",
+    "val_loss": "val/loss",  # with a validation hold-out
+    "val_acc": "val/acc",
     "eval_train_loss": "train_eval/loss",
     "eval_train_acc": "train_eval/acc",
     "gap_acc": "gap/acc",

@@ -320,6 +320,9 @@ def _train(
                 status, error = "diverged", str(exc)
                 break
         test = trainer.evaluate(device_data.eval_batches("test", eval_batch))
+        # The held-out part of the training split, every epoch, by the test set's eval pass (it is a fraction of the
+        # training images: a small share of the epoch).
+        val = trainer.evaluate(device_data.eval_batches("val", eval_batch)) if device_data.n_val else None
         eval_train = None
         if evaluates_train_set(epoch + 1, variant.epochs, variant.eval_train_every):
             eval_train = trainer.evaluate(device_data.eval_batches("train", eval_batch))
@@ -338,6 +341,8 @@ def _train(
             "images_per_s": running.images / running.seconds if running.seconds > 0 else None,
             "skipped_steps": running.skipped_steps,
         }
+        if val is not None:
+            row.update(val_loss=val.loss, val_acc=val.acc)
         if eval_train is not None:
             row.update(
                 eval_train_loss=eval_train.loss,
@@ -379,6 +384,7 @@ def _train(
         device_data.n_train,
         device_data.n_test,
         localisation=localisation,
+        n_val=device_data.n_val,
     )
     store.write_json(run_dir / RESULT_FILE, result)
     if tracker is not None:

@@ -32,7 +32,10 @@ DatasetName = Literal[tuple(DATASETS)]  # type: ignore[valid-type]
 NIN_ONLY_FIELDS = ("arch", "head", "cccp")
 # Settings added after ids were first published: left out of config() (hence the id) while unset, so that adding
 # one does not make every existing run stale.
-OMITTED_WHEN_UNSET = ("canvas",)
+OMITTED_WHEN_UNSET = ("canvas", "validation")
+# Settings a grid file sets once, at its top level, for every row: never an axis, a shared setting or an include
+# key (a validation split that differed between arms would make their comparison unfair).
+GRID_LEVEL_FIELDS = ("validation",)
 
 
 class Variant(BaseModel):
@@ -61,6 +64,9 @@ class Variant(BaseModel):
     # Translated images: each pasted at its native size at a fixed random spot on a canvas×canvas black square
     # (before the resize to image_size); the run then measures its class maps' localisation (nin.cam).
     canvas: int | None = None
+    # The fraction of the training split held out, stratified, as a validation set (nin.data.with_validation): the
+    # same images for every variant and seed; train_size then subsets what remains.
+    validation: float | None = Field(None, gt=0, lt=1)
 
     # How it learns.
     epochs: int = Field(10, ge=1, le=10_000)

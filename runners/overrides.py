@@ -1,6 +1,7 @@
 """Command-line overrides of a grid: `--set KEY=VALUE` (Hydra's spelling) and the `--epochs N` shorthand.
 
-They replace a shared setting, or `seeds`, for every row of the grid; runners.spec applies them while it expands.
+They replace a shared setting, `seeds` or a grid-level key (`validation`) for every row of the grid; runners.spec
+applies them while it expands.
 """
 
 from __future__ import annotations
@@ -12,11 +13,12 @@ from typing import Any
 
 import yaml
 
-from nin.variant import VARIANT_FIELDS
+from nin.variant import GRID_LEVEL_FIELDS, VARIANT_FIELDS
 from runners.grid_yaml import GridLoader, SpecError, printable
 
-SETTING_KEYS = tuple(f for f in VARIANT_FIELDS if f != "seed")  # a setting, an axis, an include row's key
-OVERRIDE_KEYS = ("seeds", *SETTING_KEYS)
+# A setting, an axis, an include row's key. The grid-level fields (validation) are top-level keys of the file.
+SETTING_KEYS = tuple(f for f in VARIANT_FIELDS if f != "seed" and f not in GRID_LEVEL_FIELDS)
+OVERRIDE_KEYS = ("seeds", *GRID_LEVEL_FIELDS, *SETTING_KEYS)
 
 
 @dataclass(frozen=True)
@@ -54,10 +56,12 @@ def parse_overrides(pairs: Sequence[str] = (), epochs: int | None = None) -> tup
             raise SpecError(f"{flag}: the value is not valid YAML ({problem})") from None
         if key != "seeds" and isinstance(value, (list, dict)):
             shape = "list" if isinstance(value, list) else "mapping"
-            raise SpecError(
-                f"{flag}: {key} takes a single value, got a {shape} (to compare several values, make {key} "
-                f"an axis of the grid file)"
+            fix = (
+                "it is one value for the whole grid"
+                if key in GRID_LEVEL_FIELDS
+                else f"to compare several values, make {key} an axis of the grid file"
             )
+            raise SpecError(f"{flag}: {key} takes a single value, got a {shape} ({fix})")
         if key in overrides:
             raise SpecError(f"{flag}: {key} is already set by {overrides[key].flag}: give it once")
         overrides[key] = Override(key, value, flag)

@@ -77,12 +77,18 @@ def run_grid(options: RunOptions, grid: Grid | None = None) -> int:
     if options.executor not in ("local", "ray"):
         raise InputError(f"--executor must be local or ray, got {options.executor!r}")
     if not options.download:
-        from nin.data import load_dataset
+        from nin.data import load_dataset, with_validation
 
         # Decoded, not just found: a file in the wrong shape is one line here, not a failure per variant. The loader
-        # caches per process, so the in-process executor reuses this copy.
+        # caches per process, so the in-process executor reuses this copy. A validation fraction that leaves a class
+        # empty on either side of the split is bad input too, and is known once the labels are.
         for dataset in sorted({v.dataset for v in grid.variants}):
-            load_dataset(dataset, options.data_dir)
+            data = load_dataset(dataset, options.data_dir)
+            for fraction in sorted({v.validation for v in grid.variants if v.dataset == dataset} - {None}):
+                try:
+                    with_validation(data, fraction)
+                except InputError as exc:
+                    raise InputError(f"{options.spec}: validation: {exc}") from None
 
     selected = _select(grid.variants, options.only, options.spec) if options.only else list(grid.variants)
 

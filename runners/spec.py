@@ -6,8 +6,10 @@ axes: {head: [gap, fc, alexnet], cccp: [0, 1, 2]}           # cartesian product,
 include: [{model: alexnet, lr: 0.01}]                       # extra rows: settings + these keys
 exclude: [{head: alexnet, cccp: 0}]                         # drop axis combinations matching all keys
 seeds: [0, 1, 2]                                            # or a count: 3
+validation: 0.1                                             # hold out 10% of the training split (every row)
 
-Command-line overrides (`--set KEY=VALUE`, `--epochs N`) replace a shared setting, or `seeds`, for every row. The
+Command-line overrides (`--set KEY=VALUE`, `--epochs N`) replace a shared setting, `seeds` or `validation` for every
+row. The
 grid's size is known from its axes, excludes, include rows and seeds, and is checked before any Variant is built.
 """
 
@@ -25,11 +27,11 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from nin.variant import Variant
+from nin.variant import GRID_LEVEL_FIELDS, Variant
 from runners.grid_yaml import GridLoader, SpecError, printable
 from runners.overrides import SETTING_KEYS, Override
 
-TOP_LEVEL_KEYS = ("name", "description", "settings", "axes", "include", "exclude", "seeds")
+TOP_LEVEL_KEYS = ("name", "description", "settings", "axes", "include", "exclude", "seeds", *GRID_LEVEL_FIELDS)
 DEFAULT_MAX_RUNS = 500  # more needs --yes
 MAX_RUNS = 100_000  # more is refused even with --yes: a typo (a seeds list pasted 1,000 times) must not eat the machine
 _EXACT_COUNT_LIMIT = 200_000  # excluded-axis combinations counted one by one up to here (well under a second)
@@ -140,6 +142,12 @@ class _Expander:
             if key not in SETTING_KEYS:
                 if key == "seed":
                     raise self.fail((*where, key), "set seeds with the top-level 'seeds:' list, not 'seed'")
+                if key in GRID_LEVEL_FIELDS:
+                    raise self.fail(
+                        (*where, key),
+                        f"'{key}' is a top-level key of the grid, one value for every row (e.g. {key}: 0.1), "
+                        f"not a setting, axis or include key",
+                    )
                 raise self.unknown_field((*where, key), key, SETTING_KEYS, "setting" if "axes" not in where else "axis")
         return value
 
@@ -188,9 +196,15 @@ class _Expander:
                     )
         sources: dict[str, tuple] = {k: ("settings", k) for k in settings}
         seeds_value, seeds_where = raw.get("seeds", [0]), ("seeds",)
+        # Grid-level fields reach every row's Variant (which validates them) from the top level only.
+        grid_level = {key: raw[key] for key in GRID_LEVEL_FIELDS if raw.get(key) is not None}
+        sources.update({key: (key,) for key in grid_level})
         for override in self.overrides:
             if override.key == "seeds":
                 seeds_value, seeds_where = override.value, (override,)
+            elif override.key in GRID_LEVEL_FIELDS:
+                grid_level[override.key] = override.value
+                sources[override.key] = (override,)
             else:
                 settings = {**settings, override.key: override.value}
                 sources[override.key] = (override,)
@@ -214,10 +228,10 @@ class _Expander:
                 if hits:
                     continue
                 row_sources = {**sources, **{k: ("axes", k, i) for k, i in zip(axes, indices)}}
-                self.add(variants, origin, {**settings, **levels}, row_sources, seeds, ("axes",))
+                self.add(variants, origin, {**settings, **levels, **grid_level}, row_sources, seeds, ("axes",))
         for index, row in enumerate(include):
             row_sources = {**sources, **{k: ("include", index, k) for k in row}}
-            self.add(variants, origin, {**settings, **row}, row_sources, seeds, ("include", index))
+            self.add(variants, origin, {**settings, **row, **grid_level}, row_sources, seeds, ("include", index))
         for index, count in enumerate(exclude_hits):
             if count == 0:
                 raise self.fail(("exclude", index), "this exclude matches no axis combination: check its values")
@@ -229,6 +243,7 @@ class _Expander:
             )
         if self.overrides:  # spec.yaml records the grid as run
             raw = {**raw, "settings": settings, "seeds": seeds_value}
+            raw.update({o.key: o.value for o in self.overrides if o.key in GRID_LEVEL_FIELDS})
             if include:
                 raw["include"] = include
         return Grid(name=name, path=self.path, raw=raw, variants=tuple(variants))
