@@ -51,6 +51,7 @@ CACHE_DIR_ENV = "NIN_ABLATE_CACHE_DIR"  # overrides $XDG_CACHE_HOME/nin-ablate (
 PEAK_FILE = "peak.json"
 PROBE_SIZES = (256, 512, 1024)  # square matmuls: 0.75–12 MiB in fp32, cache-resident to L3-sized
 PROBE_SECONDS = 2.0  # per precision: half on one core, half on all threads, each split over the sizes
+CPUINFO = Path("/proc/cpuinfo")  # where the flags and model name are read (tests point it at a faked CPU's)
 MATMUL_FLAGS = (  # /proc/cpuinfo flags that decide how fast a matmul can go
     "avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "avx_vnni", "amx_tile",
     "amx_bf16", "amx_fp16", "amx_int8", "asimd", "sve", "sve2", "bf16", "i8mm",
@@ -92,7 +93,7 @@ def resolve_device(requested: str = "auto") -> torch.device:
 def cpu_flags() -> tuple[str, ...]:
     """The matmul-relevant flags of this CPU (MATMUL_FLAGS present in /proc/cpuinfo), plus torch's ISA level."""
     try:
-        text = Path("/proc/cpuinfo").read_text()
+        text = CPUINFO.read_text()
     except OSError:
         text = ""
     present: set[str] = set()
@@ -106,7 +107,7 @@ def cpu_flags() -> tuple[str, ...]:
 @functools.lru_cache(maxsize=1)
 def cpu_model() -> str:
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
+        for line in CPUINFO.read_text().splitlines():
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
     except OSError:
