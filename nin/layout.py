@@ -5,6 +5,8 @@
     OUT/<grid>/runs/<variant_id>/metrics.jsonl one line per finished epoch
     OUT/<grid>/runs/<variant_id>/checkpoint.pt the last finished epoch, for resume
     OUT/<grid>/runs/<variant_id>/cam.npz       class maps of 8 fixed test images (variants with a canvas)
+    OUT/<grid>/tuning.json                     a grid with `tune:`: every candidate's validation scores, the picks
+    OUT/<grid>/tuning/runs/<variant_id>/       its tuning runs (the same files as runs/), never read into a report
     OUT/<grid>/report/                         tables, plots, report.html
 
 Training (nin.store, nin.train, nin.results), the runners and the reports all take names, paths, result keys and the
@@ -26,6 +28,8 @@ RESULT_FILE = "result.json"
 METRICS_FILE = "metrics.jsonl"
 CHECKPOINT_FILE = "checkpoint.pt"
 CAM_FILE = "cam.npz"
+TUNING_FILE = "tuning.json"
+TUNING_DIR = "tuning"  # a GridDir of its own: tuning runs resume and go stale exactly as the grid's runs do
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,16 @@ class GridDir:
     @property
     def report(self) -> Path:
         return self.root / REPORT_DIR
+
+    @property
+    def tuning(self) -> GridDir:
+        """Where a grid with `tune:` trains its tuning runs (tuning/runs/<id>/): outside runs/, so that the report,
+        which reads runs/ only, never counts them."""
+        return GridDir(self.root / TUNING_DIR)
+
+    @property
+    def tuning_path(self) -> Path:
+        return self.root / TUNING_FILE
 
     def run_dir(self, variant_id: str) -> Path:
         return self.runs / variant_id
@@ -107,7 +121,10 @@ NUMERIC_OUTCOME_KEYS = (
     "loc_pointing", "loc_pointing_chance", "loc_energy", "cam_seconds",
     *VALIDATION_OUTCOME_KEYS,
 )  # fmt: skip
-NESTED_OUTCOME_KEYS = ("versions",)  # a mapping: reports flatten it into version_<name> columns
+# Mappings: reports flatten `versions` into version_<name> columns, and `tuned` (a grid with `tune:`: the settings
+# picked on validation for the run's arm, e.g. {"lr": 0.002}) into tuned_<name> columns that are part of the
+# treatment, never a setting to pair or label on.
+NESTED_OUTCOME_KEYS = ("versions", "tuned")
 OUTCOME_KEYS = (*TEXT_OUTCOME_KEYS, *NUMERIC_OUTCOME_KEYS, *NESTED_OUTCOME_KEYS)
 # Outcomes that differ between two runs of one variant on one machine (clock, throughput, where it ran): every
 # equal-results comparison (resume, executors, clusters) leaves these out.

@@ -74,9 +74,11 @@ def build_result(
     error_traceback: str | None = None,
     localisation: Mapping[str, Any] | None = None,
     n_val: int | None = None,
+    tuned: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The result.json of a run, whatever its status (ok, diverged, failed). The validation outcomes are there only
-    for a variant with `validation`, so that results without it keep exactly their keys."""
+    for a variant with `validation`, and `tuned` (the settings the caller picked for the variant on validation) only
+    when given, so that other results keep exactly their keys."""
     last = history[-1] if history else {}
     evaluated = [row for row in history if "eval_train_acc" in row]
     final_eval = evaluated[-1] if evaluated else {}
@@ -116,6 +118,7 @@ def build_result(
         "peak_source": peak.source if peak else None,
         **{key: (localisation or {}).get(key) for key in LOCALISATION_KEYS},
         **(validation_outcomes(history, n_val) if variant.validation is not None else {}),
+        **({"tuned": dict(tuned)} if tuned else {}),
         "device": str(device) if device is not None else None,
         "device_name": device_name(device) if device is not None else None,
         "precision": precision,
@@ -126,7 +129,12 @@ def build_result(
 
 
 def failed_result(
-    variant: Variant, exc: BaseException, started: str, device: torch.device | None, run_dir: Path | None = None
+    variant: Variant,
+    exc: BaseException,
+    started: str,
+    device: torch.device | None,
+    run_dir: Path | None = None,
+    tuned: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """result.json of a run that raised: the error, its traceback, and the epochs it had finished."""
     try:
@@ -142,5 +150,6 @@ def failed_result(
     seconds = sum(row.get("epoch_seconds") or 0.0 for row in history)
     best = max((row["test_acc"] for row in history), default=None)
     return build_result(
-        variant, profile, history, "failed", message, seconds, best, device, None, started, error_traceback=trace
-    )
+        variant, profile, history, "failed", message, seconds, best, device, None, started, error_traceback=trace,
+        tuned=tuned,
+    )  # fmt: skip

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -239,8 +239,12 @@ def train(
     progress_position: int = 0,
     log=print,
     threads: int | None = None,
+    tuned: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train (or resume) one variant into run_dir and return its result (also written as result.json).
+
+    `tuned` (e.g. {"lr": 0.002}) names the settings the caller picked for this variant on validation; result.json
+    records it so that a report treats them as part of the variant's treatment.
 
     `data` is a nin.data.DataTensors already loaded by the caller (a worker loads each dataset once); without it the
     dataset is loaded here. A non-finite loss ends the run with status 'diverged'. Other exceptions propagate: the
@@ -249,7 +253,7 @@ def train(
     torch_device = resolve_device(device) if isinstance(device, str) else device
     with variant_settings(variant, torch_device, threads):
         return _train(variant, Path(run_dir), torch_device, data, data_dir, download, tracker, progress,
-                      progress_position, log)  # fmt: skip
+                      progress_position, log, tuned)  # fmt: skip
 
 
 def _train(
@@ -263,6 +267,7 @@ def _train(
     progress: bool,
     progress_position: int,
     log,
+    tuned: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     from nin.data import load_dataset
     from nin.pipeline import DeviceData
@@ -385,6 +390,7 @@ def _train(
         device_data.n_test,
         localisation=localisation,
         n_val=device_data.n_val,
+        tuned=tuned,
     )
     store.write_json(run_dir / RESULT_FILE, result)
     if tracker is not None:

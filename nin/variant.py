@@ -177,6 +177,14 @@ class Variant(BaseModel):
         config.pop("seed")
         return f"{self.slug}-{_short_hash(config)}"
 
+    def arm_id(self, tuned: tuple[str, ...]) -> str:
+        """The arm a tuned grid picks a value for: the id without the seed and without the `tuned` settings, so that
+        the runs of one arm at every candidate value and seed share it."""
+        config = self.config()
+        for key in ("seed", *tuned):
+            config.pop(key)
+        return f"{self.slug}-{_short_hash(config)}"
+
     @property
     def timm_name(self) -> str:
         return "alexnet_d2l" if self.model == "alexnet" else f"nin_{self.arch}"

@@ -6,6 +6,7 @@ directory (temp files of an interrupted write, checkpoints) is never read as a r
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -107,6 +108,7 @@ def load_results(grid_dir: str | Path) -> Results:
             notes.append(f"{len(stale)} finished run(s) are not in this grid's spec.yaml (an earlier version of "
                          f"the grid) and are left out of every table: {shown}")  # fmt: skip
         result_paths = [p for p in result_paths if p.parent.name in set(expected)]
+    notes += _tuning_notes(layout)
     records = [_read_result(path, notes) for path in result_paths]
     runs = _runs_frame(records)
     finished = {path.parent.name for path in result_paths}
@@ -115,6 +117,24 @@ def load_results(grid_dir: str | Path) -> Results:
     ]
     epochs = _epochs_frame(layout, runs, notes)
     return Results(grid_dir, name, expected, spec, runs, epochs, unfinished, notes)
+
+
+def _tuning_notes(layout: GridDir) -> list[str]:
+    """A grid with `tune:`: each arm whose pick is still the smallest or largest candidate tried (tuning.json, written
+    by the runner): its best value may lie beyond what was tried."""
+    try:
+        record = json.loads(layout.tuning_path.read_text())
+        key = record["tune"]["key"]
+        return [
+            f"tuned {key} of {arm['arm_id']} is {arm['pick']:g}, still at the {arm['at_edge']} edge of its candidates "
+            f"({', '.join(f'{v:g}' for v in arm['candidates'])}): {arm.get('edge_note') or 'not widened further'}"
+            for arm in record["arms"]
+            if arm.get("at_edge") and arm.get("pick") is not None
+        ]
+    except FileNotFoundError:
+        return []
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return [f"{layout.tuning_path}: unreadable ({exc}); the picks' edges are not shown"]
 
 
 def _read_spec(path: Path) -> dict[str, Any]:
@@ -144,6 +164,12 @@ def _read_result(path: Path, notes: list[str]) -> dict[str, Any]:
     if isinstance(versions, dict):
         for key, value in versions.items():
             record[f"version_{key}"] = value
+    tuned = record.pop("tuned", None)
+    if isinstance(tuned, dict):
+        # A value picked on validation for the run's arm (a grid with `tune:`) is part of the arm's treatment: as
+        # tuned_<key> it is shown, but never an axis, a pairing key or a label part (GAP and FC pair at their picks).
+        for key, value in tuned.items():
+            record[f"tuned_{key}"] = record.pop(key, value)
     return record
 
 
@@ -178,7 +204,7 @@ def config_columns(runs: pd.DataFrame) -> list[str]:
         c
         for c in runs.columns
         if c not in NOT_CONFIG
-        and not c.startswith("version_")
+        and not c.startswith(("version_", "tuned_"))
         and not runs[c].map(lambda v: isinstance(v, (dict, list))).any()
     ]
 

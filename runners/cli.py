@@ -40,12 +40,37 @@ def _load_grid(args: argparse.Namespace):
     return load_grid(args.spec, max_runs=None if args.yes else DEFAULT_MAX_RUNS, overrides=overrides)
 
 
+def _listed(grid, out: str) -> list[tuple[object, dict]]:
+    """(variant, what the row says) per run: the grid's runs; for a tuned grid its tuning runs (stage 1) and then the
+    stage-2 runs, each arm's tuned value "to be tuned" (and no id yet) until stage 1 in OUT/<grid> has picked it."""
+    if grid.tune is None:
+        return [(v, {}) for v in grid.variants]
+    from pathlib import Path
+
+    from nin.layout import GridDir
+    from runners import tuning
+
+    grid_dir = GridDir(Path(out) / grid.name)
+    plans = tuning.plan(grid, grid_dir.tuning)
+    rows: list[tuple[object, dict]] = [(v, {"stage": "tuning"}) for p in plans for v in p.runs(grid.tune)]
+    done = tuning.finished(plans)
+    picked = {p.arm_id: p.pick for p in plans}
+    for variant in grid.planned():  # arm by arm, seed by seed
+        pick = picked[variant.arm_id((grid.tune.key,))]
+        if done and pick is not None:
+            rows.append((tuning.tuning_run(variant, grid.tune.key, pick, variant.seed), {"stage": "grid"}))
+        else:
+            unknown = "to be tuned" if not done else "not picked"
+            rows.append((variant, {"stage": "grid", "variant_id": None, grid.tune.key: unknown}))
+    return rows
+
+
 def cmd_list(args: argparse.Namespace) -> int:
     grid = _load_grid(args)
     from nin.profile import profile_variant
 
     rows = []
-    for variant in grid.variants:
+    for variant, shown in _listed(grid, args.out):  # type: ignore[assignment]
         profile = profile_variant(variant)
         rows.append(
             {
@@ -66,6 +91,7 @@ def cmd_list(args: argparse.Namespace) -> int:
                 "macs": profile.macs,
                 "flops": profile.flops,
                 "uncounted_ops": profile.unsupported_ops,
+                **shown,
             }
         )
     if args.json:
@@ -73,12 +99,16 @@ def cmd_list(args: argparse.Namespace) -> int:
         print()
         return EXIT_OK
     columns = ("variant_id", "model", "arch", "head", "cccp", "dropout", "seed", "params", "macs")
-    shown = [[_cell(col, row[col]) for col in columns] for row in rows]
-    widths = [max(len(col), *(len(r[i]) for r in shown)) for i, col in enumerate(columns)]
     header = ("variant_id", "model", "arch", "head", "cccp", "dropout", "seed", "params", "MMACs")
+    if grid.tune is not None:  # which stage a run belongs to, and the tuned value (or that it is not known yet)
+        columns, header = ("stage", *columns[:6], grid.tune.key, *columns[6:]), ("stage", *header[:6], grid.tune.key,
+                                                                                 *header[6:])  # fmt: skip
+    shown = [[_cell(col, row[col]) for col in columns] for row in rows]
+    widths = [max(len(col), *(len(r[i]) for r in shown)) for i, col in enumerate(header)]
     print("  ".join(h.ljust(w) for h, w in zip(header, widths)))
+    numeric = len(columns) - 2  # params and MACs, right-aligned
     for r in shown:
-        print("  ".join(c.rjust(w) if i >= 7 else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))))
+        print("  ".join(c.rjust(w) if i >= numeric else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))))
     uncounted = sorted({op for row in rows for op in row["uncounted_ops"]})
     print(
         f"{len(rows)} runs ({len({r['group_id'] for r in rows})} variants) in grid '{grid.name}'. "
@@ -155,14 +185,37 @@ def cmd_report(args: argparse.Namespace) -> int:
     from nin.tracking import resolve_mode
     from reports.wandb_report import write_and_log_report
 
+    margins = _margins(args.margin)
     if args.format != "html":  # the ablation table alone, on stdout: nothing written, nothing logged
         from reports import ablation_table
 
-        sys.stdout.write(ablation_table(Path(args.grid_dir), args.format))
+        sys.stdout.write(ablation_table(Path(args.grid_dir), args.format, margins))
         return EXIT_OK
     mode = resolve_mode(args.wandb)
-    print(write_and_log_report(Path(args.grid_dir), mode, args.wandb_project, args.wandb_entity).html)
+    report = write_and_log_report(Path(args.grid_dir), mode, args.wandb_project, args.wandb_entity, margins=margins)
+    print(report.html)
     return EXIT_OK
+
+
+def _margins(flags: list[str]) -> dict[str, float]:
+    """--margin METRIC=VALUE flags → {metric: δ}, validated like the grid file's margins:."""
+    from reports.verdicts import DEFAULT_MARGINS, parse_margins
+
+    values: dict[str, object] = {}
+    for flag in flags:
+        metric, sep, text = flag.partition("=")
+        if not sep or not metric:
+            raise InputError(f"--margin {flag!r}: use METRIC=VALUE, e.g. --margin test_acc=0.005 "
+                             f"(metrics: {', '.join(DEFAULT_MARGINS)})")  # fmt: skip
+        try:
+            values[metric.strip()] = float(text)
+        except ValueError:
+            raise InputError(f"--margin {flag!r}: {text!r} is not a number (a fraction: 0.01 = 1 accuracy point)") \
+                from None  # fmt: skip
+    try:
+        return parse_margins(values)
+    except ValueError as error:
+        raise InputError(f"--margin: {error}") from None
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
@@ -184,12 +237,15 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from bench.estimate import describe, estimate_grid
+    from runners import tuning
     from runners.spec import load_grid
 
     grid = load_grid(args.spec, max_runs=None)
     try:
         bench = json.loads(Path(args.bench_json).read_text())
-        result = estimate_grid(grid.name, grid.variants, bench, args.devices)
+        # A tuned grid: its first round of tuning runs and its stage-2 runs (a run's time does not depend on its lr).
+        runs = [*(v for arm in grid.arms for v in tuning.initial_runs(grid, arm)), *grid.planned()]
+        result = estimate_grid(grid.name, runs, bench, args.devices)
         print(describe(result, bench))
     except (OSError, ValueError, KeyError) as exc:
         why = f"{type(exc).__name__}: {exc}"
@@ -232,6 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("list", help="every variant of a grid with its params and MACs; trains nothing")
     _add_grid_args(p)
     p.add_argument("--json", action="store_true", help="print a JSON list of objects instead of a table")
+    p.add_argument("--out", default="runs",
+                   help="results root of 'nin-ablate run' (default runs): where a grid with tune: finds its picks")
     p.set_defaults(handler=cmd_list)
 
     p = sub.add_parser("run", help="train every unfinished variant of a grid, then write its report")
@@ -259,6 +317,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=("html", "md", "tex"), default="html",
                    help="html: write OUT/<grid>/report/ and print the page's path; md or tex: print the ablation "
                         "table to stdout and write nothing")
+    p.add_argument("--margin", action="append", default=[], metavar="METRIC=VALUE",
+                   help="this report's margin for a metric's claims, overriding the grid's margins: (repeatable; "
+                        "a fraction: --margin test_acc=0.005 is half an accuracy point)")
     p.set_defaults(handler=cmd_report)
 
     p = sub.add_parser("bench", help="training throughput of the harness against a d2l-style reference loop")

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import sys
 from collections import Counter
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import yaml
@@ -16,13 +17,16 @@ from nin import store
 from nin.errors import InputError
 from nin.layout import GridDir, read_result
 from nin.tracking import resolve_mode
-from runners import EXIT_FAILED_RUNS, EXIT_OK
+from runners import EXIT_FAILED_RUNS, EXIT_OK, tuning
 from runners.executor import run_local, run_ray
 from runners.lock import GridLock
 from runners.overrides import parse_overrides
 from runners.ray_connect import connect_ray
 from runners.spec import DEFAULT_MAX_RUNS, Grid, load_grid
 from runners.worker import RunContext
+
+if TYPE_CHECKING:
+    from nin.variant import Variant
 
 
 @dataclass(frozen=True)
@@ -82,14 +86,20 @@ def run_grid(options: RunOptions, grid: Grid | None = None) -> int:
         # Decoded, not just found: a file in the wrong shape is one line here, not a failure per variant. The loader
         # caches per process, so the in-process executor reuses this copy. A validation fraction that leaves a class
         # empty on either side of the split is bad input too, and is known once the labels are.
-        for dataset in sorted({v.dataset for v in grid.variants}):
+        planned = grid.planned()
+        for dataset in sorted({v.dataset for v in planned}):
             data = load_dataset(dataset, options.data_dir)
-            for fraction in sorted({v.validation for v in grid.variants if v.dataset == dataset} - {None}):
+            for fraction in sorted({v.validation for v in planned if v.dataset == dataset} - {None}):
                 try:
                     with_validation(data, fraction)
                 except InputError as exc:
                     raise InputError(f"{options.spec}: validation: {exc}") from None
 
+    if grid.tune is not None and options.only:
+        raise InputError(
+            f"{options.spec}: --variant is not available for a grid with tune: (which runs it has follows the picks): "
+            f"use 'nin-ablate run'"
+        )
     selected = _select(grid.variants, options.only, options.spec) if options.only else list(grid.variants)
 
     if options.executor == "ray" and options.ray_address:
@@ -97,6 +107,28 @@ def run_grid(options: RunOptions, grid: Grid | None = None) -> int:
     grid_dir = GridDir(Path(options.out) / grid.name)
     with GridLock(grid_dir):
         store.remove_temp_files(grid_dir.root)  # a runner killed while writing spec.yaml left its temp file
+        context = RunContext(
+            grid_dir=grid_dir.root,
+            grid_name=grid.name,
+            data_dir=options.data_dir,
+            download=options.download,
+            wandb_mode=wandb_mode,
+            wandb_project=options.wandb_project,
+            wandb_entity=options.wandb_entity,
+            progress=options.progress,
+            cpu_threads=options.cpu_threads,
+        )
+        unpicked: list[tuning.ArmPlan] = []
+        if grid.tune is not None:
+            # spec.yaml lists no run until the picks exist: which runs the grid has depends on them.
+            store.atomic_write_bytes(grid_dir.spec_path, yaml.safe_dump(grid.resolved(), sort_keys=False).encode())
+            plans = _tune(grid, grid_dir, context, devices, options)
+            if plans is None:
+                return EXIT_FAILED_RUNS
+            unpicked = [p for p in plans if p.pick is None]
+            grid = tuning.picked_grid(grid, plans)
+            selected = list(grid.variants)
+            context = replace(context, tuned=(grid.tune.key,))  # type: ignore[union-attr]
         store.atomic_write_bytes(grid_dir.spec_path, yaml.safe_dump(grid.resolved(), sort_keys=False).encode())
         ids = {v.id for v in grid.variants}
         stale = grid_dir.stale_runs(ids)
@@ -117,45 +149,7 @@ def run_grid(options: RunOptions, grid: Grid | None = None) -> int:
                 f"grid '{grid.name}': {len(pending)} of {len(selected)} runs to train on "
                 f"{', '.join(map(str, devices))}{note}; results in {grid_dir.root}"
             )
-        context = RunContext(
-            grid_dir=grid_dir.root,
-            grid_name=grid.name,
-            data_dir=options.data_dir,
-            download=options.download,
-            wandb_mode=wandb_mode,
-            wandb_project=options.wandb_project,
-            wandb_entity=options.wandb_entity,
-            progress=options.progress,
-            cpu_threads=options.cpu_threads,
-        )
-        results: list[dict[str, Any]] = []
-        with tqdm(
-            total=len(selected),
-            initial=len(finished),
-            desc=f"grid {grid.name}",
-            unit="run",
-            disable=None if options.progress and pending else True,
-            position=0,
-            dynamic_ncols=True,
-        ) as bar:
-
-            def on_result(result: dict[str, Any]) -> None:
-                results.append(result)
-                bar.update(1)
-
-            try:
-                if pending and options.executor == "ray":
-                    run_ray(pending, context, devices, on_result, address=options.ray_address)
-                elif pending:
-                    run_local(pending, context, devices, on_result)
-            except KeyboardInterrupt:
-                bar.close()
-                print(
-                    f"nin-ablate: interrupted after {len(finished) + len(results)} of {len(selected)} runs; "
-                    f"the epoch in flight is lost, nothing else. Run the same command to resume.",
-                    file=sys.stderr,
-                )
-                raise
+        results = _train(pending, len(selected), len(finished), context, devices, options, f"grid {grid.name}")
         report_path = _write_report(grid_dir, wandb_mode, options) if options.report else None
 
     counts = Counter(r["status"] for r in results)
@@ -167,7 +161,106 @@ def run_grid(options: RunOptions, grid: Grid | None = None) -> int:
         f"{len(selected)} runs ({len(finished)} were already done){where}"
     )
     missing = len(selected) - sum(total.values())
-    return EXIT_FAILED_RUNS if total["failed"] or missing else EXIT_OK
+    return EXIT_FAILED_RUNS if total["failed"] or missing or unpicked else EXIT_OK
+
+
+def _train(
+    pending: Sequence[Variant],
+    total: int,
+    done: int,
+    context: RunContext,
+    devices: Sequence[torch.device],
+    options: RunOptions,
+    what: str,
+) -> list[dict[str, Any]]:
+    """Train `pending` (of `total` runs, `done` already finished) into context.grid_dir with the chosen executor."""
+    results: list[dict[str, Any]] = []
+    with tqdm(
+        total=total,
+        initial=done,
+        desc=what,
+        unit="run",
+        disable=None if options.progress and pending else True,
+        position=0,
+        dynamic_ncols=True,
+    ) as bar:
+
+        def on_result(result: dict[str, Any]) -> None:
+            results.append(result)
+            bar.update(1)
+
+        try:
+            if pending and options.executor == "ray":
+                run_ray(pending, context, devices, on_result, address=options.ray_address)
+            elif pending:
+                run_local(pending, context, devices, on_result)
+        except KeyboardInterrupt:
+            bar.close()
+            print(
+                f"nin-ablate: interrupted after {done + len(results)} of {total} runs of {what}; "
+                f"the epoch in flight is lost, nothing else. Run the same command to resume.",
+                file=sys.stderr,
+            )
+            raise
+    return results
+
+
+def _tune(
+    grid: Grid, grid_dir: GridDir, context: RunContext, devices: Sequence[torch.device], options: RunOptions
+) -> list[tuning.ArmPlan] | None:
+    """Stage 1: train the tuning runs round by round (a widening adds a round) until every arm has its pick;
+    None when runs it trained left no result (a worker died), so that nothing is picked from part of them."""
+    assert grid.tune is not None
+    tune, layout = grid.tune, grid_dir.tuning
+    # Ordinary runs in their own GridDir: resumed, isolated and tracked (W&B group <grid>-tuning) like the grid's.
+    tuning_context = replace(context, grid_dir=layout.root, grid_name=f"{grid.name}-tuning")
+    tried: set[str] = set()
+    while True:
+        plans = tuning.plan(grid, layout)
+        # Written before every round, so that each widening is on record before its runs, and all before stage 2.
+        tuning.write_record(grid, grid_dir, plans)
+        pending = [v for p in plans for v in p.pending]
+        if not pending:
+            break
+        if tried & {v.id for v in pending}:
+            print(
+                f"grid '{grid.name}': {len(pending)} tuning run(s) ended without a result (a worker stopped); "
+                f"nothing is picked from part of the candidates. Run the same command to resume.",
+                file=sys.stderr,
+            )
+            return None
+        tried |= {v.id for v in pending}
+        total = sum(len(p.runs(tune)) for p in plans)
+        resuming = sum(layout.has_checkpoint(v.id) for v in pending)
+        note = f", {resuming} resuming from a checkpoint" if resuming else ""
+        print(
+            f"grid '{grid.name}': tuning {tune.key}: {len(pending)} of {total} tuning runs to train on "
+            f"{', '.join(map(str, devices))}{note}; results in {layout.root}"
+        )
+        _train(pending, total, total - len(pending), tuning_context, devices, options, f"tuning {grid.name}")
+    stale = layout.stale_runs({v.id for p in plans for v in p.runs(tune)})
+    if stale:
+        print(
+            f"{len(stale)} tuning run(s) in {layout.runs} are of candidates this grid no longer has and are left out "
+            f"of the picks: {', '.join(stale[:5])}{' ...' if len(stale) > 5 else ''}",
+            file=sys.stderr,
+        )
+    for p in plans:
+        print(_pick_line(tune, p), file=sys.stderr if p.pick is None or p.edge else sys.stdout)
+    print(f"grid '{grid.name}': the picks and every candidate's scores are in {grid_dir.tuning_path}")
+    return plans
+
+
+def _pick_line(tune: tuning.Tune, plan: tuning.ArmPlan) -> str:
+    if plan.pick is None:
+        return f"{plan.arm_id}: {tune.key} not picked, its stage-2 runs are left out: {plan.problem}"
+    chosen = next(c for c in plan.scored if c.value == plan.pick)
+    values = ", ".join(f"{v:g}" for v in plan.candidates)
+    line = (
+        f"{plan.arm_id}: {tune.key} {plan.pick:g} (mean {tune.pick} {chosen.mean:.4g} over {len(tune.seeds)} "
+        f"tuning seeds; candidates {values})"
+    )
+    return line + (f"; still at the {plan.edge} edge: {plan.edge_note}" if plan.edge else "")
 
 
 def _select(variants, wanted: tuple[str, ...], spec: Path) -> list:

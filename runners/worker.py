@@ -29,6 +29,9 @@ class RunContext:
     wandb_entity: str | None = None
     progress: bool = True
     cpu_threads: int | None = None  # torch threads per CPU worker; CPU results are bit-identical at equal counts
+    # A tuned grid's stage-2 runs: the settings picked on validation (runners.tuning), recorded in result.json as
+    # `tuned` so that a report keeps them out of its axes, pairs and labels.
+    tuned: tuple[str, ...] = ()
 
 
 def run_variant(
@@ -50,6 +53,7 @@ def run_variant(
         cam_image=row_image,
     )  # fmt: skip
     started = now_iso()
+    tuned = {key: getattr(variant, key) for key in context.tuned}
     try:
         return train(
             variant,
@@ -61,13 +65,14 @@ def run_variant(
             progress_position=progress_position,
             log=tqdm.write,
             threads=context.cpu_threads if device.type == "cpu" else None,
+            tuned=tuned,
         )
     except KeyboardInterrupt:
         raise
     except Exception as exc:  # CUDA OOM included: the grid goes on, the failure is a result
         if device.type == "cuda":
             torch.cuda.empty_cache()
-        result = failed_result(variant, exc, started, device, run_dir=grid.run_dir(variant.id))
+        result = failed_result(variant, exc, started, device, run_dir=grid.run_dir(variant.id), tuned=tuned)
         tqdm.write(f"{variant.id}: failed: {result['error']}")
         try:
             store.write_json(result_path, result)
