@@ -137,6 +137,16 @@ METRICS_TIMING_KEYS = ("epoch_seconds", "images_per_s")  # the same, per metrics
 
 def read_result(path: Path) -> dict[str, Any]:
     """A result.json as a dict; raises ValueError (or OSError) for a file that is not one JSON object."""
+    return _read_object(path)
+
+
+def read_tuning(path: Path) -> dict[str, Any]:
+    """OUT/<grid>/tuning.json (runners.tuning.record is its schema) as a dict; raises ValueError (or OSError) for a
+    file that is not one JSON object. The report reads the picks and every candidate's scores from it."""
+    return _read_object(path)
+
+
+def _read_object(path: Path) -> dict[str, Any]:
     record = json.loads(path.read_text())
     if not isinstance(record, dict):
         raise ValueError("not a JSON object")

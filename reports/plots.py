@@ -20,6 +20,7 @@ from matplotlib.ticker import EngFormatter, LogLocator, MaxNLocator, NullFormatt
 from reports.load import STALL_MARGIN, Results
 from reports.stats import FEW, METRIC_NAMES, MIN_INTERVAL_N, level_text
 from reports.stats import pairs as effect_pairs
+from reports.tuning import TUNING_PLOT, tuning_figure
 
 STALLED_COLOR = "#d62728"
 STALLED_LABEL = f"stalled run (final test acc ≤ chance + {100 * STALL_MARGIN:g} points)"
@@ -37,6 +38,9 @@ def write_plots(results: Results, summary: pd.DataFrame, effects: pd.DataFrame, 
         "learning_curves": learning_curves(results),
         "effects": effect_plot(effects),
     }
+    tuned = tuning_figure(results.grid_dir)  # a grid with `tune:` only; the page shows it with the picks
+    if tuned is not None:
+        figures[TUNING_PLOT] = tuned
     paths = {}
     for name, figure in figures.items():
         paths[name] = plot_dir / f"{name}.png"
