@@ -10,15 +10,16 @@ from typing import Any
 
 import pandas as pd
 
-from reports import stats, tables
+from reports import stats, tables, tuning
+from reports import verdicts as verdict_rule
 from reports.cam_figure import CAM_PLOT
-from reports.load import STALL_MARGIN, Results
+from reports.load import STALL_MARGIN, UNDERFIT_POINTS, Results
 from reports.stats import FEW, METHOD, MIN_INTERVAL_N, SUMMARY_METHOD
-from reports.verdicts import CONTRADICTED, INCONCLUSIVE, NO_CANVAS, NOT_TESTED, SUPPORTED
+from reports.verdicts import CONTRADICTED, EQUIVALENT, INCONCLUSIVE, NO_CANVAS, NOT_TESTED, SUPPORTED
 
 RUN_COLUMNS = (
-    "variant_id", "label", "seed", "status", "stalled", "test_acc", "train_acc", "gap_acc", "gap_loss",
-    "running_train_acc", "best_test_acc", "epochs_done", "params", "macs", "train_seconds", "images_per_s", "device",
+    "variant_id", "label", "seed", "status", "stalled", "underfit", "test_acc", "train_acc", "gap_acc", "gap_loss",
+    "running_train_acc", "epochs_done", "params", "macs", "train_seconds", "images_per_s", "device",
 )  # fmt: skip
 NOT_OK_COLUMNS = ("variant_id", "label", "seed", "status", "epochs_done", "error")
 PLOT_CAPTIONS = {
@@ -43,9 +44,11 @@ table.verdicts td.word-cell { text-align: left; }
 .word { font-weight: bold; padding: 1px 7px; border-radius: 4px; white-space: nowrap; }
 .supported { background: #d7f0d2; color: #1d5e12; } .contradicted { background: #f8d3d0; color: #8a1a10; }
 .inconclusive { background: #fbeccb; color: #7a5200; } .untested { background: #e8e8e8; color: #555; }
+.equivalent { background: #d6e6f7; color: #123f6e; } .qualifier { color: #555; font-size: 0.9em; }
 .reference td { border-top: 2px solid #888; }
 """
-WORD_CLASS = {SUPPORTED: "supported", CONTRADICTED: "contradicted", INCONCLUSIVE: "inconclusive"}
+WORD_CLASS = {SUPPORTED: "supported", CONTRADICTED: "contradicted", EQUIVALENT: "equivalent",
+              INCONCLUSIVE: "inconclusive"}  # fmt: skip
 
 
 def render(
@@ -72,9 +75,10 @@ def render(
             f"a result.json: {html.escape(', '.join(results.unfinished))}.</p>"
         )
     parts.append("<h2>Verdicts</h2>")
-    parts.append(_verdicts(claims, exact_head))
+    parts.append(_verdicts(claims, exact_head, verdict_rule.underfit_text(results)))
+    plots = dict(plots)  # the caller's dict keeps every plot (W&B logs them all)
+    parts.append(tuning.section(results.grid_dir, plots.pop(tuning.TUNING_PLOT, None), _figure))
     parts.append("<h2>Class maps</h2>")
-    plots = dict(plots)
     cam = plots.pop(CAM_PLOT, None)
     parts.append(_class_maps(results, cam))
     parts.append("<h2>Summary per variant (across seeds)</h2>")
@@ -82,17 +86,31 @@ def render(
     stalled = int(results.runs["stalled"].sum())
     parts.append(
         "<h2>How to read this</h2><ul>"
-        f"<li>Verdicts: <em>supported</em> when the 95% interval of the paired difference excludes zero in the "
-        f"claimed direction, <em>contradicted</em> when it excludes zero the other way, otherwise "
-        f"<em>inconclusive</em>, with the seeds that would resolve the observed mean at the observed spread. No "
-        f"interval is computed from fewer than {MIN_INTERVAL_N} values (tables say “{FEW}”). Parameter claims "
-        f"compare exact counts (GAP/other at matched settings).</li>"
+        f"<li>Verdicts: one error budget per report. {html.escape(verdict_rule.family_text(claims))} "
+        f"A <em>superiority</em> claim (raises, reduces, localises better) is <em>supported</em> when its interval "
+        f"lies on the claimed side of zero, <em>contradicted</em> when it lies on the other side, <em>equivalent</em> "
+        f"when it contains zero and lies inside ±margin (a supported or contradicted interval inside ±margin says "
+        f"“smaller than the margin”). A <em>non-inferiority</em> claim (matches or beats) is supported when the "
+        f"interval's lower end is above −margin (“equivalent” too when it also ends below +margin) and contradicted "
+        f"when it lies wholly below −margin. Otherwise a claim is <em>inconclusive</em>, with the seeds that would "
+        f"resolve it at the observed seed-level spread. Margins are fractions set by the grid file's "
+        f"<code>margins:</code> (defaults {html.escape(_margins_text(verdict_rule.DEFAULT_MARGINS))}; "
+        f"<code>nin-ablate report DIR --margin test_acc=0.005</code> overrides). No interval is computed from fewer "
+        f"than {MIN_INTERVAL_N} seeds (tables say “{FEW}”). Parameter claims compare exact counts (GAP/other at "
+        f"matched settings).</li>"
+        f"<li><strong>Under-fitted runs</strong>: eval-mode train accuracy {100 * UNDERFIT_POINTS:.0f} or more "
+        f"points below the best seed of the same variant (the test set is never read for this). A verdict that rests "
+        f"on them names them and gives the verdict without their pairs; this grid has "
+        f"{int(results.runs['underfit'].sum()) if 'underfit' in results.runs else 0} such runs. "
+        f"Where a variant's seeds split into two groups, the summary shows the median and interquartile mean beside "
+        f"mean ± sd.</li>"
         "<li>Accuracies in the CSV tables are fractions in [0, 1]; sentences, plots and the summary above use "
         "percent and accuracy points (1 point = 0.01).</li>"
         "<li>gap_acc = train accuracy (eval-mode pass over the training set) − test accuracy; "
         "gap_loss = test loss − train loss.</li>"
         f"<li>Summary intervals: {html.escape(SUMMARY_METHOD)}.</li>"
-        f"<li>Effects: {html.escape(METHOD)}.</li>"
+        f"<li>Effects (unadjusted: the verdicts above read the family-adjusted intervals): "
+        f"{html.escape(METHOD)}.</li>"
         f"<li><strong>Stalled runs</strong> (final test accuracy ≤ 1/classes + {STALL_MARGIN:g}: the run never left "
         f"chance) are flagged in every table (<code>stalled</code>) and plot (red marker or hatch) and are left out "
         f"of every mean, interval and effect: a stall is a failure of optimisation in that seed, and one of them "
@@ -165,37 +183,57 @@ def _class_maps(results: Results, cam: Path | None) -> str:
     return lead + _figure(CAM_PLOT, cam, caption)
 
 
-def _verdicts(claims: pd.DataFrame, exact_head: str | None) -> str:
+def _verdicts(claims: pd.DataFrame, exact_head: str | None, underfit: str = "") -> str:
     rows = []
     for row in claims.itertuples():
         word = f"<span class='word {WORD_CLASS.get(row.verdict, 'untested')}'>{html.escape(row.verdict)}</span>"
+        if row.qualifier:
+            word += f"<br><span class='qualifier'>{html.escape(row.qualifier)}</span>"
         if row.kind == "ratio":
             number = "–" if pd.isna(row.mean) else f"{row.mean:.2f} (ratio)"
             interval = "exact count" if pd.notna(row.mean) else "–"
+            rule = "exact count"
             details = "; ".join(part for part in (row.detail, row.note) if part)
+            seeds = "–"
         else:
             number = "–" if pd.isna(row.mean) else f"{100 * row.mean:+.1f} pts"
-            interval = "–" if pd.isna(row.mean) else _interval(row.ci_low, row.ci_high, row.n_pairs)
+            interval = "–" if pd.isna(row.mean) else _interval(row.ci_low_adjusted, row.ci_high_adjusted, row.n_seeds)
+            rule = "–" if row.verdict == NOT_TESTED else f"{row.rule}, ±{100 * row.margin:g} pts"
             details = row.note
-        pairs = "–" if pd.isna(row.n_pairs) else str(row.n_pairs)
+            seeds = "–" if pd.isna(row.n_seeds) else f"{row.n_seeds} ({row.n_pairs} pairs)"
+        without = row.without_text if isinstance(row.without_text, str) and row.without_text else "–"
         rows.append(
-            f"<tr><td class='text'>{html.escape(row.claim)}</td><td class='word-cell'>{word}</td><td>{number}</td>"
-            f"<td>{html.escape(interval)}</td><td>{pairs}</td><td class='text'>{html.escape(details)}</td></tr>"
+            f"<tr><td class='text'>{html.escape(row.claim)}</td><td class='word-cell'>{word}</td>"
+            f"<td class='text'>{html.escape(rule)}</td><td>{number}</td><td>{html.escape(interval)}</td>"
+            f"<td>{html.escape(seeds)}</td><td class='text'>{html.escape(details)}</td>"
+            f"<td class='text'>{html.escape(without)}</td></tr>"
         )
+    confidence = claims["confidence_adjusted"].dropna()
+    level = f"{confidence.iloc[0]:.2%} CI" if len(confidence) else "CI"
     table = (
-        "<table class='verdicts'><tr><th class='text'>Claim</th><th class='text'>Verdict</th><th>Number</th>"
-        "<th>95% CI</th><th>Pairs</th><th class='text'>Details</th></tr>" + "".join(rows) + "</table>"
+        "<table class='verdicts'><tr><th class='text'>Claim</th><th class='text'>Verdict</th>"
+        f"<th class='text'>Rule, margin</th><th>Difference</th><th>{html.escape(level)} (adjusted)</th>"
+        "<th>Seeds</th><th class='text'>Details</th><th class='text'>Without under-fitted runs</th></tr>"
+        + "".join(rows) + "</table>"
     )
     counts = claims["verdict"].value_counts()
     tally = ", ".join(f"{counts[word]} {word}" for word in (*WORD_CLASS, NOT_TESTED) if word in counts)
     lead = f"<p class='lead'>{html.escape(stats.count(len(claims), 'claim'))} checked: {html.escape(tally)}.</p>"
+    family = f"<p>{html.escape(verdict_rule.family_text(claims))}</p>"
+    if underfit:
+        family += f"<p><strong>Under-fitted runs.</strong> {html.escape(underfit)}</p>"
     extra = f"<p>{html.escape(exact_head)}</p>" if exact_head else ""
     note = (
         "<p class='note'>Differences are paired (GAP minus the other head, cccp more minus fewer, dropout on minus "
-        "off) in accuracy points; the overfitting gap is train minus test accuracy, so reducing overfitting is a "
-        "negative difference. Full table: <a href='verdicts.csv'>verdicts.csv</a>.</p>"
+        "off) in accuracy points, averaged within each seed; the overfitting gap is train minus test accuracy, so "
+        "reducing overfitting is a negative difference. Full table, with the plain 95% interval beside the adjusted "
+        "one: <a href='verdicts.csv'>verdicts.csv</a>.</p>"
     )
-    return lead + table + extra + note
+    return lead + family + table + extra + note
+
+
+def _margins_text(margins: dict[str, float]) -> str:
+    return ", ".join(f"{metric} {value:g}" for metric, value in margins.items())
 
 
 def _interval(low: float, high: float, n: Any) -> str:

@@ -30,11 +30,15 @@ from nin.layout import (
 # A run whose final test accuracy is within this many accuracy units of chance (1/num_classes) never learned
 # anything: NiN at lr 0.1 stalls so in some seeds.
 STALL_MARGIN = 0.02
+# A run whose eval-mode training accuracy is this far below the best seed of its own variant did not fit its own
+# training set at this budget, while a sibling seed did: it left chance (not stalled) but sits on another branch of the
+# outcome. Read from the training set only, never the test set (docs/DECISIONS.md, "Under-fitted runs").
+UNDERFIT_POINTS = 0.15
 
 # What a run measured or how it ran (nin.layout owns the list). Every other scalar key of result.json is
 # configuration (a Variant field): reading the configuration from the data keeps reports independent of the training
 # code's version.
-NOT_CONFIG = (*OUTCOME_KEYS, "seed", "stalled", "label")
+NOT_CONFIG = (*OUTCOME_KEYS, "seed", "stalled", "underfit", "label")
 METRIC_COLUMNS = ("test_acc", "gap_acc", "gap_loss")
 
 
@@ -110,7 +114,7 @@ def load_results(grid_dir: str | Path) -> Results:
         result_paths = [p for p in result_paths if p.parent.name in set(expected)]
     notes += _tuning_notes(layout)
     records = [_read_result(path, notes) for path in result_paths]
-    runs = _runs_frame(records)
+    runs = runs_frame(records)
     finished = {path.parent.name for path in result_paths}
     unfinished = [
         run_id for run_id in layout.run_ids() if run_id not in finished and (expected is None or run_id in expected)
@@ -133,7 +137,7 @@ def _tuning_notes(layout: GridDir) -> list[str]:
         ]
     except FileNotFoundError:
         return []
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
         return [f"{layout.tuning_path}: unreadable ({exc}); the picks' edges are not shown"]
 
 
@@ -173,7 +177,7 @@ def _read_result(path: Path, notes: list[str]) -> dict[str, Any]:
     return record
 
 
-def _runs_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
+def runs_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
     runs = pd.DataFrame.from_records(records)
     # Every column the report reads exists, if only as nulls (an empty grid, an older or unreadable result).
     for column in (*OUTCOME_KEYS, "num_classes", "seed", "model", "head", "cccp", "dropout"):
@@ -191,11 +195,22 @@ def _runs_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
     runs["model"] = runs["model"].where(runs["status"] == "unreadable", runs["model"].fillna("nin"))
     chance = 1.0 / pd.to_numeric(runs["num_classes"], errors="coerce").astype("float64")
     runs["stalled"] = (runs["status"] == "ok") & (runs["test_acc"] <= chance + STALL_MARGIN)
+    runs["underfit"] = underfit(runs)
     runs["label"] = labels(runs)
     return runs.sort_values(["label", "seed", "variant_id"], na_position="last").reset_index(drop=True)
 
 
 _TEXT_OUTCOMES = {*TEXT_OUTCOME_KEYS, "versions"}
+
+
+def underfit(runs: pd.DataFrame) -> pd.Series:
+    """Ok, non-stalled runs whose eval-mode train accuracy is UNDERFIT_POINTS or more below the best seed of their
+    variant (group_id). Works from 2 seeds on; a variant whose every seed under-fits alike is not flagged (that is
+    the variant, not the seed)."""
+    fitted = (runs["status"] == "ok") & ~runs["stalled"].astype(bool)
+    train = runs["train_acc"].where(fitted)
+    best = train.groupby(runs["group_id"]).transform("max")
+    return (fitted & (train <= best - UNDERFIT_POINTS)).fillna(False).astype(bool)
 
 
 def config_columns(runs: pd.DataFrame) -> list[str]:

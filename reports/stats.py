@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from reports.load import METRIC_COLUMNS, Results, varying
+from reports.load import METRIC_COLUMNS, Results, config_columns, varying
 
 CONFIDENCE = 0.95
 # No interval from fewer values: with 1 degree of freedom t(0.975) is 12.7 and the interval says nothing (it once
@@ -27,9 +27,11 @@ EFFECT_METRICS = ("test_acc", "gap_acc")
 # Outcomes compared like EFFECT_METRICS once some run has measured them (class-map pointing game on a canvas).
 OPTIONAL_EFFECT_METRICS = ("loc_pointing",)
 METHOD = (
-    "paired differences (level A minus level B) over runs equal in every other varying setting and the seed; "
-    "mean ± t(0.975, n−1)·sd/√n (Student t via scipy.stats), ending where a difference can (±100 points of "
-    "accuracy); status-ok runs only; pairs with a stalled run left out"
+    "paired differences (level A minus level B) over runs equal in every other varying setting and the seed; the "
+    "seed is the unit: each seed's pairs are averaged first, then mean ± t(0.975, n_seeds−1)·sd/√n_seeds over seeds "
+    "(Student t via scipy.stats), ending where a difference can (±100 points of accuracy); a seed without a pair at "
+    "every setting of the contrast (a failed or stalled run) is left out of it; status-ok runs only; 95% intervals "
+    "unadjusted for the number of claims (the verdicts read adjusted ones)"
 )
 SUMMARY_METHOD = (
     "mean ± t(0.975, n−1)·sd/√n over seeds (Student t via scipy.stats), ending where the metric does (accuracy at 0 "
@@ -50,21 +52,22 @@ def metric_range(metric: str, difference: bool = False) -> tuple[float, float] |
     return (low - high, high - low)
 
 
-def t_quantile(n: int) -> float:
-    """t(0.975, n − 1): the half-width of the 95% interval of a mean of n values is this × sd / √n."""
-    return float(stats.t.ppf(0.5 + CONFIDENCE / 2, n - 1))
+def t_quantile(n: int, confidence: float = CONFIDENCE) -> float:
+    """t((1 + confidence)/2, n − 1): the half-width of the interval of a mean of n values is this × sd / √n."""
+    return float(stats.t.ppf(0.5 + confidence / 2, n - 1))
 
 
-def t_interval(values: Any, bounds: tuple[float, float] | None = None) -> dict[str, float]:
-    """Mean, sample sd (ddof 1), n and the two-sided t interval, cut at `bounds` (the metric's range); sd is NaN
-    below 2 values, the interval below MIN_INTERVAL_N."""
+def t_interval(values: Any, bounds: tuple[float, float] | None = None,
+               confidence: float = CONFIDENCE) -> dict[str, float]:  # fmt: skip
+    """Mean, sample sd (ddof 1), n and the two-sided t interval at `confidence`, cut at `bounds` (the metric's
+    range); sd is NaN below 2 values, the interval below MIN_INTERVAL_N."""
     values = np.asarray(pd.Series(values, dtype="float64").dropna(), dtype="float64")
     n = len(values)
     mean = float(values.mean()) if n else math.nan
     sd = float(values.std(ddof=1)) if n >= 2 else math.nan
     if n < MIN_INTERVAL_N:
         return {"mean": mean, "std": sd, "n": n, "ci_low": math.nan, "ci_high": math.nan}
-    half = t_quantile(n) * sd / math.sqrt(n)
+    half = t_quantile(n, confidence) * sd / math.sqrt(n)
     low, high = mean - half, mean + half
     if bounds is not None:
         low, high = max(low, bounds[0]), min(high, bounds[1])
@@ -76,6 +79,30 @@ def ci_note(n: int) -> str:
     return FEW if n < MIN_INTERVAL_N else ""
 
 
+# A variant's outcomes split when the largest gap between its sorted seeds' values exceeds SPLIT_MADS robust sds
+# (1.4826·MAD) and SPLIT_FLOOR: two branches of training, one mean ± sd describing neither. Only a display flag (median
+# and interquartile mean shown beside mean ± sd): it changes no interval and no verdict.
+SPLIT_MADS = 3.0
+SPLIT_FLOOR = 0.10  # accuracy units: seed noise of a fitted variant is a few points at most
+SPLIT_METRIC = "test_acc"
+
+
+def split_outcomes(values: Any) -> bool:
+    """Whether these seeds' values fall into two groups (SPLIT_MADS, SPLIT_FLOOR); False below MIN_INTERVAL_N."""
+    x = np.sort(np.asarray(pd.Series(values, dtype="float64").dropna(), dtype="float64"))
+    if len(x) < MIN_INTERVAL_N:
+        return False
+    gap = float(np.diff(x).max())
+    mad = 1.4826 * float(np.median(np.abs(x - np.median(x))))
+    return gap > max(SPLIT_MADS * mad, SPLIT_FLOOR)
+
+
+def interquartile_mean(values: Any) -> float:
+    """The mean of the middle half (scipy.stats.trim_mean at 0.25): robust to one seed on another branch."""
+    x = np.asarray(pd.Series(values, dtype="float64").dropna(), dtype="float64")
+    return float(stats.trim_mean(x, 0.25)) if len(x) else math.nan
+
+
 def used_in_statistics(runs: pd.DataFrame) -> pd.Series:
     return (runs["status"] == "ok") & ~runs["stalled"].astype(bool)
 
@@ -84,7 +111,8 @@ def summarize(results: Results) -> pd.DataFrame:
     """One row per group_id (a variant across seeds) with mean, sd, n and the t interval of each metric."""
     runs = results.runs
     shown = ["model"] + [c for c in varying(runs, results.config_columns) if c != "model"]
-    columns = ["group_id", "label", *shown, "params", "macs", "runs", "n", "stalled", "not_ok", "ci_note"]
+    columns = ["group_id", "label", *shown, "params", "macs", "runs", "n", "stalled", "underfit", "not_ok", "ci_note",
+               "split", f"{SPLIT_METRIC}_median", f"{SPLIT_METRIC}_iqm"]  # fmt: skip
     columns += [f"{m}_{s}" for m in METRIC_COLUMNS for s in ("mean", "std", "ci_low", "ci_high")]
     rows = []
     for group_id, group in runs.groupby("group_id", sort=False):
@@ -93,6 +121,10 @@ def summarize(results: Results) -> pd.DataFrame:
         row.update({c: group[c].iloc[0] for c in shown})
         row.update({c: group[c].dropna().iloc[0] if group[c].notna().any() else math.nan for c in ("params", "macs")})
         row.update(runs=len(group), n=len(used), stalled=int(group["stalled"].sum()))
+        row["underfit"] = int(group["underfit"].sum()) if "underfit" in group else 0
+        row["split"] = split_outcomes(used[SPLIT_METRIC])
+        row[f"{SPLIT_METRIC}_median"] = float(used[SPLIT_METRIC].median()) if len(used) else math.nan
+        row[f"{SPLIT_METRIC}_iqm"] = interquartile_mean(used[SPLIT_METRIC])
         row["not_ok"] = int((group["status"] != "ok").sum())
         row["ci_note"] = ci_note(len(used))
         for metric in METRIC_COLUMNS:
@@ -120,20 +152,57 @@ def effects(results: Results) -> pd.DataFrame:
             for b in levels[i + 1 :]:
                 for contrast in _contrasts(nin, axis, a, b, [c for c in axes if c != axis]):
                     rows.extend(_effect_rows(contrast, metrics))
-    columns = ["axis", "level_a", "level_b", "subset", "metric", "mean_diff", "std_diff", "n_pairs", "n_seeds"]
+    # std_diff is the sd of the seed-level differences (the unit of replication), not of single pairs.
+    columns = ["axis", "level_a", "level_b", "subset", "metric", "mean_diff", "std_diff", "n_pairs", "n_seeds",
+               "seeds_left_out"]  # fmt: skip
     columns += ["ci_low", "ci_high", "ci_note"]
     columns += ["ci_excludes_zero", "unpaired", "stalled", "confounded_with", "method"]
     return pd.DataFrame(rows, columns=columns)
 
 
+# Which runs pair depends only on their configuration, seed and status; their outcomes are read afresh. A caller that
+# judges many result sets of one grid's structure (the verdict simulations) pairs once.
+_PAIRINGS: dict[tuple, list[Contrast]] = {}
+_PAIRINGS_KEPT = 64
+PAIR_COLUMNS = ("variant_id", "group_id", "seed", "status", "params", "label", "model", "arch", "width", "image_size",
+                "num_classes", "in_channels", "cccp", "dropout")  # fmt: skip
+REFRESHED_COLUMNS = ("params", "group_id", "label")  # read afresh too: no part of what pairs runs
+OUTCOME_COLUMNS = ("test_acc", "train_acc", "gap_acc", "gap_loss", *OPTIONAL_EFFECT_METRICS, "stalled", "underfit")
+
+
 def matched_pairs(results: Results, axis: str, a: Any, b: Any) -> list[Contrast]:
     """The NiN runs at level a and level b of an axis, paired as effects pairs them (ok runs equal in every other
     varying setting and the seed), one Contrast per subset; stalled pairs included and flagged."""
-    nin = results.runs[results.runs["model"] == "nin"]
-    axes = varying(nin, results.config_columns)
-    if axis not in axes:
-        return []
-    return _contrasts(nin, axis, a, b, [c for c in axes if c != axis])
+    config, structure, ids = _structure(results.runs)
+    key = (structure, axis, repr(a), repr(b))
+    if key not in _PAIRINGS:
+        nin = results.runs[results.runs["model"] == "nin"]
+        axes = varying(nin, config)
+        found = _contrasts(nin, axis, a, b, [c for c in axes if c != axis]) if axis in axes else []
+        if len(_PAIRINGS) >= _PAIRINGS_KEPT:
+            _PAIRINGS.pop(next(iter(_PAIRINGS)))
+        _PAIRINGS[key] = found
+    return [contrast.with_outcomes(results.runs, ids) for contrast in _PAIRINGS[key]]
+
+
+_STRUCTURES: dict[int, tuple[pd.DataFrame, list[str], tuple, pd.Index]] = {}
+
+
+def _structure(runs: pd.DataFrame) -> tuple[list[str], tuple, pd.Index]:
+    """The configuration columns of these runs, a fingerprint of what pairs them, and their ids (remembered per
+    frame)."""
+    known = _STRUCTURES.get(id(runs))
+    if known is not None and known[0] is runs:
+        return known[1], known[2], known[3]
+    config = config_columns(runs)
+    nin = runs[runs["model"] == "nin"]
+    frame = nin[[*config, "seed", "status", "variant_id"]].astype("string").fillna("<null>")
+    fingerprint = (tuple(frame.columns), int(pd.util.hash_pandas_object(frame, index=False).sum()))
+    if len(_STRUCTURES) >= _PAIRINGS_KEPT:
+        _STRUCTURES.pop(next(iter(_STRUCTURES)))
+    ids = pd.Index(runs["variant_id"])
+    _STRUCTURES[id(runs)] = (runs, config, fingerprint, ids)  # the frame is held, so its id is not reused meanwhile
+    return config, fingerprint, ids
 
 
 @dataclass(frozen=True)
@@ -151,6 +220,56 @@ class Contrast:
     @property
     def stalled(self) -> pd.Series:
         return self.pairs["stalled_a"].astype(bool) | self.pairs["stalled_b"].astype(bool)
+
+    def with_outcomes(self, runs: pd.DataFrame, ids: pd.Index) -> Contrast:
+        """The same pairs with each run's outcomes (OUTCOME_COLUMNS) read from `runs` (whose variant ids are `ids`)."""
+        where = {side: ids.get_indexer(self.pairs[f"variant_id_{side}"]) for side in ("a", "b")}
+        fresh = {f"{column}_{side}": runs[column].to_numpy()[where[side]]
+                 for column in (*OUTCOME_COLUMNS, *REFRESHED_COLUMNS) if column in runs.columns
+                 for side in ("a", "b")}  # fmt: skip
+        pairs = self.pairs.assign(**fresh)
+        return Contrast(self.axis, self.a, self.b, self.subset, pairs, self.unpaired, self.confounded)
+
+
+@dataclass(frozen=True)
+class SeedDifferences:
+    """A contrast at the seed level, the unit of replication: each seed's paired differences averaged over the
+    contrast's settings (the other axes' levels)."""
+
+    values: pd.Series  # seed → mean difference (level a minus level b) over the settings
+    n_pairs: int  # pairs inside the seeds kept
+    seeds_left_out: tuple[Any, ...]  # seeds without a usable pair at every setting
+    settings: int  # settings the contrast averages over
+
+
+def seed_differences(contrast: Contrast, metric: str, leave_out: frozenset[str] = frozenset()) -> SeedDifferences:
+    """The contrast's seed-level differences of `metric`. Pairs with a stalled run, or with a run in `leave_out`
+    (run ids), are not used; a seed that then lacks a pair at some setting is left out whole, so that every seed
+    averages the same settings and the seeds stay exchangeable (docs/DECISIONS.md, "Verdicts")."""
+    pairs = contrast.pairs
+    if pairs.empty:
+        return SeedDifferences(pd.Series(dtype="float64"), 0, (), 0)
+    a = pd.to_numeric(pairs[f"{metric}_a"], errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+    b = pd.to_numeric(pairs[f"{metric}_b"], errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
+    measured = ~(np.isnan(a) | np.isnan(b))
+    usable = measured & ~contrast.stalled.to_numpy(dtype=bool)
+    if leave_out:
+        usable &= ~pairs["variant_id_a"].isin(leave_out).to_numpy() & ~pairs["variant_id_b"].isin(leave_out).to_numpy()
+    seeds = pairs["seed_a"].to_numpy(dtype=object)
+    settings = pairs["_setting_a"].to_numpy(dtype=object)
+    all_settings = set(settings[measured])
+    kept, left_out, values, n_pairs = [], [], [], 0
+    for seed in dict.fromkeys(plain(x) for x in seeds[measured]):  # seeds in the order the pairs list them
+        mine = usable & (seeds == seed)
+        if set(settings[mine]) == all_settings and len(set(settings[mine])) == mine.sum():
+            kept.append(seed)
+            values.append(float((a[mine] - b[mine]).mean()))
+            n_pairs += int(mine.sum())
+        else:
+            left_out.append(seed)
+    order = np.argsort(kept, kind="stable") if kept else []
+    series = pd.Series([values[i] for i in order], index=[kept[i] for i in order], dtype="float64")
+    return SeedDifferences(series, n_pairs, tuple(left_out), len(all_settings))
 
 
 def _levels(column: pd.Series, order: list[Any] | None) -> list[Any]:
@@ -203,21 +322,26 @@ def _pair(nin: pd.DataFrame, axis: str, a: Any, b: Any, others: list[str], subse
     confounded = [
         c for c in others if _one_value(side_a[c]) and _one_value(side_b[c]) and not _equal_sets(side_a[c], side_b[c])
     ]
-    key_columns = [c for c in others if c not in confounded] + ["seed"]
+    setting_columns = [c for c in others if c not in confounded]
+    key_columns = setting_columns + ["seed"]
     ok_a, ok_b = (side[side["status"] == "ok"] for side in (side_a, side_b))
-    keyed_a, keyed_b = (side.assign(_key=_key(side, key_columns)).drop_duplicates("_key") for side in (ok_a, ok_b))
-    pairs = keyed_a.merge(keyed_b, on="_key", suffixes=("_a", "_b"))
+    keyed_a, keyed_b = (
+        side.assign(_key=_key(side, key_columns), _setting=_key(side, setting_columns)).drop_duplicates("_key")
+        for side in (ok_a, ok_b)
+    )
+    # What pairing, judging and the parameter claims read; the rest (timestamps, tracebacks, versions) stays behind.
+    kept = [c for c in side_a.columns if c in {*others, axis, *PAIR_COLUMNS, *OUTCOME_COLUMNS}] + ["_key", "_setting"]
+    pairs = keyed_a[kept].merge(keyed_b[kept], on="_key", suffixes=("_a", "_b"))
     unpaired = len(ok_a) + len(ok_b) - 2 * len(pairs)
     return Contrast(axis, a, b, subset, pairs, unpaired, confounded)
 
 
 def _effect_rows(contrast: Contrast, metrics: tuple[str, ...]) -> list[dict[str, Any]]:
     stalled = contrast.stalled
-    used = contrast.pairs[~stalled]
     rows = []
     for metric in metrics:
-        diffs = used[f"{metric}_a"] - used[f"{metric}_b"]
-        interval = t_interval(diffs, metric_range(metric, difference=True))
+        by_seed = seed_differences(contrast, metric)
+        interval = t_interval(by_seed.values, metric_range(metric, difference=True))
         has_ci = interval["n"] >= MIN_INTERVAL_N
         rows.append(
             {
@@ -228,8 +352,9 @@ def _effect_rows(contrast: Contrast, metrics: tuple[str, ...]) -> list[dict[str,
                 "metric": metric,
                 "mean_diff": interval["mean"],
                 "std_diff": interval["std"],
-                "n_pairs": interval["n"],
-                "n_seeds": int(used.loc[diffs.notna(), "seed_a"].nunique()),
+                "n_pairs": by_seed.n_pairs,
+                "n_seeds": interval["n"],
+                "seeds_left_out": len(by_seed.seeds_left_out),
                 "ci_low": interval["ci_low"],
                 "ci_high": interval["ci_high"],
                 "ci_note": ci_note(interval["n"]),
@@ -252,11 +377,15 @@ def _equal_sets(x: pd.Series, y: pd.Series) -> bool:
 
 
 def _key(runs: pd.DataFrame, columns: list[str]) -> pd.Series:
-    return (
-        runs[columns].astype("string").fillna("<null>").agg("|".join, axis=1)
-        if len(runs)
-        else pd.Series([], dtype="string")
-    )
+    if not len(runs):
+        return pd.Series([], dtype="string")
+    if not columns:  # one setting only: the contrast varies nothing but its axis
+        return pd.Series("", index=runs.index, dtype="string")
+    parts = [runs[c].astype("string").fillna("<null>") for c in columns]
+    key = parts[0]
+    for part in parts[1:]:
+        key = key + "|" + part
+    return key
 
 
 def level_text(axis: str, level: Any) -> str:
@@ -290,6 +419,8 @@ def sentences(table: pd.DataFrame) -> list[str]:
             tail.append(f"{count(row.unpaired, 'run')} left out without a pair")
         if row.stalled:
             tail.append(f"{count(row.stalled, 'pair')} with a stalled run left out")
+        if row.seeds_left_out:
+            tail.append(f"{count(row.seeds_left_out, 'seed')} without a pair at every setting left out")
         if row.confounded_with:
             tail.append(f"confounded with {row.confounded_with}")
         out.append(head + "; ".join(parts) + (f" ({'; '.join(tail)})" if tail else "") + ".")
@@ -300,19 +431,21 @@ def count(n: int, noun: str) -> str:
     return f"{n} {noun}{'' if n == 1 else 's'}"
 
 
-def difference_text(mean: float, low: float, high: float, n: int) -> str:
-    """'+1.2 points (95% CI +0.3 to +2.1, 10 pairs)', or without an interval below MIN_INTERVAL_N pairs."""
-    if n == 0:
+def difference_text(mean: float, low: float, high: float, n_seeds: int, n_pairs: int,
+                    interval: str = "95% CI") -> str:  # fmt: skip
+    """'+1.2 points (95% CI +0.3 to +2.1, 5 seeds, 20 pairs)', or without an interval below MIN_INTERVAL_N seeds."""
+    if n_pairs == 0:
         return "no matched pairs"
-    if n < MIN_INTERVAL_N:
-        return f"{100 * mean:+.1f} points ({count(n, 'pair')}, {FEW}: too few for an interval)"
-    return f"{100 * mean:+.1f} points (95% CI {100 * low:+.1f} to {100 * high:+.1f}, {count(n, 'pair')})"
+    units = f"{count(n_seeds, 'seed')}, {count(n_pairs, 'pair')}"
+    if n_seeds < MIN_INTERVAL_N:
+        return f"{100 * mean:+.1f} points ({units}; {FEW} seeds: too few for an interval)"
+    return f"{100 * mean:+.1f} points ({interval} {100 * low:+.1f} to {100 * high:+.1f}, {units})"
 
 
 def _clause(what: str, row: Any) -> str:
     if row.n_pairs == 0:
         return f"{what}: no matched pairs"
-    text = f"{what} {difference_text(row.mean_diff, row.ci_low, row.ci_high, row.n_pairs)}"
-    if row.n_pairs < MIN_INTERVAL_N:
+    text = f"{what} {difference_text(row.mean_diff, row.ci_low, row.ci_high, row.n_seeds, row.n_pairs)}"
+    if row.n_seeds < MIN_INTERVAL_N:
         return text
-    return text + (": the CI excludes zero" if row.ci_excludes_zero else ": the CI includes zero")
+    return text + (": the unadjusted CI excludes zero" if row.ci_excludes_zero else ": the unadjusted CI includes zero")

@@ -8,6 +8,7 @@ AlexNet reference row last, below a rule, and never bold (it is a reference, not
 from __future__ import annotations
 
 import math
+import unicodedata
 from typing import Any
 
 import pandas as pd
@@ -51,6 +52,9 @@ def ablation_frame(results: Results, summary: pd.DataFrame) -> pd.DataFrame:
             "acc_std": rows["test_acc_std"],
             "gap_mean": rows["gap_acc_mean"],
             "gap_std": rows["gap_acc_std"],
+            "split": rows["split"] if "split" in rows else False,
+            "acc_median": rows["test_acc_median"] if "test_acc_median" in rows else math.nan,
+            "acc_iqm": rows["test_acc_iqm"] if "test_acc_iqm" in rows else math.nan,
             "n": rows["n"],
             "stalled": rows["stalled"],
             "not_ok": rows["not_ok"],
@@ -77,7 +81,12 @@ def best(frame: pd.DataFrame) -> pd.DataFrame:
     return mask
 
 
-def ablation_markdown(results: Results, summary: pd.DataFrame) -> str:
+SPLIT_NOTE = ("split: the seeds fall into two groups (a gap between sorted values over 3 robust sds and 10 points); "
+              "median and interquartile mean (IQM) shown beside mean ± sd.")  # fmt: skip
+
+
+def ablation_markdown(results: Results, summary: pd.DataFrame, claims: pd.DataFrame | None = None) -> str:
+    """The ablation table in Markdown, and below it the verdicts in the report's own words (when given)."""
     frame = ablation_frame(results, summary)
     bold = best(frame)
     lines = ["| " + " | ".join(HEADERS) + " |", "|:--|--:|--:|--:|--:|"]
@@ -88,11 +97,17 @@ def ablation_markdown(results: Results, summary: pd.DataFrame) -> str:
         for column, text in cells(row, "md").items():
             shown.append(f"**{text}**" if bold.loc[i, column] else text)
         lines.append("| " + " | ".join(shown) + " |")
-    return "\n".join(lines) + "\n\n" + CAPTION.replace("+/-", "±").replace(">=", "≥") + "\n"
+    text = "\n".join(lines) + "\n\n" + CAPTION.replace("+/-", "±").replace(">=", "≥") + "\n"
+    if frame["split"].astype(bool).any():
+        text += "\n" + SPLIT_NOTE + "\n"
+    if claims is not None and len(claims):
+        text += "\n**Verdicts**\n\n" + "".join(f"- {sentence}\n" for sentence in claims["sentence"])
+    return text
 
 
-def ablation_latex(results: Results, summary: pd.DataFrame) -> str:
-    """A booktabs table for pdflatex (\\usepackage{booktabs}); ASCII only."""
+def ablation_latex(results: Results, summary: pd.DataFrame, claims: pd.DataFrame | None = None) -> str:
+    """A booktabs table for pdflatex (\\usepackage{booktabs}), then the verdicts as a list (when given); ASCII
+    only."""
     frame = ablation_frame(results, summary)
     bold = best(frame)
     shown = pd.DataFrame(
@@ -113,6 +128,9 @@ def ablation_latex(results: Results, summary: pd.DataFrame) -> str:
         bottom = lines.index("\\bottomrule")
         lines.insert(bottom - references, "\\midrule")
     text = "% nin-ablate ablation table: \\input{} it after \\usepackage{booktabs}\n" + "\n".join(lines) + "\n"
+    if claims is not None and len(claims):
+        items = "".join(f"\\item {_tex_text(sentence)}\n" for sentence in claims["sentence"])
+        text += "\n\\paragraph{Verdicts}\n\\begin{itemize}\n" + items + "\\end{itemize}\n"
     text.encode("ascii")  # plain pdflatex input: a non-ASCII character here is a bug, not something to ship
     return text
 
@@ -123,10 +141,13 @@ def cells(row: pd.Series, style: str) -> dict[str, str]:
     macs = "–" if pd.isna(row["macs"]) else f"{row['macs'] / 1e6:.3g}"
     if style == "tex":
         params, macs = params.replace("–", "--"), macs.replace("–", "--")
+    accuracy = _mean_sd(100 * row["acc_mean"], 100 * row["acc_std"], int(row["n"]), style)
+    if bool(row.get("split", False)):  # two groups of seeds: robust summaries beside mean ± sd
+        accuracy += f"; split: median {100 * row['acc_median']:.1f}, IQM {100 * row['acc_iqm']:.1f}"
     return {
         "params": params,
         "macs": macs,
-        "acc_mean": _mean_sd(100 * row["acc_mean"], 100 * row["acc_std"], int(row["n"]), style),
+        "acc_mean": accuracy,
         "gap_mean": _mean_sd(100 * row["gap_mean"], 100 * row["gap_std"], int(row["n"]), style),
     }
 
@@ -153,6 +174,18 @@ def _order_key(results: Results, row: pd.Series) -> tuple:
         key.append(position)
     key.append(str(row["label"]))
     return tuple(key)
+
+
+_TEX_SYMBOLS = {"\\": "\\textbackslash{}", "%": "\\%", "_": "\\_", "&": "\\&", "#": "\\#", "$": "\\$", "{": "\\{",
+                "}": "\\}", "~": "\\~{}", "^": "\\^{}", "−": "$-$", "±": "$\\pm$", "×": "$\\times$",
+                "—": "---", "–": "--", "≥": "$\\geq$", "≤": "$\\leq$", "δ": "$\\delta$", "→": "$\\to$",
+                "“": "``", "”": "\'\'", "’": "\'"}  # fmt: skip
+
+
+def _tex_text(text: str) -> str:
+    """Plain text (a verdict sentence) as ASCII LaTeX: specials escaped, the report's few symbols spelled out."""
+    out = "".join(_TEX_SYMBOLS.get(char, char) for char in text)
+    return unicodedata.normalize("NFKD", out).encode("ascii", "ignore").decode("ascii")
 
 
 def _latex_escape(text: str) -> str:

@@ -1,91 +1,214 @@
-"""The NiN paper's and the seeds' claims, each judged on this grid's numbers: supported, contradicted, inconclusive.
+"""The NiN paper's and the seeds' claims, each judged on this grid's numbers by the rule its words mean.
 
-    frame = verdicts(results, stats.effects(results))   # one row per claim; frame["sentence"] says it in words
+    frame = verdicts(results)   # one row per claim; frame["sentence"] says it in words
 
-A claim about a measured difference is judged on the paired effects (stats.effects): *supported* when its 95%
-interval excludes zero in the claimed direction, *contradicted* when it excludes zero the other way, otherwise
-*inconclusive*, and then the row says how many seeds would resolve the observed mean at the observed spread. A claim
-about parameter counts is judged on the exact ratio GAP/other at matched settings (a count has no interval).
+A claim about a measured difference is judged on one interval per claim, with one error budget per report:
+- the seed is the unit: a contrast's pairs are averaged within each seed (stats.seed_differences), then a Student-t
+  interval over seeds with n_seeds − 1 degrees of freedom;
+- the interval is simultaneous over the report's family of k difference claims (Bonferroni: level 1 − 0.05/k), so
+  the chance that any supported, contradicted or equivalent verdict of the report is wrong is at most 5%;
+- *superiority* claims ("raises", "reduces", "localises better") are supported when the interval lies on the
+  claimed side of 0, contradicted when it lies on the other side, equivalent when it contains 0 inside (−δ, +δ);
+  *non-inferiority* claims ("matches or beats") are supported when the interval's claimed-side end is past −δ,
+  contradicted when it lies wholly beyond −δ. Margins δ come from the grid file's `margins:` (DEFAULT_MARGINS).
+Otherwise a claim is inconclusive, and the row says how many seeds would resolve the observed mean at the observed
+seed-level spread. Runs that under-fit their own training set (reports.load.underfit) are named where a verdict rests
+on them, with the verdict their pairs' absence gives. A claim about parameter counts is judged on the exact ratio
+GAP/other at matched settings (a count has no interval). Proved by simulation: tests/test_verdict_simulation.py.
 """
 
 from __future__ import annotations
 
+import functools
 import math
+from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
+from scipy import stats as sps
 
+from nin.errors import InputError
 from reports import stats
-from reports.load import Results, labels
+from reports.load import UNDERFIT_POINTS, Results, labels
 from reports.tables import PAPER_LABELS
 
-SUPPORTED, CONTRADICTED, INCONCLUSIVE = "supported", "contradicted", "inconclusive"
+SUPPORTED, CONTRADICTED, EQUIVALENT, INCONCLUSIVE = "supported", "contradicted", "equivalent", "inconclusive"
 NOT_TESTED = "not tested by this grid"
-CSV_COLUMNS = ("claim", "verdict", "mean", "ci_low", "ci_high", "n_pairs", "seeds_needed")
-COLUMNS = ("key", *CSV_COLUMNS, "kind", "detail", "note", "sentence")
-# Below this |mean| (accuracy units; a test set's resolution is 1/n_test, far coarser) the observed mean is zero.
-ZERO = 1e-9
+SUPERIORITY, NON_INFERIORITY, EXACT = "superiority", "non-inferiority", "exact count"
+SMALLER_THAN_MARGIN = "smaller than the margin"
+FAMILY_ERROR = 0.05  # the report's error budget: P(any wrong supported/contradicted/equivalent verdict) ≤ this
+# Margins δ (fractions: 0.01 = 1 accuracy point), chosen before any grid's results (docs/DECISIONS.md, "Margins").
+DEFAULT_MARGINS = {"test_acc": 0.01, "gap_acc": 0.01, "loc_pointing": 0.05}
+MAX_SEEDS_NEEDED = 1000  # beyond this the row says "more than 1000 seeds"
+CSV_COLUMNS = ("claim", "verdict", "rule", "margin", "mean", "ci_low", "ci_high", "confidence_adjusted",
+               "ci_low_adjusted", "ci_high_adjusted", "family_size", "n_seeds", "n_pairs", "seeds_left_out",
+               "seeds_needed", "runs_flagged", "verdict_without_flagged", "sentence")  # fmt: skip
+COLUMNS = ("key", *CSV_COLUMNS, "kind", "metric", "direction", "qualifier", "detail", "note", "flagged_text",
+           "without_text")  # fmt: skip
 OTHER_HEADS = {"fc": "FC", "alexnet": "AlexNet"}
 NO_CANVAS = "localisation not measured (no canvas)"
 
 
-def verdicts(results: Results, effects: pd.DataFrame) -> pd.DataFrame:
-    """One row per claim (COLUMNS): the verdict, the number it rests on, its interval, pairs and seeds needed."""
+@dataclass(frozen=True)
+class Claim:
+    """A difference claim: level a minus level b of `axis` in `metric`, claimed in `direction` (+1 up, −1 down)."""
+
+    key: str
+    text: str
+    axis: str
+    a: Any
+    b: Any
+    metric: str
+    direction: int
+    rule: str
+
+
+def parse_margins(value: Any) -> dict[str, float]:
+    """A `margins:` mapping (grid file or --margin) → {metric: δ}; ValueError with one line saying what to fix."""
+    if not isinstance(value, dict):
+        raise ValueError(f"margins must be a mapping of metric to margin, e.g. {{test_acc: 0.01}}, got {value!r}")
+    out: dict[str, float] = {}
+    for metric, margin in value.items():
+        if metric not in DEFAULT_MARGINS:
+            raise ValueError(f"unknown margin metric {metric!r}: use {', '.join(DEFAULT_MARGINS)}")
+        if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not 0 < margin < 1:
+            raise ValueError(
+                f"margin {metric}: {margin!r} must be a number between 0 and 1 (a fraction: 0.01 = 1 accuracy point)"
+            )
+        out[metric] = float(margin)
+    return out
+
+
+def report_margins(results: Results, overrides: dict[str, float] | None = None) -> dict[str, float]:
+    """DEFAULT_MARGINS, then the grid's `margins:` (spec.yaml), then this report's overrides (--margin)."""
+    spec = results.spec.get("margins")
+    try:
+        grid = parse_margins(spec) if spec is not None else {}
+    except ValueError as error:
+        where = f"{results.grid_dir}/spec.yaml"
+        raise InputError(f"{where}: {error} (fix the grid file's margins: and run it again)") from None
+    return {**DEFAULT_MARGINS, **grid, **(overrides or {})}
+
+
+def claims(results: Results) -> list[Claim | str]:
+    """The report's claims in order: a Claim per difference claim, the other head's key for a parameter claim."""
     nin = results.runs[results.runs["model"] == "nin"]
-    context = _Context(results, nin, effects, _main_gap_relu(results, nin))
-    rows: list[dict[str, Any]] = []
+    out: list[Claim | str] = list(OTHER_HEADS)
     for head, name in OTHER_HEADS.items():
-        rows.append(_params_claim(context, head, name))
+        out.append(Claim(f"gap_overfitting_vs_{head}", f"GAP reduces overfitting vs the {name} head", "head", "gap",
+                         head, "gap_acc", -1, SUPERIORITY))  # fmt: skip
     for head, name in OTHER_HEADS.items():
-        rows.append(context.effect(f"gap_overfitting_vs_{head}", f"GAP reduces overfitting vs the {name} head",
-                                   "head", "gap", head, "gap_acc", -1))  # fmt: skip
-    for head, name in OTHER_HEADS.items():
-        rows.append(context.effect(f"gap_accuracy_vs_{head}", f"GAP matches or beats the {name} head in test accuracy",
-                                   "head", "gap", head, "test_acc", +1))  # fmt: skip
+        out.append(Claim(f"gap_accuracy_vs_{head}", f"GAP matches or beats the {name} head in test accuracy", "head",
+                         "gap", head, "test_acc", +1, NON_INFERIORITY))  # fmt: skip
     cccp = sorted(_levels(nin, "cccp"))
-    claim = "cccp 1×1 layers raise test accuracy"
+    text = "cccp 1×1 layers raise test accuracy"
     pairs = [(high, low) for i, low in enumerate(cccp) for high in cccp[i + 1 :]]
     for high, low in pairs:
-        key = f"cccp_{high}_vs_{low}_accuracy"
-        rows.append(context.effect(key, f"{claim} (cccp {high} vs {low})", "cccp", high, low, "test_acc", +1))
+        out.append(Claim(f"cccp_{high}_vs_{low}_accuracy", f"{text} (cccp {high} vs {low})", "cccp", high, low,
+                         "test_acc", +1, SUPERIORITY))  # fmt: skip
     if not pairs:
-        rows.append(context.effect("cccp_accuracy", claim, "cccp", None, None, "test_acc", +1))
-    rows.append(context.effect("dropout_overfitting", "dropout reduces overfitting", "dropout", True, False,
-                               "gap_acc", -1))  # fmt: skip
-    rows.append(context.effect("dropout_accuracy", "dropout raises test accuracy", "dropout", True, False,
-                               "test_acc", +1))  # fmt: skip
+        out.append(Claim("cccp_accuracy", text, "cccp", None, None, "test_acc", +1, SUPERIORITY))
+    out.append(Claim("dropout_overfitting", "dropout reduces overfitting", "dropout", True, False, "gap_acc", -1,
+                     SUPERIORITY))  # fmt: skip
+    out.append(Claim("dropout_accuracy", "dropout raises test accuracy", "dropout", True, False, "test_acc", +1,
+                     SUPERIORITY))  # fmt: skip
     for head, name in OTHER_HEADS.items():
-        rows.append(context.effect(f"gap_localisation_vs_{head}", f"GAP's class maps localise better than the "
-                                   f"{name} head's", "head", "gap", head, "loc_pointing", +1))  # fmt: skip
+        out.append(Claim(f"gap_localisation_vs_{head}", f"GAP's class maps localise better than the {name} head's",
+                         "head", "gap", head, "loc_pointing", +1, SUPERIORITY))  # fmt: skip
+    return out
+
+
+def verdicts(results: Results, margins: dict[str, float] | None = None) -> pd.DataFrame:
+    """One row per claim (COLUMNS): the verdict, its rule and margin, the plain 95% and the family-adjusted
+    interval, seeds and pairs, seeds needed, and under-fitted runs it rests on. `margins` overrides the grid's."""
+    nin = results.runs[results.runs["model"] == "nin"]
+    context = _Context(results, nin, _main_gap_relu(results, nin), report_margins(results, margins))
+    listed = claims(results)
+    testable = [c for c in listed if isinstance(c, Claim) and not context.untested(c)]
+    confidence = family_confidence(len(testable))
+    rows = [
+        _params_claim(context, c, OTHER_HEADS[c]) if isinstance(c, str) else context.judge(c, confidence, len(testable))
+        for c in listed
+    ]
     frame = pd.DataFrame(rows, columns=list(COLUMNS))
-    frame["seeds_needed"] = frame["seeds_needed"].astype("Int64")
-    frame["n_pairs"] = frame["n_pairs"].astype("Int64")
+    for column in ("seeds_needed", "n_pairs", "n_seeds", "seeds_left_out", "runs_flagged", "family_size"):
+        frame[column] = frame[column].astype("Int64")
     return frame
 
 
-def judge(mean: float, sd: float, n: int, ci_low: float, ci_high: float, direction: int,
-          pairs_per_seed: float) -> tuple[str, int | None, str]:  # fmt: skip
-    """The rule for a paired difference whose claimed sign is `direction` (+1 or −1): (verdict, seeds needed or
-    None, the reason in a few words)."""
-    if n < stats.MIN_INTERVAL_N:
-        return INCONCLUSIVE, None, stats.FEW
-    if ci_low > 0 or ci_high < 0:
-        return (SUPPORTED if (ci_low > 0) == (direction > 0) else CONTRADICTED), None, ""
-    if abs(mean) <= ZERO:
-        return INCONCLUSIVE, None, "the observed mean is zero"
-    seeds = seeds_needed(mean, sd, pairs_per_seed)
-    return INCONCLUSIVE, seeds, f"about {seeds} seeds would resolve a mean this size at this spread"
+def family_confidence(k: int) -> float:
+    """The level of each of k simultaneous intervals: Bonferroni, 1 − FAMILY_ERROR/k."""
+    return 1 - FAMILY_ERROR / max(k, 1)
 
 
-def seeds_needed(mean: float, sd: float, pairs_per_seed: float) -> int:
-    """Seeds whose pairs make the t-interval of a mean this size at this spread exclude zero: the smallest
-    n ≥ MIN_INTERVAL_N with t(0.975, n−1)·sd/√n < |mean|, over the pairs each seed contributes."""
-    # t(0.975, n−1) > z(0.975) for every n, so no n below (z·sd/|mean|)² can qualify: start the search there.
-    start = math.floor((1.959963984540054 * sd / abs(mean)) ** 2) if sd > 0 else 0
-    n = max(stats.MIN_INTERVAL_N, start)
-    while stats.t_quantile(n) * sd / math.sqrt(n) >= abs(mean):
-        n += 1
-    return math.ceil(n / pairs_per_seed)
+def family_text(frame: pd.DataFrame) -> str:
+    """The family and its size, in a sentence for the page."""
+    sizes = frame["family_size"].dropna()
+    if sizes.empty:
+        return "No difference claim is tested by this grid."
+    k = int(sizes.iloc[0])
+    confidence = family_confidence(k)
+    return (
+        f"One error budget for the report: the family is the {stats.count(k, 'difference claim')} this grid tests; "
+        f"each is judged on a {confidence:.2%} interval (Bonferroni, 1 − 0.05/{k}), so the chance that any supported, "
+        f"contradicted or equivalent verdict here is wrong is at most 5%. The seed is the unit: pairs are averaged "
+        f"within each seed, then a t interval over seeds."
+    )
+
+
+def underfit_text(results: Results) -> str:
+    """One sentence naming the grid's under-fitted runs by variant, or '' when there are none."""
+    runs = results.runs
+    if "underfit" not in runs or not runs["underfit"].any():
+        return ""
+    chosen = runs["underfit"].astype(bool)
+    names = labels(runs, PAPER_LABELS, ", ")[chosen]
+    where = "; ".join(f"{name}: {n}" for name, n in names.value_counts(sort=False).items())
+    epochs = sorted({int(e) for e in runs.loc[chosen, "epochs"].dropna()})
+    budget = f"{'/'.join(map(str, epochs))} epochs" if epochs else "this budget"
+    return (
+        f"{stats.count(int(chosen.sum()), 'run')} never fit {'its' if chosen.sum() == 1 else 'their'} own training "
+        f"set ({where}): eval-mode train accuracy {100 * UNDERFIT_POINTS:.0f} or more points below the best seed of "
+        f"the same variant. Verdicts that rest on them hold at this budget ({budget}); the last column gives each "
+        f"verdict without their pairs. More epochs or a longer schedule would let those seeds fit."
+    )
+
+
+def decide(rule: str, low: float, high: float, margin: float, direction: int) -> tuple[str, str]:
+    """(verdict, qualifier) of a claim from its interval of level a minus level b, claimed in `direction`."""
+    lo, hi = (low, high) if direction > 0 else (-high, -low)  # the claimed direction is up
+    inside = -margin < lo and hi < margin
+    if rule == NON_INFERIORITY:
+        if lo > -margin:
+            return SUPPORTED, EQUIVALENT if inside else ""
+        if hi < -margin:
+            return CONTRADICTED, ""
+        return INCONCLUSIVE, ""
+    if lo > 0:
+        return SUPPORTED, SMALLER_THAN_MARGIN if inside else ""
+    if hi < 0:
+        return CONTRADICTED, SMALLER_THAN_MARGIN if inside else ""
+    return (EQUIVALENT, "") if inside else (INCONCLUSIVE, "")
+
+
+def seeds_needed(rule: str, mean: float, sd: float, margin: float, direction: int, confidence: float) -> int | None:
+    """The fewest seeds (≥ MIN_INTERVAL_N) at which an interval at this mean and seed-level sd would resolve the
+    claim by its rule; None when the spread is zero or not even MAX_SEEDS_NEEDED seeds would."""
+    if not (sd > 0 and math.isfinite(mean)):
+        return None
+    n, quantiles = _t_quantiles(confidence)
+    half = quantiles * sd / np.sqrt(n)
+    for size, h in zip(n, half):
+        if decide(rule, mean - h, mean + h, margin, direction)[0] != INCONCLUSIVE:
+            return int(size)
+    return None
+
+
+@functools.lru_cache(maxsize=16)
+def _t_quantiles(confidence: float) -> tuple[np.ndarray, np.ndarray]:
+    n = np.arange(stats.MIN_INTERVAL_N, MAX_SEEDS_NEEDED + 1)
+    return n, sps.t.ppf(0.5 + confidence / 2, n - 1)
 
 
 def exact_head_note(results: Results) -> str | None:
@@ -123,12 +246,21 @@ def csv_frame(frame: pd.DataFrame) -> pd.DataFrame:
 
 # ---- internals ----------------------------------------------------------------------------------------------------
 class _Context:
-    def __init__(self, results: Results, nin: pd.DataFrame, effects: pd.DataFrame, main_gap_relu: Any) -> None:
-        self.results, self.nin, self.effects, self.main_gap_relu = results, nin, effects, main_gap_relu
+    def __init__(self, results: Results, nin: pd.DataFrame, main_gap_relu: Any, margins: dict[str, float]) -> None:
+        self.results, self.nin, self.main_gap_relu, self.margins = results, nin, main_gap_relu, margins
+        self._contrasts: dict[tuple, stats.Contrast | None] = {}
+        self._paper_labels: pd.Series | None = None
+        self.metrics = stats.effect_metrics(results.runs)
+        self._levels = {axis: {stats.level_text(axis, v) for v in _levels(nin, axis)}
+                        for axis in ("head", "cccp", "dropout")}  # fmt: skip
+        self.underfit = set(results.runs.loc[results.runs["underfit"].astype(bool), "variant_id"]) \
+            if "underfit" in results.runs else set()  # fmt: skip
 
     def missing(self, axis: str, a: Any, b: Any) -> str:
         """Why the grid cannot test a contrast of these levels ('' when it can)."""
-        present = {stats.level_text(axis, v) for v in _levels(self.nin, axis)}
+        present = self._levels.get(axis)
+        if present is None:
+            present = {stats.level_text(axis, v) for v in _levels(self.nin, axis)}
         absent = [level for level in (a, b) if level is None or stats.level_text(axis, level) not in present]
         if not absent:
             return ""
@@ -136,53 +268,146 @@ class _Context:
             return f"the grid has no {axis} axis"
         return f"no {axis} {' or '.join(stats.level_text(axis, v) for v in absent if v is not None)} among the NiN runs"
 
+    def untested(self, claim: Claim) -> str:
+        """Why the grid cannot test this claim ('' when it can): such a claim is outside the report's family."""
+        if claim.metric not in self.metrics:
+            return NO_CANVAS if claim.metric == "loc_pointing" else f"{_what(claim.metric)} not measured"
+        return self.missing(claim.axis, claim.a, claim.b)
+
     def subset(self, axis: str) -> str:
-        """The effects subset GAP lines use: the GAP head as the grid trains it on its axes."""
+        """The contrast subset GAP lines use: the GAP head as the grid trains it on its axes."""
         if axis != "head" or self.main_gap_relu is None:
             return ""
         return f"gap_relu={stats.level_text('gap_relu', self.main_gap_relu)}"
 
-    def effect(self, key: str, claim: str, axis: str, a: Any, b: Any, metric: str, direction: int) -> dict:
-        row = {"key": key, "claim": claim, "kind": "difference", "mean": math.nan, "ci_low": math.nan,
-               "ci_high": math.nan, "n_pairs": None, "seeds_needed": None}  # fmt: skip
-        what = stats.METRIC_NAMES.get(metric, metric)
-        if metric not in stats.effect_metrics(self.results.runs):
-            note = NO_CANVAS if metric == "loc_pointing" else f"{what} not measured"
-            return _finish(row, NOT_TESTED, note)
-        missing = self.missing(axis, a, b)
-        if missing:
-            return _finish(row, NOT_TESTED, missing)
-        found = _effect_row(self.effects, axis, a, b, metric, self.subset(axis))
-        if found is None:
-            row["n_pairs"] = 0
-            return _finish(row, INCONCLUSIVE, f"{stats.FEW}: no matched pairs")
-        mean, low, high, n, sd, seeds = found
-        row.update(mean=mean, ci_low=low, ci_high=high, n_pairs=n)
-        verdict, needed, reason = judge(mean, sd, n, low, high, direction, n / seeds if seeds else 1.0)
-        row["seeds_needed"] = needed
-        number = f"{what} {stats.difference_text(mean, low, high, n)}"
-        if needed is not None:
-            reason += f" (this grid has {_seed_count(self.results)})"
-        return _finish(row, verdict, reason, number)
+    def contrast(self, axis: str, a: Any, b: Any) -> stats.Contrast | None:
+        """Level a vs level b, paired, in the subset the claim reads (computed once per contrast)."""
+        key = (axis, repr(a), repr(b))
+        if key not in self._contrasts:
+            found = stats.matched_pairs(self.results, axis, a, b)
+            subset = self.subset(axis)
+            chosen = [c for c in found if c.subset == subset] or [c for c in found if c.subset == ""]
+            self._contrasts[key] = chosen[0] if chosen else None
+        return self._contrasts[key]
+
+    def judge(self, claim: Claim, confidence: float, family: int) -> dict:
+        margin = self.margins[claim.metric]
+        row = {"key": claim.key, "claim": claim.text, "kind": "difference", "rule": claim.rule, "margin": margin,
+               "metric": claim.metric, "direction": claim.direction, "mean": math.nan, "ci_low": math.nan,
+               "ci_high": math.nan, "ci_low_adjusted": math.nan, "ci_high_adjusted": math.nan,
+               "confidence_adjusted": math.nan, "family_size": None, "n_seeds": None, "n_pairs": None,
+               "seeds_left_out": None, "seeds_needed": None, "runs_flagged": None, "verdict_without_flagged": None,
+               "qualifier": "", "flagged_text": "", "without_text": ""}  # fmt: skip
+        rule = _rule_text(claim.rule, claim.metric, margin)
+        untested = self.untested(claim)
+        if untested:
+            return _finish(row, NOT_TESTED, untested)
+        row.update(family_size=family, confidence_adjusted=confidence)
+        contrast = self.contrast(claim.axis, claim.a, claim.b)
+        if contrast is None or contrast.pairs.empty:
+            row.update(n_pairs=0, n_seeds=0)
+            return _finish(row, INCONCLUSIVE, f"{stats.FEW}: no matched pairs", rule)
+        judged = self._judged(claim, contrast, confidence, margin)
+        row.update({k: v for k, v in judged.items() if k in row})
+        verdict, qualifier, needed = judged["verdict"], judged["qualifier"], judged["seeds_needed"]
+        row.update(qualifier=qualifier, seeds_needed=needed)
+        number = f"{rule}; {_what(claim.metric)} {judged['text']}"
+        notes = []
+        if judged["seeds_left_out"]:
+            notes.append(f"{stats.count(judged['seeds_left_out'], 'seed')} without a pair at every setting left out")
+        if judged["reason"]:
+            notes.append(judged["reason"])
+        elif verdict == INCONCLUSIVE and needed is not None:
+            notes.append(f"about {needed} seeds would resolve it at this seed-level spread "
+                         f"(this grid has {_seed_count(self.results)})")  # fmt: skip
+        elif verdict == INCONCLUSIVE and judged["n_seeds"] >= stats.MIN_INTERVAL_N:
+            notes.append(f"not even {MAX_SEEDS_NEEDED} seeds would resolve it at this mean and spread")
+        flagged = sorted(self._flagged(contrast, claim.metric))
+        row["runs_flagged"] = len(flagged)
+        if flagged:
+            without = self._judged(claim, contrast, confidence, margin, frozenset(flagged))
+            row["verdict_without_flagged"] = without["verdict"]
+            row["flagged_text"] = self._flagged_text(flagged, without)
+            word = without["verdict"] + (f" ({without['qualifier']})" if without["qualifier"] else "")
+            row["without_text"] = f"{word}: {without['text']}"
+        return _finish(row, verdict, "; ".join(notes), number, qualifier, row["flagged_text"])
+
+    def _judged(self, claim: Claim, contrast: stats.Contrast, confidence: float, margin: float,
+                leave_out: frozenset[str] = frozenset()) -> dict[str, Any]:  # fmt: skip
+        by_seed = stats.seed_differences(contrast, claim.metric, leave_out)
+        bounds = stats.metric_range(claim.metric, difference=True)
+        plain = stats.t_interval(by_seed.values, bounds)
+        adjusted = stats.t_interval(by_seed.values, bounds, confidence)
+        n = plain["n"]
+        out = {"mean": plain["mean"], "ci_low": plain["ci_low"], "ci_high": plain["ci_high"],
+               "ci_low_adjusted": adjusted["ci_low"], "ci_high_adjusted": adjusted["ci_high"], "n_seeds": n,
+               "n_pairs": by_seed.n_pairs, "seeds_left_out": len(by_seed.seeds_left_out), "seeds_needed": None,
+               "qualifier": "", "reason": ""}  # fmt: skip
+        out["text"] = stats.difference_text(plain["mean"], adjusted["ci_low"], adjusted["ci_high"], n,
+                                            by_seed.n_pairs, f"{confidence:.2%} CI")  # fmt: skip
+        if n < stats.MIN_INTERVAL_N:
+            out.update(verdict=INCONCLUSIVE, reason=f"{stats.FEW} seeds: no interval")
+            return out
+        verdict, qualifier = decide(claim.rule, adjusted["ci_low"], adjusted["ci_high"], margin, claim.direction)
+        out.update(verdict=verdict, qualifier=qualifier)
+        if verdict == INCONCLUSIVE:
+            out["seeds_needed"] = seeds_needed(claim.rule, plain["mean"], plain["std"], margin, claim.direction,
+                                               confidence)  # fmt: skip
+        return out
+
+    def _flagged(self, contrast: stats.Contrast, metric: str) -> set[str]:
+        """Under-fitted runs among the pairs this claim's interval uses."""
+        pairs = contrast.pairs
+        if not self.underfit or pairs.empty:
+            return set()
+        used = pairs[~contrast.stalled & pairs[f"{metric}_a"].notna() & pairs[f"{metric}_b"].notna()]
+        ids = set(used["variant_id_a"]) | set(used["variant_id_b"])
+        return ids & self.underfit
+
+    def _flagged_text(self, flagged: list[str], without: dict[str, Any]) -> str:
+        runs = self.results.runs
+        chosen = runs["variant_id"].isin(flagged)
+        if self._paper_labels is None:  # one labelling per report, however many claims rest on flagged runs
+            self._paper_labels = labels(runs, PAPER_LABELS, ", ")
+        names = self._paper_labels[chosen]
+        where = "; ".join(f"{name}: {n}" for name, n in names.value_counts(sort=False).items())
+        epochs = sorted({int(e) for e in runs.loc[chosen, "epochs"].dropna()})
+        budget = f"{'/'.join(map(str, epochs))} epochs" if epochs else "this budget"
+        answer = without["verdict"] + (f" ({without['qualifier']})" if without["qualifier"] else "")
+        return (
+            f"rests on {stats.count(len(flagged), 'under-fitted run')} ({where}); without their pairs: {answer}, "
+            f"{without['text']}. Those seeds never fit their training set at {budget}: more epochs or a longer "
+            f"schedule would let them"
+        )
 
 
-def _finish(row: dict, verdict: str, note: str, number: str = "") -> dict:
-    row.update(verdict=verdict, note=note, detail=number)
-    details = "; ".join(part for part in (number, note) if part)
-    row["sentence"] = f"{row['claim']}: {verdict}" + (f" — {details}." if details else ".")
+def _what(metric: str) -> str:
+    return stats.METRIC_NAMES.get(metric, metric)
+
+
+def _rule_text(rule: str, metric: str, margin: float) -> str:
+    points = 100 * margin
+    return f"{rule}, margin {points:g} point{'' if points == 1 else 's'}"
+
+
+def _finish(row: dict, verdict: str, note: str, number: str = "", qualifier: str = "", flagged: str = "") -> dict:
+    row.update(verdict=verdict, note=note, detail=number, qualifier=qualifier)
+    row.setdefault("rule", EXACT)
+    details = "; ".join(part for part in (number, note, flagged) if part)
+    word = verdict + (f" ({qualifier})" if qualifier else "")
+    row["sentence"] = f"{row['claim']}: {word}" + (f" — {details}." if details else ".")
     return row
 
 
 def _params_claim(context: _Context, head: str, name: str) -> dict:
     key, claim = f"gap_params_vs_{head}", f"GAP has fewer parameters than the {name} head"
-    row = {"key": key, "claim": claim, "kind": "ratio", "mean": math.nan, "ci_low": math.nan, "ci_high": math.nan,
-           "n_pairs": None, "seeds_needed": None}  # fmt: skip
+    row = {"key": key, "claim": claim, "kind": "ratio", "rule": EXACT, "margin": math.nan, "mean": math.nan,
+           "ci_low": math.nan, "ci_high": math.nan, "n_pairs": None, "seeds_needed": None}  # fmt: skip
     missing = context.missing("head", "gap", head)
     if missing:
         return _finish(row, NOT_TESTED, missing)
-    subset = context.subset("head")
-    contrasts = [c for c in stats.matched_pairs(context.results, "head", "gap", head) if c.subset == subset]
-    pairs = contrasts[0].pairs if contrasts else pd.DataFrame()
+    contrast = context.contrast("head", "gap", head)
+    pairs = contrast.pairs if contrast is not None else pd.DataFrame()
     pairs = pairs[pairs["params_a"].notna() & pairs["params_b"].notna()] if len(pairs) else pairs
     if pairs.empty:
         row["n_pairs"] = 0
@@ -229,25 +454,6 @@ def _image_size(variants: pd.DataFrame) -> str:
         return "this input size"
     sizes = sorted(pd.unique(variants["image_size_a"].dropna()))
     return f"{'/'.join(str(s) for s in sizes)} px input" if sizes else "this input size"
-
-
-def _effect_row(effects: pd.DataFrame, axis: str, a: Any, b: Any, metric: str,
-                subset: str) -> tuple[float, float, float, int, float, int] | None:  # fmt: skip
-    """(mean, ci_low, ci_high, n_pairs, sd, seeds) of level a minus level b, whichever order effects holds."""
-    rows = effects[(effects["axis"] == axis) & (effects["metric"] == metric)]
-    text_a, text_b = (rows[c].map(lambda v: stats.level_text(axis, v)) for c in ("level_a", "level_b"))
-    la, lb = stats.level_text(axis, a), stats.level_text(axis, b)
-    forward, backward = rows[(text_a == la) & (text_b == lb)], rows[(text_a == lb) & (text_b == la)]
-    for candidates, sign in ((forward, 1), (backward, -1)):
-        chosen = candidates[candidates["subset"].fillna("") == subset]
-        if chosen.empty and subset:  # a grid without the not-applicable split (older results: no gap_relu)
-            chosen = candidates[candidates["subset"].fillna("") == ""]
-        if chosen.empty:
-            continue
-        r = chosen.iloc[0]
-        low, high = (r.ci_low, r.ci_high) if sign > 0 else (-r.ci_high, -r.ci_low)
-        return sign * r.mean_diff, low, high, int(r.n_pairs), r.std_diff, int(r.n_seeds)
-    return None
 
 
 def _levels(nin: pd.DataFrame, axis: str) -> list[Any]:

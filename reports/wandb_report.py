@@ -48,11 +48,12 @@ def log_report(
         tracking_off(f"W&B report logging off for {grid_name}", error, run, "the report on disk is complete")
 
 
-def write_and_log_report(grid_root: Path, wandb_mode: str, project: str | None = None, entity: str | None = None):
+def write_and_log_report(grid_root: Path, wandb_mode: str, project: str | None = None, entity: str | None = None,
+                         margins: dict[str, float] | None = None):  # fmt: skip
     """Write OUT/<grid>/report/ and log it as the grid's W&B report run; returns reports.Report."""
     from reports import write_report
 
-    report = write_report(grid_root)
+    report = write_report(grid_root, margins)
     log_report(
         report.html.parent,
         grid_root.name,

@@ -35,6 +35,32 @@ REWRITTEN = {
     "chromium, pdflatex and pdftoppm when run as root, for the",
     "tests/ pytest bench/ throughput benchmarks docs/ BENCHMARKS.md, DECISIONS.md":
     "tests/ pytest bench/ throughput benchmarks docs/ one file per topic (above)",
+    # The verdict rule of "Verdicts a statistician would sign": seed-level, family-adjusted, rule and margin per claim.
+    "numbers as d2l prints them (`running_train_acc`, `running_train_loss`), best_test_acc, train_seconds, "
+    "images_per_s,": "best_test_acc (its epoch picked on the test set: never a basis for comparison; results.csv "
+    "names it `best_test_acc_picked_on_test`)",
+    "runs measure `loc_pointing`), each with its number, 95% CI, pairs and one word: *supported* (the paired "
+    "difference's": "runs measure `loc_pointing`), each with its rule, margin, number, family-adjusted interval and "
+    "seeds, and one word:",
+    "interval excludes zero in the claimed direction), *contradicted* (it excludes zero the other way), "
+    "*inconclusive*": "*Superiority* claims (\"raises\", \"reduces\", \"localises better\") are supported when the "
+    "interval lies on the claimed side of zero, contradicted when it lies on the other side,",
+    "(with the number of seeds that would resolve the observed mean at the observed spread) or *not tested by this "
+    "grid*.": "*inconclusive* (with the number of seeds that would resolve it at the observed seed-level spread) or "
+    "*not tested by this grid*.",
+    "every run. Files: `verdicts.csv`, `summary.csv` (every column: mean, sd, n, 95% t-interval of test accuracy and "
+    "the": "every run. Files: `verdicts.csv` (per claim: verdict, rule, margin, the plain 95% and the adjusted "
+    "interval,",
+    "gaps), `effects.csv` (per axis and pair of levels: the paired difference over runs equal in every other setting "
+    "and": "`effects.csv` (per axis and pair of levels: the seed-level difference over runs equal in every other "
+    "setting and the seed, its unadjusted 95% t-interval,",
+    "the seed, its 95% t-interval, pairs, seeds and runs left out), `results.csv` (every run), `plots/*.png`, and "
+    "the": "`results.csv` (every run; `best_test_acc` appears as `best_test_acc_picked_on_test`",
+    "`nin-ablate report OUT/<grid> --format md` (or `tex`) prints that table to stdout and writes nothing.":
+    "`nin-ablate report OUT/<grid> --format md` (or `tex`) prints that table, with the verdict sentences under it, to "
+    "stdout and writes nothing.",
+    "and the verdict words; `reports.ablation_table(grid_dir, \"md\")` returns the table.": "and the verdict words; "
+    "`reports.ablation_table(grid_dir, \"md\")` returns the table and the verdicts under it.",
 }  # fmt: skip
 
 LINK = re.compile(r"!?\[([^\]]*)\]\(([^)\s]*)\)")  # [text](target) and ![alt](target)

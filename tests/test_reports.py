@@ -147,27 +147,42 @@ def test_effects_pair_matched_runs_and_count_the_rest(report) -> None:
     assert set(effects["axis"]) == {"head", "cccp"}  # the AlexNet reference's lr does not make an axis
     head = effects[(effects["axis"] == "head") & (effects["metric"] == "test_acc")].iloc[0]
     assert (head["level_a"], head["level_b"]) == ("gap", "fc")
-    # cccp2 seeds 0-2 pair; cccp0 seed 0 pairs, seed 1's fc diverged (gap left unpaired), seed 2's gap stalled.
-    diffs = [0.80 - 0.78, 0.82 - 0.79, 0.84 - 0.83, 0.75 - 0.70]
-    mean, sd, low, high = _expected_interval(diffs)
-    assert (head["n_pairs"], head["unpaired"], head["stalled"]) == (4, 1, 1)
-    assert (head["mean_diff"], head["std_diff"]) == pytest.approx((mean, sd))
-    assert (head["ci_low"], head["ci_high"]) == pytest.approx((low, high))
-    assert head["ci_excludes_zero"] == (low > 0)
-    assert "t(0.975" in head["method"]
+    # The seed is the unit, over the settings cccp 2 and 0. Seed 0 pairs at both (+0.02, +0.05); seed 1's fc
+    # diverged at cccp 0 (its gap run left unpaired) and seed 2's gap stalled there: both seeds leave the contrast.
+    assert (head["n_pairs"], head["n_seeds"], head["seeds_left_out"]) == (2, 1, 2)
+    assert (head["unpaired"], head["stalled"]) == (1, 1)
+    assert head["mean_diff"] == pytest.approx(np.mean([0.80 - 0.78, 0.75 - 0.70]))
+    assert pd.isna(head["ci_low"]) and head["ci_note"] == "n < 3"
+    assert "t(0.975, n_seeds−1)" in head["method"] and "unadjusted" in head["method"]
     gap = effects[(effects["axis"] == "head") & (effects["metric"] == "gap_acc")].iloc[0]
-    assert gap["mean_diff"] == pytest.approx(np.mean([0.01 - 0.05, 0.02 - 0.04, 0.03 - 0.06, 0.02 - 0.08]))
+    assert gap["mean_diff"] == pytest.approx(np.mean([0.01 - 0.05, 0.02 - 0.08]))
     cccp = effects[(effects["axis"] == "cccp") & (effects["metric"] == "test_acc")].iloc[0]
     assert (str(cccp["level_a"]), str(cccp["level_b"])) == ("2", "0")  # the grid file's order
-    assert (cccp["n_pairs"], cccp["unpaired"], cccp["stalled"]) == (4, 1, 1)
-    expected = np.mean([0.80 - 0.75, 0.82 - 0.77, 0.78 - 0.70, 0.83 - 0.72])
-    assert cccp["mean_diff"] == pytest.approx(expected)
+    assert (cccp["n_pairs"], cccp["unpaired"], cccp["stalled"], cccp["n_seeds"]) == (2, 1, 1, 1)
+    assert cccp["mean_diff"] == pytest.approx(np.mean([0.80 - 0.75, 0.78 - 0.70]))  # seed 0: gap and fc
     sentence = next(s for s in report.sentences if s.startswith("head gap vs fc: "))
-    verdict = "the CI excludes zero" if low > 0 else "the CI includes zero"
-    assert (
-        f"test accuracy {100 * mean:+.1f} points (95% CI {100 * low:+.1f} to {100 * high:+.1f}, 4 pairs): " in sentence
-    )
-    assert verdict in sentence and "1 run left out without a pair" in sentence
+    assert "test accuracy +3.5 points (1 seed, 2 pairs; n < 3 seeds: too few for an interval)" in sentence
+    assert "2 seeds without a pair at every setting left out" in sentence
+    assert "1 run left out without a pair" in sentence
+
+
+def test_effects_intervals_are_over_seed_means_unadjusted(tmp_path: Path) -> None:
+    # Three seeds × two cccp settings: the head effect's interval has n_seeds − 1 = 2 degrees of freedom.
+    diffs = {(0, 0): 0.030, (0, 2): 0.010, (1, 0): 0.025, (1, 2): 0.025, (2, 0): 0.040, (2, 2): 0.020}
+    runs = []
+    for (seed, cccp), diff in diffs.items():
+        runs += [result(0.80 + diff, 0.85 + diff, head="gap", cccp=cccp, seed=seed),
+                 result(0.80, 0.85, head="fc", cccp=cccp, seed=seed)]  # fmt: skip
+    effects = rstats.effects(load_results(write_grid(tmp_path, "seeds", runs, axes={"head": ["gap", "fc"]})))
+    head = effects[(effects["axis"] == "head") & (effects["metric"] == "test_acc")].iloc[0]
+    by_seed = [np.mean([diffs[(s, 0)], diffs[(s, 2)]]) for s in range(3)]
+    mean, sd, low, high = _expected_interval(by_seed)
+    assert (head["n_seeds"], head["n_pairs"]) == (3, 6)
+    assert (head["mean_diff"], head["std_diff"]) == pytest.approx((mean, sd))
+    assert (head["ci_low"], head["ci_high"]) == pytest.approx((low, high))
+    sentence = next(s for s in rstats.sentences(effects) if s.startswith("head gap vs fc"))
+    expected = f"(95% CI {100 * low:+.1f} to {100 * high:+.1f}, 3 seeds, 6 pairs): the unadjusted CI excludes zero"
+    assert expected in sentence
 
 
 def test_plots_are_png_files(report) -> None:
@@ -355,7 +370,7 @@ def test_effects_with_two_pairs_have_no_interval_and_do_not_set_the_plot_scale(t
     assert head["n_pairs"] == 2 and head["ci_note"] == "n < 3" and pd.isna(head["ci_low"])
     assert head["mean_diff"] == pytest.approx(0.6) and pd.isna(head["ci_excludes_zero"])
     sentence = next(s for s in rstats.sentences(effects) if s.startswith("head gap vs fc"))
-    assert "+60.0 points (2 pairs, n < 3: too few for an interval)" in sentence
+    assert "+60.0 points (2 seeds, 2 pairs; n < 3 seeds: too few for an interval)" in sentence
     cccp = effects[(effects["axis"] == "cccp") & (effects["metric"] == "test_acc")].iloc[0]
     assert cccp["n_pairs"] == 3 and pd.notna(cccp["ci_low"]) and cccp["ci_note"] == ""
     figure = plots.effect_plot(effects)
@@ -387,7 +402,9 @@ def test_ablation_markdown_rows_labels_bold_and_reference_last(report) -> None:
 def test_ablation_tex_compiles_with_pdflatex_and_renders(report, tmp_path: Path) -> None:
     tex = report.documents["tex"].read_text()
     tex.encode("ascii")
-    assert "\\toprule" in tex and tex.count("\\midrule") == 2 and "AlexNet (reference)" in tex.splitlines()[-4]
+    lines = tex.splitlines()
+    assert "\\toprule" in tex and tex.count("\\midrule") == 2
+    assert "AlexNet (reference)" in lines[lines.index("\\bottomrule") - 1]
     assert "\\textbf{" in tex and "$\\pm$" in tex
     pdflatex, pdftoppm = shutil.which("pdflatex"), shutil.which("pdftoppm")
     if pdflatex is None or pdftoppm is None:

@@ -1,4 +1,8 @@
-"""reports.verdicts: each outcome of the rules on constructed result sets with known numbers."""
+"""reports.verdicts: each rule's outcomes on constructed result sets, with the numbers computed by hand.
+
+The grids here vary the head only (GAP vs FC, plus cccp where a test needs settings), so the report's family is the
+two difference claims such a grid tests (overfitting and accuracy vs FC): each interval is at 1 − 0.05/2 = 97.5%.
+"""
 
 from __future__ import annotations
 
@@ -11,84 +15,235 @@ import pytest
 from scipy import stats as sps
 
 from reports import load_results, stats, write_report
-from reports.verdicts import CSV_COLUMNS, NOT_TESTED, exact_head_note, verdicts
+from reports.load import UNDERFIT_POINTS
+from reports.verdicts import (
+    CSV_COLUMNS,
+    DEFAULT_MARGINS,
+    NOT_TESTED,
+    decide,
+    exact_head_note,
+    parse_margins,
+    seeds_needed,
+    verdicts,
+)
 from tests.reports_fixtures import PARAMS, paired_runs, result, write_grid
 
-
-def _verdicts(tmp_path: Path, runs: list[dict], name: str = "g", **spec) -> pd.DataFrame:
-    results = load_results(write_grid(tmp_path, name, runs, **spec))
-    return verdicts(results, stats.effects(results)).set_index("key")
-
-
-def _t_interval(diffs: list[float]) -> tuple[float, float, float]:
-    values = np.asarray(diffs)
-    half = sps.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / math.sqrt(len(values))
-    return values.mean(), values.mean() - half, values.mean() + half
+DELTA = DEFAULT_MARGINS["test_acc"]
+K = 2  # the family of a head-only grid: overfitting and accuracy vs the FC head
+LEVEL = 1 - 0.05 / K
 
 
-def test_supported_when_the_interval_excludes_zero_in_the_claimed_direction(tmp_path: Path) -> None:
+def _verdicts(tmp_path: Path, runs: list[dict], name: str = "g", override=None, **spec) -> pd.DataFrame:
+    return verdicts(load_results(write_grid(tmp_path, name, runs, **spec)), override).set_index("key")
+
+
+def _interval(values: list[float], level: float = LEVEL) -> tuple[float, float, float]:
+    """Mean and two-sided Student-t interval at `level`, by hand."""
+    x = np.asarray(values)
+    half = sps.t.ppf(0.5 + level / 2, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x))
+    return x.mean(), x.mean() - half, x.mean() + half
+
+
+# ---- the rule read from one interval (decide), each branch by hand ---------------------------------------------
+@pytest.mark.parametrize(
+    ("rule", "low", "high", "direction", "expected"),
+    [
+        ("superiority", 0.002, 0.03, +1, ("supported", "")),
+        ("superiority", 0.002, 0.008, +1, ("supported", "smaller than the margin")),
+        ("superiority", -0.03, -0.002, +1, ("contradicted", "")),
+        ("superiority", -0.008, -0.001, +1, ("contradicted", "smaller than the margin")),
+        ("superiority", -0.008, 0.009, +1, ("equivalent", "")),
+        ("superiority", -0.008, 0.012, +1, ("inconclusive", "")),
+        ("superiority", -0.03, -0.002, -1, ("supported", "")),  # "reduces": an interval below zero supports it
+        ("superiority", 0.002, 0.03, -1, ("contradicted", "")),
+        ("non-inferiority", -0.009, 0.03, +1, ("supported", "")),
+        ("non-inferiority", -0.009, 0.009, +1, ("supported", "equivalent")),
+        ("non-inferiority", -0.03, -0.011, +1, ("contradicted", "")),
+        ("non-inferiority", -0.011, 0.005, +1, ("inconclusive", "")),
+        ("non-inferiority", -0.03, -0.01, +1, ("inconclusive", "")),  # ends exactly at −δ: not wholly below
+        ("non-inferiority", -0.01, 0.02, +1, ("inconclusive", "")),  # starts exactly at −δ: not above it
+    ],
+)
+def test_decide_reads_each_rule_from_one_interval(rule, low, high, direction, expected):
+    assert decide(rule, low, high, DELTA, direction) == expected
+
+
+def test_seeds_needed_is_the_first_seed_count_whose_adjusted_interval_resolves():
+    # Superiority, mean 0.03 (three margins) at a seed-level sd of 0.05: it resolves once the interval excludes 0.
+    level = 1 - 0.05 / 7
+    n = seeds_needed("superiority", 0.03, 0.05, DELTA, +1, level)
+    t = lambda k: sps.t.ppf(0.5 + level / 2, k - 1)  # noqa: E731
+    assert t(n) * 0.05 / math.sqrt(n) < 0.03 <= t(n - 1) * 0.05 / math.sqrt(n - 1)
+    # Non-inferiority at mean 0: resolves when the interval's lower end rises above −δ.
+    m = seeds_needed("non-inferiority", 0.0, 0.02, DELTA, +1, level)
+    assert t(m) * 0.02 / math.sqrt(m) < DELTA <= t(m - 1) * 0.02 / math.sqrt(m - 1)
+    assert seeds_needed("superiority", 0.01, 0.0, DELTA, +1, level) is None  # no spread: nothing to say
+
+
+# ---- whole reports --------------------------------------------------------------------------------------------
+def test_non_inferiority_supported_with_the_adjusted_interval_and_family(tmp_path: Path) -> None:
     diffs = {0: 0.02, 1: 0.03, 2: 0.025, 3: 0.021}
     row = _verdicts(tmp_path, paired_runs(0.80, diffs)).loc["gap_accuracy_vs_fc"]
-    mean, low, high = _t_interval(list(diffs.values()))
-    assert low > 0  # the hand-computed interval lies above zero
-    assert row["verdict"] == "supported"
-    assert (row["mean"], row["ci_low"], row["ci_high"]) == pytest.approx((mean, low, high))
-    assert row["n_pairs"] == 4 and pd.isna(row["seeds_needed"])
-    assert row["sentence"].startswith("GAP matches or beats the FC head in test accuracy: supported — ")
+    mean, low, high = _interval(list(diffs.values()))
+    _, plain_low, plain_high = _interval(list(diffs.values()), 0.95)
+    assert low > -DELTA and high > DELTA  # by hand: above −δ, not inside ±δ
+    assert (row["verdict"], row["qualifier"], row["rule"], row["margin"]) == ("supported", "", "non-inferiority", DELTA)
+    assert (row["mean"], row["ci_low_adjusted"], row["ci_high_adjusted"]) == pytest.approx((mean, low, high))
+    assert (row["ci_low"], row["ci_high"]) == pytest.approx((plain_low, plain_high))
+    assert (row["family_size"], row["confidence_adjusted"]) == (K, pytest.approx(LEVEL))
+    assert (row["n_seeds"], row["n_pairs"]) == (4, 4) and pd.isna(row["seeds_needed"])
+    assert row["sentence"].startswith("GAP matches or beats the FC head in test accuracy: supported — "
+                                      "non-inferiority, margin 1 point; test accuracy +2.4 points (97.50% CI")
 
 
-def test_contradicted_when_it_excludes_zero_the_other_way(tmp_path: Path) -> None:
-    # GAP's train-test gap is larger than FC's in every seed: the claim "GAP reduces overfitting" is contradicted.
-    frame = _verdicts(tmp_path, paired_runs(0.80, {0: 0.03, 1: 0.04, 2: 0.035}, metric="gap_acc"))
-    row = frame.loc["gap_overfitting_vs_fc"]
-    mean, low, high = _t_interval([0.03, 0.04, 0.035])
-    assert row["verdict"] == "contradicted"
-    assert (row["mean"], row["ci_low"], row["ci_high"]) == pytest.approx((mean, low, high))
-    # Test accuracies are equal: that claim's mean is zero.
-    assert frame.loc["gap_accuracy_vs_fc", "verdict"] == "inconclusive"
+def test_non_inferiority_equivalent_contradicted_and_inconclusive(tmp_path: Path) -> None:
+    close = {0: 0.001, 1: -0.002, 2: 0.0, 3: 0.002}
+    row = _verdicts(tmp_path / "a", paired_runs(0.80, close)).loc["gap_accuracy_vs_fc"]
+    _, low, high = _interval(list(close.values()))
+    assert -DELTA < low and high < DELTA and (row["verdict"], row["qualifier"]) == ("supported", "equivalent")
+    assert "supported (equivalent)" in row["sentence"]
+    worse = {0: -0.05, 1: -0.04, 2: -0.045, 3: -0.05}
+    assert _interval(list(worse.values()))[2] < -DELTA
+    assert _verdicts(tmp_path / "b", paired_runs(0.80, worse)).loc["gap_accuracy_vs_fc", "verdict"] == "contradicted"
+    spanning = {0: -0.03, 1: 0.01, 2: -0.015, 3: 0.005}
+    row = _verdicts(tmp_path / "c", paired_runs(0.80, spanning)).loc["gap_accuracy_vs_fc"]
+    mean, low, high = _interval(list(spanning.values()))
+    assert low < -DELTA < high and row["verdict"] == "inconclusive"
+    sd = np.std(list(spanning.values()), ddof=1)
+    assert row["seeds_needed"] == seeds_needed("non-inferiority", mean, sd, DELTA, +1, LEVEL)
+    assert f"about {row['seeds_needed']} seeds would resolve it" in row["sentence"]
+    assert "this grid has 4 seeds" in row["sentence"]
 
 
-def test_inconclusive_says_how_many_seeds_would_resolve_the_mean(tmp_path: Path) -> None:
-    # Two seeds × two cccp levels = 4 pairs, 2 per seed, with mean 0.01 and sd 0.02 (x² + y² = 0.0006).
-    x = math.sqrt(0.0003)
-    diffs = {(0, 0): 0.01 + x, (0, 2): 0.01 - x, (1, 0): 0.01 + x, (1, 2): 0.01 - x}
+def test_superiority_on_overfitting_each_outcome(tmp_path: Path) -> None:
+    cases = {
+        "contradicted": ({0: 0.03, 1: 0.04, 2: 0.035}, ""),  # GAP's gap larger: "GAP reduces overfitting" contradicted
+        "supported": ({0: -0.03, 1: -0.04, 2: -0.035}, ""),
+        "equivalent": ({0: 0.001, 1: -0.001, 2: 0.0005, 3: -0.0005}, ""),
+    }
+    for word, (diffs, qualifier) in cases.items():
+        row = _verdicts(tmp_path / word, paired_runs(0.80, diffs, metric="gap_acc")).loc["gap_overfitting_vs_fc"]
+        mean, low, high = _interval(list(diffs.values()))
+        assert (row["verdict"], row["qualifier"], row["rule"]) == (word, qualifier, "superiority"), row["sentence"]
+        assert (row["ci_low_adjusted"], row["ci_high_adjusted"]) == pytest.approx((low, high))
+    tiny = {0: -0.0020, 1: -0.0021, 2: -0.0019, 3: -0.0020}  # significant, but far inside the margin
+    row = _verdicts(tmp_path / "tiny", paired_runs(0.80, tiny, metric="gap_acc")).loc["gap_overfitting_vs_fc"]
+    assert (row["verdict"], row["qualifier"]) == ("supported", "smaller than the margin")
+    assert "supported (smaller than the margin)" in row["sentence"]
+
+
+def test_the_seed_is_the_unit_pairs_are_averaged_within_each_seed(tmp_path: Path) -> None:
+    # Three seeds × two cccp settings: six pairs, but three seed-level values and 2 degrees of freedom.
+    diffs = {(0, 0): 0.030, (0, 2): 0.010, (1, 0): 0.025, (1, 2): 0.025, (2, 0): 0.040, (2, 2): 0.020}
     runs = []
     for (seed, cccp), diff in diffs.items():
         runs += paired_runs(0.80, {seed: diff}, cccp=cccp)
     row = _verdicts(tmp_path, runs).loc["gap_accuracy_vs_fc"]
-    values = list(diffs.values())
-    assert np.mean(values) == pytest.approx(0.01) and np.std(values, ddof=1) == pytest.approx(0.02)
-    # By hand: the interval's half-width t(0.975, n−1)·0.02/√n drops below |mean| = 0.01 first at n = 18:
-    assert sps.t.ppf(0.975, 16) * 0.02 / math.sqrt(17) >= 0.01  # 0.01028...
-    assert sps.t.ppf(0.975, 17) * 0.02 / math.sqrt(18) < 0.01  # 0.00995...
-    assert row["verdict"] == "inconclusive" and row["n_pairs"] == 4
-    assert row["seeds_needed"] == 9  # 18 pairs at 2 pairs per seed
-    assert "about 9 seeds would resolve" in row["sentence"] and "this grid has 2 seeds" in row["sentence"]
+    by_seed = [np.mean([diffs[(s, 0)], diffs[(s, 2)]]) for s in range(3)]
+    mean, low, high = _interval(by_seed, 1 - 0.05 / 3)  # a cccp axis: its claim joins the family
+    assert (row["n_seeds"], row["n_pairs"]) == (3, 6)
+    assert (row["mean"], row["ci_low_adjusted"], row["ci_high_adjusted"]) == pytest.approx((mean, low, high))
+    pairs_as_units = _interval(list(diffs.values()), 1 - 0.05 / 3)  # what 5 degrees of freedom would have claimed
+    assert pairs_as_units[2] - pairs_as_units[1] < high - low
 
 
-def test_a_zero_mean_says_so_instead_of_a_seed_count(tmp_path: Path) -> None:
-    row = _verdicts(tmp_path, paired_runs(0.80, {0: 0.01, 1: -0.01, 2: 0.02, 3: -0.02})).loc["gap_accuracy_vs_fc"]
-    assert row["verdict"] == "inconclusive" and pd.isna(row["seeds_needed"])
-    assert row["note"] == "the observed mean is zero"
+def test_a_seed_without_a_pair_at_every_setting_leaves_the_contrast(tmp_path: Path) -> None:
+    runs = []
+    for seed in range(4):
+        for cccp in (0, 2):
+            runs += paired_runs(0.80, {seed: 0.02 + 0.001 * seed + 0.002 * cccp}, cccp=cccp)
+    failed = next(r for r in runs if r["seed"] == 3 and r["cccp"] == 2 and r["head"] == "fc")
+    failed["status"] = "failed"
+    row = _verdicts(tmp_path, runs).loc["gap_accuracy_vs_fc"]
+    assert (row["n_seeds"], row["n_pairs"], row["seeds_left_out"]) == (3, 6, 1)
+    by_seed = [np.mean([0.02 + 0.001 * s, 0.02 + 0.001 * s + 0.004]) for s in range(3)]
+    assert row["mean"] == pytest.approx(np.mean(by_seed))
+    assert "1 seed without a pair at every setting left out" in row["sentence"]
 
 
-def test_fewer_than_three_pairs_give_no_interval(tmp_path: Path) -> None:
-    # Two pairs far from zero: any interval would have 1 degree of freedom (t = 12.7).
+def test_fewer_than_three_seeds_give_no_interval(tmp_path: Path) -> None:
     row = _verdicts(tmp_path, paired_runs(0.80, {0: 0.05, 1: 0.06})).loc["gap_accuracy_vs_fc"]
-    assert row["verdict"] == "inconclusive" and row["note"] == "n < 3" and row["n_pairs"] == 2
+    assert row["verdict"] == "inconclusive" and "n < 3 seeds: no interval" in row["note"] and row["n_seeds"] == 2
     assert row["mean"] == pytest.approx(0.055)
-    assert pd.isna(row["ci_low"]) and pd.isna(row["ci_high"]) and pd.isna(row["seeds_needed"])
+    assert pd.isna(row["ci_low_adjusted"]) and pd.isna(row["ci_low"]) and pd.isna(row["seeds_needed"])
 
 
-def test_claims_whose_axis_the_grid_lacks_are_not_tested(tmp_path: Path) -> None:
+def test_margins_come_from_the_grid_file_and_a_report_may_override_them(tmp_path: Path) -> None:
+    close = {0: 0.001, 1: -0.002, 2: 0.0, 3: 0.002}
+    default = _verdicts(tmp_path / "a", paired_runs(0.80, close)).loc["gap_accuracy_vs_fc"]
+    assert (default["verdict"], default["qualifier"]) == ("supported", "equivalent")
+    strict = {"test_acc": 0.001}  # a tenth of a point: the same interval no longer rules out a loss that large
+    grid = _verdicts(tmp_path / "b", paired_runs(0.80, close), margins=strict).loc["gap_accuracy_vs_fc"]
+    assert (grid["verdict"], grid["margin"]) == ("inconclusive", 0.001)
+    assert "margin 0.1 points" in grid["sentence"]
+    override = _verdicts(tmp_path / "c", paired_runs(0.80, close), override={"test_acc": 0.001}).loc[
+        "gap_accuracy_vs_fc"]  # fmt: skip
+    assert override["verdict"] == "inconclusive"
+    with pytest.raises(ValueError, match="unknown margin metric 'test_loss'"):
+        parse_margins({"test_loss": 0.1})
+    for bad in (0, 1, -0.01, "big", True):
+        with pytest.raises(ValueError, match="between 0 and 1"):
+            parse_margins({"test_acc": bad})
+
+
+def test_underfit_runs_are_flagged_by_train_accuracy_and_named_with_the_verdict_without_them(tmp_path: Path) -> None:
+    # Five seeds; seed 4's GAP run never fit its training set (train accuracy 30 points below the best seed).
+    runs = paired_runs(0.90, {0: 0.002, 1: -0.001, 2: 0.001, 3: 0.0, 4: -0.30})
+    for run in runs:
+        if run["head"] == "gap" and run["seed"] == 4:
+            run["train_acc"] = run["test_acc"] + 0.01
+            run["gap_acc"] = 0.01
+    results = load_results(write_grid(tmp_path, "u", runs))
+    flagged = results.runs.loc[results.runs["underfit"], "variant_id"].tolist()
+    assert flagged == [r["variant_id"] for r in runs if r["head"] == "gap" and r["seed"] == 4]
+    row = verdicts(results).set_index("key").loc["gap_accuracy_vs_fc"]
+    assert row["verdict"] == "inconclusive" and row["runs_flagged"] == 1
+    without = [0.002, -0.001, 0.001, 0.0]
+    _, low, high = _interval(without)
+    assert -DELTA < low and high < DELTA and row["verdict_without_flagged"] == "supported"
+    assert "rests on 1 under-fitted run" in row["sentence"] and "without their pairs: supported (equivalent)" in row[
+        "sentence"]  # fmt: skip
+    assert "more epochs or a longer schedule" in row["sentence"] and "3 epochs" in row["sentence"]
+
+
+@pytest.mark.parametrize(("below", "flagged"), [(0.30, True), (0.25, True), (UNDERFIT_POINTS, True),
+                                                (0.149, False), (0.05, False), (0.0, False)])  # fmt: skip
+def test_underfit_rule_threshold(tmp_path: Path, below: float, flagged: bool) -> None:
+    # 25+ points below the variant's best seed is always flagged, 5 or fewer never (on any quick-grid run).
+    runs = []
+    for seed, train in enumerate([0.99, 0.98, 0.99 - below]):
+        runs.append(result(min(train, 0.95), train, seed=seed, head="gap"))
+    results = load_results(write_grid(tmp_path, "t", runs))
+    assert results.runs.sort_values("seed")["underfit"].tolist() == [False, False, flagged]
+
+
+def test_split_outcomes_show_median_and_interquartile_mean(tmp_path: Path) -> None:
+    tests = [0.43, 0.79, 0.85, 0.90, 0.97]  # one seed on another branch
+    runs = [result(acc, acc + 0.02, seed=seed, head="gap") for seed, acc in enumerate(tests)]
+    runs += [result(acc, acc + 0.02, seed=seed, head="fc") for seed, acc in enumerate([0.90, 0.91, 0.92, 0.905,
+                                                                                      0.915])]  # fmt: skip
+    results = load_results(write_grid(tmp_path, "s", runs))
+    summary = stats.summarize(results).set_index("label")
+    gap, fc = summary.loc["gap"], summary.loc["fc"]
+    assert bool(gap["split"]) and not bool(fc["split"])
+    assert gap["test_acc_median"] == pytest.approx(0.85)
+    assert gap["test_acc_iqm"] == pytest.approx(sps.trim_mean(tests, 0.25))
+    report = write_report(results.grid_dir)
+    assert "split: median 85.0, IQM" in report.html.read_text()
+    assert "split: median 85.0, IQM" in report.documents["md"].read_text()
+
+
+def test_claims_whose_axis_the_grid_lacks_are_not_tested_and_stay_out_of_the_family(tmp_path: Path) -> None:
     frame = _verdicts(tmp_path, paired_runs(0.80, {0: 0.02, 1: 0.03, 2: 0.025}))
     for key in ("gap_params_vs_alexnet", "gap_overfitting_vs_alexnet", "gap_accuracy_vs_alexnet"):
         assert frame.loc[key, "verdict"] == NOT_TESTED
         assert frame.loc[key, "note"] == "no head alexnet among the NiN runs"
     for key in ("cccp_accuracy", "dropout_overfitting", "dropout_accuracy"):
         assert frame.loc[key, "verdict"] == NOT_TESTED and "the grid has no" in frame.loc[key, "note"]
+        assert pd.isna(frame.loc[key, "family_size"])
     assert frame.loc["gap_localisation_vs_fc", "verdict"] == NOT_TESTED
     assert frame.loc["gap_localisation_vs_fc", "sentence"].endswith("localisation not measured (no canvas).")
+    assert frame["family_size"].dropna().unique().tolist() == [K]
 
 
 def test_params_ratio_both_ways_and_mixed(tmp_path: Path) -> None:
@@ -97,7 +252,7 @@ def test_params_ratio_both_ways_and_mixed(tmp_path: Path) -> None:
     row = frame.loc["gap_params_vs_fc"]
     # The fixture's counts: GAP 1,992,166 vs FC 2,053,386 at cccp 2, both 200,000 fewer at cccp 0.
     ratios = [PARAMS["gap"] / PARAMS["fc"], (PARAMS["gap"] - 200_000) / (PARAMS["fc"] - 200_000)]
-    assert row["verdict"] == "supported" and row["n_pairs"] == 2
+    assert row["verdict"] == "supported" and row["n_pairs"] == 2 and row["rule"] == "exact count"
     assert row["mean"] == pytest.approx(np.mean(ratios)) and pd.isna(row["ci_low"])
     assert "the FC head is larger than GAP at 224 px input" in row["sentence"]
     assert f"{ratios[1]:.2f} (1,792,166 vs 1,853,386 at cccp 0)" in row["sentence"]
@@ -126,11 +281,11 @@ def test_gap_lines_use_the_grids_gap_head_and_report_the_exact_relu_head_apart(t
             run["variant_id"] += f"-s{seed}"
             runs.append(run)
     results = load_results(write_grid(tmp_path, "relu", runs, settings={"gap_relu": False}))
-    frame = verdicts(results, stats.effects(results)).set_index("key")
-    mean, low, _ = _t_interval([0.04, 0.05, 0.06, 0.05])  # the linear GAP rows only
+    frame = verdicts(results).set_index("key")
+    mean, low, _ = _interval([0.04, 0.05, 0.06, 0.05])  # the linear GAP rows only
     row = frame.loc["gap_accuracy_vs_fc"]
     assert row["verdict"] == "supported" and row["n_pairs"] == 4 and row["mean"] == pytest.approx(mean)
-    assert row["ci_low"] == pytest.approx(low)
+    assert row["ci_low_adjusted"] == pytest.approx(low)
     note = exact_head_note(results)
     assert "stalled in 3 of 4 runs" in note and "test accuracy 70.0%" in note and "n < 3" in note
 
@@ -141,19 +296,60 @@ def test_a_measured_localisation_score_is_judged_like_any_metric(tmp_path: Path)
     for run in runs:
         run["loc_pointing"] = hits[run["head"]][run["seed"]]
     row = _verdicts(tmp_path, runs).loc["gap_localisation_vs_fc"]
-    mean, low, high = _t_interval([0.22, 0.19, 0.26])
-    assert row["verdict"] == "supported" and (row["mean"], row["ci_low"]) == pytest.approx((mean, low))
+    mean, low, high = _interval([0.22, 0.19, 0.26], 1 - 0.05 / 3)  # the family grows to three claims
+    assert row["verdict"] == "supported" and row["family_size"] == 3 and row["margin"] == DEFAULT_MARGINS[
+        "loc_pointing"]  # fmt: skip
+    assert (row["mean"], row["ci_low_adjusted"]) == pytest.approx((mean, low))
 
 
-def test_report_writes_verdicts_first_and_to_csv(tmp_path: Path) -> None:
+def test_report_writes_verdicts_first_and_to_csv_md_and_tex(tmp_path: Path) -> None:
     runs = paired_runs(0.80, {0: 0.02, 1: 0.03, 2: 0.025})
     report = write_report(write_grid(tmp_path, "page", runs))
     csv = pd.read_csv(report.tables["verdicts"])
     assert tuple(csv.columns) == CSV_COLUMNS
-    assert csv.loc[csv["claim"] == "GAP matches or beats the FC head in test accuracy", "verdict"].item() == "supported"
+    row = csv.loc[csv["claim"] == "GAP matches or beats the FC head in test accuracy"].iloc[0]
+    assert (row["verdict"], row["rule"], row["margin"]) == ("supported", "non-inferiority", DELTA)
+    assert row["family_size"] == K
+    assert row["ci_low_adjusted"] < row["ci_low"] < row["ci_high"] < row["ci_high_adjusted"]
     page = report.html.read_text()
     assert page.index("<h2>Verdicts</h2>") < page.index("How to read this") < page.index("<h2>Effects</h2>")
     assert "<span class='word supported'>supported</span>" in page
+    assert "the family is the 2 difference claims this grid tests" in page and "97.50% CI (adjusted)" in page
+    assert "unadjusted CI" in page  # the effects section's sentences never read as a second verdict
     assert report.sentences[0].startswith("GAP has fewer parameters than the FC head: supported")
     assert report.verdicts["gap_accuracy_vs_fc"] == "supported"
     assert report.verdicts["dropout_accuracy"] == NOT_TESTED
+    sentence = csv.loc[csv["claim"] == "GAP matches or beats the FC head in test accuracy", "sentence"].item()
+    assert sentence in report.documents["md"].read_text()
+    tex = report.documents["tex"].read_text(encoding="ascii")
+    assert "\\item GAP matches or beats the FC head in test accuracy: supported --- non-inferiority" in tex
+    results_csv = pd.read_csv(report.tables["results"])
+    assert "best_test_acc_picked_on_test" in results_csv.columns and "best_test_acc" not in results_csv.columns
+
+
+def test_margins_are_no_part_of_any_variant_id(tmp_path: Path) -> None:
+    from runners.spec import load_grid
+    from tests.conftest import REPO
+
+    plain = load_grid(REPO / "ablations" / "quick.yaml")
+    text = (REPO / "ablations" / "quick.yaml").read_text()
+    with_margins = tmp_path / "quick.yaml"
+    with_margins.write_text(text + "\nmargins: {test_acc: 0.02, gap_acc: 0.005}\n")
+    assert [v.id for v in load_grid(with_margins).variants] == [v.id for v in plain.variants]
+
+
+def test_report_margin_flag_overrides_and_bad_ones_are_one_line_exit_2(tmp_path: Path) -> None:
+    from tests.conftest import run_cli
+
+    close = {0: 0.001, 1: -0.002, 2: 0.0, 3: 0.002}
+    grid = write_grid(tmp_path, "m", paired_runs(0.80, close))
+    done = run_cli("report", str(grid), "--margin", "test_acc=0.001", "--wandb", "disabled")
+    assert done.returncode == 0, done.stderr
+    row = pd.read_csv(grid / "report" / "verdicts.csv").set_index("claim").loc[
+        "GAP matches or beats the FC head in test accuracy"]  # fmt: skip
+    assert (row["verdict"], row["margin"]) == ("inconclusive", 0.001)
+    for flag, words in (("test_acc", "METRIC=VALUE"), ("test_acc=big", "not a number"),
+                        ("loss=0.1", "unknown margin metric"), ("test_acc=1.5", "between 0 and 1")):  # fmt: skip
+        bad = run_cli("report", str(tmp_path / "m"), "--margin", flag, "--wandb", "disabled")
+        lines = bad.stderr.strip().splitlines()
+        assert bad.returncode == 2 and len(lines) == 1 and words in lines[0], bad.stderr

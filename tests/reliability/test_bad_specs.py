@@ -41,6 +41,10 @@ BAD_SPECS: list[tuple[str, str, tuple[str, ...]]] = [
     ("name-with-slash", "name: ../escape\naxes: {head: [gap]}\n", ("name", "'../escape'")),
     ("name-not-text", "name: 42\naxes: {head: [gap]}\n", ("name", "42")),
     ("description-not-text", HEAD + "description: [a, b]\naxes: {head: [gap]}\n", ("description",)),
+    ("margins-not-mapping", HEAD + "margins: 0.01\naxes: {head: [gap]}\n", ("margins", "mapping")),
+    ("margin-unknown-metric", HEAD + "margins: {test_loss: 0.1}\naxes: {head: [gap]}\n", ("test_loss", "test_acc")),
+    ("margin-zero", HEAD + "margins: {test_acc: 0}\naxes: {head: [gap]}\n", ("margin test_acc", "between 0 and 1")),
+    ("margin-points-not-fraction", HEAD + "margins: {gap_acc: 2}\naxes: {head: [gap]}\n", ("gap_acc", "fraction")),
     ("settings-not-mapping", "name: bad\nsettings: [arch, cifar]\naxes: {head: [gap]}\n", ("settings", "mapping")),
     # settings and axes
     ("unknown-setting", HEAD.replace("epochs: 3", "epochs: 3, lrate: 0.1") + "axes: {head: [gap]}\n", ("lrate",)),
