@@ -30,6 +30,7 @@ from runners.overrides import parse_overrides
 from runners.spec import load_grid, parse_grid
 from tests.conftest import REPO
 from tests.reliability.helpers import QUIET, assert_nothing_written, assert_one_clear_line, without_timing
+from tests.test_train import _StopAfter
 
 # Computed at commit 9462d26, before `validation` existed: a grid without it must keep every id, or each finished
 # run of each existing grid would turn stale. (grid file, its first id, its last id)
@@ -212,24 +213,6 @@ def test_best_val_epoch_is_the_earliest_of_equal_highs() -> None:
     }  # fmt: skip
     assert tuple(outcomes) == layout.VALIDATION_OUTCOME_KEYS
     assert validation_outcomes([], None) == dict.fromkeys(layout.VALIDATION_OUTCOME_KEYS)
-
-
-class _StopAfter:
-    """A tracker that simulates a kill right after epoch `n` was checkpointed."""
-
-    def __init__(self, n: int):
-        self.n, self.seen = n, 0
-
-    def start(self, variant, profile, resumed):
-        pass
-
-    def log_epoch(self, metrics):
-        self.seen += 1
-        if self.seen == self.n:
-            raise KeyboardInterrupt
-
-    def finish(self, result, cam_file=None):
-        pass
 
 
 def test_a_resumed_run_has_the_same_val_metrics_bit_for_bit(tmp_path: Path) -> None:
