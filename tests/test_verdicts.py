@@ -338,18 +338,18 @@ def test_margins_are_no_part_of_any_variant_id(tmp_path: Path) -> None:
     assert [v.id for v in load_grid(with_margins).variants] == [v.id for v in plain.variants]
 
 
-def test_report_margin_flag_overrides_and_bad_ones_are_one_line_exit_2(tmp_path: Path) -> None:
-    from tests.conftest import run_cli
+def test_report_margin_flag_overrides_and_bad_ones_are_one_line_exit_2(tmp_path: Path, capsys) -> None:
+    from runners.cli import main
 
     close = {0: 0.001, 1: -0.002, 2: 0.0, 3: 0.002}
     grid = write_grid(tmp_path, "m", paired_runs(0.80, close))
-    done = run_cli("report", str(grid), "--margin", "test_acc=0.001", "--wandb", "disabled")
-    assert done.returncode == 0, done.stderr
+    assert main(["report", str(grid), "--margin", "test_acc=0.001", "--wandb", "disabled"]) == 0
     row = pd.read_csv(grid / "report" / "verdicts.csv").set_index("claim").loc[
         "GAP matches or beats the FC head in test accuracy"]  # fmt: skip
     assert (row["verdict"], row["margin"]) == ("inconclusive", 0.001)
+    capsys.readouterr()
     for flag, words in (("test_acc", "METRIC=VALUE"), ("test_acc=big", "not a number"),
                         ("loss=0.1", "unknown margin metric"), ("test_acc=1.5", "between 0 and 1")):  # fmt: skip
-        bad = run_cli("report", str(tmp_path / "m"), "--margin", flag, "--wandb", "disabled")
-        lines = bad.stderr.strip().splitlines()
-        assert bad.returncode == 2 and len(lines) == 1 and words in lines[0], bad.stderr
+        assert main(["report", str(grid), "--margin", flag, "--wandb", "disabled"]) == 2
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1 and words in lines[0], lines
