@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 
 test: $(STAMP) browser
 	$(BIN)/ruff check nin runners reports tests bench
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15  # the slowest tests, for keeping make test short
 
 # The report tests screenshot report.html in a real browser (Debian's chromium) and compile ablation.tex with pdflatex,
 # rendering it with pdftoppm: installed where we may (root + apt).
