@@ -150,7 +150,7 @@ def effects(results: Results) -> pd.DataFrame:
         levels = _levels(nin[axis], results.level_order(axis))
         for i, a in enumerate(levels):
             for b in levels[i + 1 :]:
-                for contrast in _contrasts(nin, axis, a, b, [c for c in axes if c != axis]):
+                for contrast in matched_pairs(results, axis, a, b):
                     rows.extend(_effect_rows(contrast, metrics))
     # std_diff is the sd of the seed-level differences (the unit of replication), not of single pairs.
     columns = ["axis", "level_a", "level_b", "subset", "metric", "mean_diff", "std_diff", "n_pairs", "n_seeds",
@@ -261,7 +261,7 @@ def seed_differences(contrast: Contrast, metric: str, leave_out: frozenset[str] 
     kept, left_out, values, n_pairs = [], [], [], 0
     for seed in dict.fromkeys(plain(x) for x in seeds[measured]):  # seeds in the order the pairs list them
         mine = usable & (seeds == seed)
-        if set(settings[mine]) == all_settings and len(set(settings[mine])) == mine.sum():
+        if set(settings[mine]) == all_settings:  # one pair per setting and seed (_pair drops duplicate keys)
             kept.append(seed)
             values.append(float((a[mine] - b[mine]).mean()))
             n_pairs += int(mine.sum())

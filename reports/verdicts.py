@@ -163,10 +163,7 @@ def underfit_text(results: Results) -> str:
     if "underfit" not in runs or not runs["underfit"].any():
         return ""
     chosen = runs["underfit"].astype(bool)
-    names = labels(runs, PAPER_LABELS, ", ")[chosen]
-    where = "; ".join(f"{name}: {n}" for name, n in names.value_counts(sort=False).items())
-    epochs = sorted({int(e) for e in runs.loc[chosen, "epochs"].dropna()})
-    budget = f"{'/'.join(map(str, epochs))} epochs" if epochs else "this budget"
+    where, budget = _by_variant(runs, chosen, labels(runs, PAPER_LABELS, ", "))
     return (
         f"{stats.count(int(chosen.sum()), 'run')} never fit {'its' if chosen.sum() == 1 else 'their'} own training "
         f"set ({where}): eval-mode train accuracy {100 * UNDERFIT_POINTS:.0f} or more points below the best seed of "
@@ -251,16 +248,15 @@ class _Context:
         self._contrasts: dict[tuple, stats.Contrast | None] = {}
         self._paper_labels: pd.Series | None = None
         self.metrics = stats.effect_metrics(results.runs)
-        self._levels = {axis: {stats.level_text(axis, v) for v in _levels(nin, axis)}
-                        for axis in ("head", "cccp", "dropout")}  # fmt: skip
+        self._present: dict[str, set[str]] = {}  # axis → its levels among the NiN runs, as text
         self.underfit = set(results.runs.loc[results.runs["underfit"].astype(bool), "variant_id"]) \
             if "underfit" in results.runs else set()  # fmt: skip
 
     def missing(self, axis: str, a: Any, b: Any) -> str:
         """Why the grid cannot test a contrast of these levels ('' when it can)."""
-        present = self._levels.get(axis)
-        if present is None:
-            present = {stats.level_text(axis, v) for v in _levels(self.nin, axis)}
+        if axis not in self._present:
+            self._present[axis] = {stats.level_text(axis, v) for v in _levels(self.nin, axis)}
+        present = self._present[axis]
         absent = [level for level in (a, b) if level is None or stats.level_text(axis, level) not in present]
         if not absent:
             return ""
@@ -369,16 +365,20 @@ class _Context:
         chosen = runs["variant_id"].isin(flagged)
         if self._paper_labels is None:  # one labelling per report, however many claims rest on flagged runs
             self._paper_labels = labels(runs, PAPER_LABELS, ", ")
-        names = self._paper_labels[chosen]
-        where = "; ".join(f"{name}: {n}" for name, n in names.value_counts(sort=False).items())
-        epochs = sorted({int(e) for e in runs.loc[chosen, "epochs"].dropna()})
-        budget = f"{'/'.join(map(str, epochs))} epochs" if epochs else "this budget"
+        where, budget = _by_variant(runs, chosen, self._paper_labels)
         answer = without["verdict"] + (f" ({without['qualifier']})" if without["qualifier"] else "")
         return (
             f"rests on {stats.count(len(flagged), 'under-fitted run')} ({where}); without their pairs: {answer}, "
             f"{without['text']}. Those seeds never fit their training set at {budget}: more epochs or a longer "
             f"schedule would let them"
         )
+
+
+def _by_variant(runs: pd.DataFrame, chosen: pd.Series, names: pd.Series) -> tuple[str, str]:
+    """The chosen runs counted by variant ('GAP, cccp 2, dropout: 2; ...') and their training budget ('10 epochs')."""
+    where = "; ".join(f"{name}: {n}" for name, n in names[chosen].value_counts(sort=False).items())
+    epochs = sorted({int(e) for e in runs.loc[chosen, "epochs"].dropna()})
+    return where, (f"{'/'.join(map(str, epochs))} epochs" if epochs else "this budget")
 
 
 def _what(metric: str) -> str:
