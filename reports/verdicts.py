@@ -304,9 +304,8 @@ class _Context:
             row.update(n_pairs=0, n_seeds=0)
             return _finish(row, INCONCLUSIVE, f"{stats.FEW}: no matched pairs", rule)
         judged = self._judged(claim, contrast, confidence, margin)
-        row.update({k: v for k, v in judged.items() if k in row})
+        row.update({k: v for k, v in judged.items() if k in row})  # the intervals, counts, qualifier, seeds needed
         verdict, qualifier, needed = judged["verdict"], judged["qualifier"], judged["seeds_needed"]
-        row.update(qualifier=qualifier, seeds_needed=needed)
         number = f"{rule}; {_what(claim.metric)} {judged['text']}"
         notes = []
         if judged["seeds_left_out"]:
