@@ -7,6 +7,7 @@
     OUT/<grid>/runs/<variant_id>/cam.npz       class maps of 8 fixed test images (variants with a canvas)
     OUT/<grid>/tuning.json                     a grid with `tune:`: every candidate's validation scores, the picks
     OUT/<grid>/tuning/runs/<variant_id>/       its tuning runs (the same files as runs/), never read into a report
+    OUT/<grid>/looks.json                      a grid grown by `run --until-resolved`: its design and every look
     OUT/<grid>/report/                         tables, plots, report.html
 
 Training (nin.store, nin.train, nin.results), the runners and the reports all take names, paths, result keys and the
@@ -29,6 +30,7 @@ METRICS_FILE = "metrics.jsonl"
 CHECKPOINT_FILE = "checkpoint.pt"
 CAM_FILE = "cam.npz"
 TUNING_FILE = "tuning.json"
+LOOKS_FILE = "looks.json"  # the sequence of `run --until-resolved` (reports.sequential is its schema)
 TUNING_DIR = "tuning"  # a GridDir of its own: tuning runs resume and go stale exactly as the grid's runs do
 
 
@@ -59,6 +61,10 @@ class GridDir:
     @property
     def tuning_path(self) -> Path:
         return self.root / TUNING_FILE
+
+    @property
+    def looks_path(self) -> Path:
+        return self.root / LOOKS_FILE
 
     def run_dir(self, variant_id: str) -> Path:
         return self.runs / variant_id
@@ -143,6 +149,11 @@ def read_result(path: Path) -> dict[str, Any]:
 def read_tuning(path: Path) -> dict[str, Any]:
     """OUT/<grid>/tuning.json (runners.tuning.record is its schema) as a dict; raises ValueError (or OSError) for a
     file that is not one JSON object. The report reads the picks and every candidate's scores from it."""
+    return _read_object(path)
+
+
+def read_looks(path: Path) -> dict[str, Any]:
+    """OUT/<grid>/looks.json as a dict; raises ValueError (or OSError) for a file that is not one JSON object."""
     return _read_object(path)
 
 

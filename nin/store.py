@@ -19,13 +19,14 @@ from typing import Any
 
 import torch
 
-from nin.layout import CHECKPOINT_FILE, METRICS_FILE, RESULT_FILE
+from nin.layout import CHECKPOINT_FILE, LOOKS_FILE, METRICS_FILE, RESULT_FILE
 
 CHECKPOINT_FORMAT = 1
-# Test hook: "checkpoint:2" SIGKILLs this process at its 2nd checkpoint write (also "result:N", "metrics:N"), after
-# the temp file is complete and before the rename. Unset, as it is outside tests, it costs one environment lookup.
+# Test hook: "checkpoint:2" SIGKILLs this process at its 2nd checkpoint write (also "result:N", "metrics:N" and
+# "looks:N", a sequence's looks.json), after the temp file is complete and before the rename. Unset, as it is outside
+# tests, it costs one environment lookup.
 TEST_KILL_ENV = "NIN_ABLATE_TEST_KILL_AT"
-_TEST_KILL_FILES = {"checkpoint": CHECKPOINT_FILE, "result": RESULT_FILE, "metrics": METRICS_FILE}
+_TEST_KILL_FILES = {"checkpoint": CHECKPOINT_FILE, "result": RESULT_FILE, "metrics": METRICS_FILE, "looks": LOOKS_FILE}
 _test_kill_writes: Counter[str] = Counter()
 
 

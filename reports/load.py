@@ -23,6 +23,7 @@ from nin.layout import (
     SPEC_FILE,
     TEXT_OUTCOME_KEYS,
     GridDir,
+    read_looks,
     read_metrics,
     read_result,
 )
@@ -54,6 +55,7 @@ class Results:
     epochs: pd.DataFrame
     unfinished: list[str] = field(default_factory=list)  # run directories without a result.json yet
     notes: list[str] = field(default_factory=list)  # anything odd that was skipped, shown on the page
+    sequence: dict[str, Any] | None = None  # looks.json of a grid grown by `run --until-resolved`; None otherwise
 
     @property
     def ok(self) -> pd.DataFrame:
@@ -120,7 +122,23 @@ def load_results(grid_dir: str | Path) -> Results:
         run_id for run_id in layout.run_ids() if run_id not in finished and (expected is None or run_id in expected)
     ]
     epochs = _epochs_frame(layout, runs, notes)
-    return Results(grid_dir, name, expected, spec, runs, epochs, unfinished, notes)
+    sequence = _read_sequence(layout, notes)
+    return Results(grid_dir, name, expected, spec, runs, epochs, unfinished, notes, sequence)
+
+
+def _read_sequence(layout: GridDir, notes: list[str]) -> dict[str, Any] | None:
+    """looks.json, when `run --until-resolved` grew this grid and took at least one look; a file that cannot be read
+    is a note, and the verdicts fall back to the fixed rule."""
+    if not layout.looks_path.is_file():
+        return None
+    try:
+        record = read_looks(layout.looks_path)
+        if not isinstance(record.get("design"), dict) or not isinstance(record.get("looks"), list):
+            raise ValueError("no design and looks")
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        notes.append(f"{layout.looks_path}: unreadable ({exc}); the verdicts use the fixed rule")
+        return None
+    return record if record["looks"] else None
 
 
 def _tuning_notes(layout: GridDir) -> list[str]:

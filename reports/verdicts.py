@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,9 +44,10 @@ DEFAULT_MARGINS = {"test_acc": 0.01, "gap_acc": 0.01, "loc_pointing": 0.05}
 MAX_SEEDS_NEEDED = 1000  # beyond this the row says "more than 1000 seeds"
 CSV_COLUMNS = ("claim", "verdict", "rule", "margin", "mean", "ci_low", "ci_high", "confidence_adjusted",
                "ci_low_adjusted", "ci_high_adjusted", "family_size", "n_seeds", "n_pairs", "seeds_left_out",
-               "seeds_needed", "runs_flagged", "verdict_without_flagged", "sentence")  # fmt: skip
+               "seeds_needed", "runs_flagged", "verdict_without_flagged", "resolved_at_seeds", "look",
+               "sentence")  # fmt: skip
 COLUMNS = ("key", *CSV_COLUMNS, "kind", "metric", "direction", "qualifier", "detail", "note", "flagged_text",
-           "without_text")  # fmt: skip
+           "without_text", "sequence")  # fmt: skip
 OTHER_HEADS = {"fc": "FC", "alexnet": "AlexNet"}
 NO_CANVAS = "localisation not measured (no canvas)"
 
@@ -121,20 +123,54 @@ def claims(results: Results) -> list[Claim | str]:
 
 def verdicts(results: Results, margins: dict[str, float] | None = None) -> pd.DataFrame:
     """One row per claim (COLUMNS): the verdict, its rule and margin, the plain 95% and the family-adjusted
-    interval, seeds and pairs, seeds needed, and under-fitted runs it rests on. `margins` overrides the grid's."""
+    interval, seeds and pairs, seeds needed, and under-fitted runs it rests on. `margins` overrides the grid's.
+    A grid grown by `run --until-resolved` (results.sequence) is judged by the sequential rule at its recorded looks
+    (reports.sequential); any other grid by the fixed rule at its seeds."""
+    if results.sequence is not None:
+        from reports import sequential  # it builds on this module
+
+        return sequential.report_verdicts(results, margins)
+    return judge_family(results, margins)
+
+
+def judge_family(results: Results, margins: dict[str, float] | None = None, confidence: float | None = None,
+                 family: int | None = None) -> pd.DataFrame:  # fmt: skip
+    """The fixed rule on these runs: every difference claim at `confidence` (default: Bonferroni over the claims the
+    runs test) as one of a family of `family` claims (default: that many)."""
     nin = results.runs[results.runs["model"] == "nin"]
     context = _Context(results, nin, _main_gap_relu(results, nin), report_margins(results, margins))
     listed = claims(results)
     testable = [c for c in listed if isinstance(c, Claim) and not context.untested(c)]
-    confidence = family_confidence(len(testable))
-    rows = [
-        _params_claim(context, c, OTHER_HEADS[c]) if isinstance(c, str) else context.judge(c, confidence, len(testable))
-        for c in listed
-    ]
+    size = len(testable) if family is None else family
+    level = family_confidence(size) if confidence is None else confidence
+    rows = [_params_claim(context, c, OTHER_HEADS[c]) if isinstance(c, str) else context.judge(c, level, size)
+            for c in listed]  # fmt: skip
     frame = pd.DataFrame(rows, columns=list(COLUMNS))
-    for column in ("seeds_needed", "n_pairs", "n_seeds", "seeds_left_out", "runs_flagged", "family_size"):
+    for column in ("seeds_needed", "n_pairs", "n_seeds", "seeds_left_out", "runs_flagged", "family_size",
+                   "resolved_at_seeds", "look"):  # fmt: skip
         frame[column] = frame[column].astype("Int64")
+    frame["sequence"] = frame["sequence"].astype("object").fillna("")
     return frame
+
+
+def testable_claims(results: Results) -> list[Claim]:
+    """The difference claims these runs can test: the report's family."""
+    nin = results.runs[results.runs["model"] == "nin"]
+    context = _Context(results, nin, _main_gap_relu(results, nin), report_margins(results))
+    return [c for c in claims(results) if isinstance(c, Claim) and not context.untested(c)]
+
+
+def claim_variants(results: Results, keys: Collection[str]) -> set[str]:
+    """The variants (group ids) on both sides of these claims' pairs: where a new seed must go for them to gain it."""
+    nin = results.runs[results.runs["model"] == "nin"]
+    context = _Context(results, nin, _main_gap_relu(results, nin), report_margins(results))
+    out: set[str] = set()
+    for claim in claims(results):
+        if isinstance(claim, Claim) and claim.key in keys and not context.untested(claim):
+            contrast = context.contrast(claim.axis, claim.a, claim.b)
+            if contrast is not None:
+                out |= set(contrast.pairs["group_id_a"]) | set(contrast.pairs["group_id_b"])
+    return out
 
 
 def family_confidence(k: int) -> float:

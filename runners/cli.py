@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from nin.arches import ARCHES
 from nin.errors import InputError
+from reports.sequential import DEFAULT_MAX_SEEDS, DEFAULT_SEEDS_PER_ROUND, MAX_SEEDS
 from runners import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK
 
 
@@ -169,7 +170,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     grid = _load_grid(args)
     from runners.run import run_grid
 
-    return run_grid(_run_options(args, executor=args.executor, ray_address=args.ray_address), grid)
+    options = _run_options(args, executor=args.executor, ray_address=args.ray_address,
+                           until_resolved=args.until_resolved, max_seeds=args.max_seeds,
+                           seeds_per_round=args.seeds_per_round)  # fmt: skip
+    return run_grid(options, grid)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -299,6 +303,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="local: one worker per device; ray: one Ray task per variant")
     p.add_argument("--ray-address", default=None, metavar="HEAD:PORT",
                    help="join the Ray cluster whose head 'ray start --head' started there; default: start one")
+    p.add_argument("--until-resolved", action="store_true",
+                   help="after the grid's seeds, add seeds only to the variants of claims still open, look by look, "
+                        "judged by a sequential rule that keeps the report's 5%% error budget (docs/STATISTICS.md)")
+    p.add_argument("--max-seeds", type=_positive_int, default=None, metavar="N",
+                   help=f"with --until-resolved: stop at N seeds (default {DEFAULT_MAX_SEEDS}, at most {MAX_SEEDS})")
+    p.add_argument("--seeds-per-round", type=_positive_int, default=None, metavar="K",
+                   help=f"with --until-resolved: seeds added per look (default {DEFAULT_SEEDS_PER_ROUND})")
     p.set_defaults(handler=cmd_run)
 
     p = sub.add_parser("train", help="train one variant of a grid into the grid's results directory")

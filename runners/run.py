@@ -17,12 +17,13 @@ from nin import store
 from nin.errors import InputError
 from nin.layout import GridDir, read_result
 from nin.tracking import resolve_mode
-from runners import EXIT_FAILED_RUNS, EXIT_OK, tuning
+from reports import sequential
+from runners import EXIT_FAILED_RUNS, EXIT_OK, tuning, until_resolved
 from runners.executor import run_local, run_ray
 from runners.lock import GridLock
 from runners.overrides import parse_overrides
 from runners.ray_connect import connect_ray
-from runners.spec import DEFAULT_MAX_RUNS, Grid, load_grid
+from runners.spec import DEFAULT_MAX_RUNS, MAX_RUNS, Grid, load_grid
 from runners.worker import RunContext
 
 if TYPE_CHECKING:
@@ -48,6 +49,9 @@ class RunOptions:
     report: bool = True
     cpu_threads: int | None = None
     only: tuple[str, ...] = ()  # variant ids (or unique prefixes) to train; empty = the whole grid
+    until_resolved: bool = False  # then seeds only where a verdict is open (runners.until_resolved)
+    max_seeds: int | None = None  # --max-seeds (default sequential.DEFAULT_MAX_SEEDS)
+    seeds_per_round: int | None = None  # --seeds-per-round (default sequential.DEFAULT_SEEDS_PER_ROUND)
 
 
 def parse_devices(spec: str) -> list[torch.device]:
@@ -101,6 +105,9 @@ def run_grid(options: RunOptions, grid: Grid | None = None) -> int:
             f"use 'nin-ablate run'"
         )
     selected = _select(grid.variants, options.only, options.spec) if options.only else list(grid.variants)
+    sequence = _sequence_options(options)
+    if sequence is not None:
+        until_resolved.check(grid, GridDir(Path(options.out) / grid.name), sequence, options.spec)
 
     if options.executor == "ray" and options.ray_address:
         connect_ray(options.ray_address)  # an unreachable cluster is bad input: one line, nothing written
@@ -129,7 +136,11 @@ def run_grid(options: RunOptions, grid: Grid | None = None) -> int:
             grid = tuning.picked_grid(grid, plans)
             selected = list(grid.variants)
             context = replace(context, tuned=(grid.tune.key,))  # type: ignore[union-attr]
-        store.atomic_write_bytes(grid_dir.spec_path, yaml.safe_dump(grid.resolved(), sort_keys=False).encode())
+        base = grid
+        grid = until_resolved.grown(grid, grid_dir, until_resolved.warn)  # the seeds earlier looks added
+        if not options.only:
+            selected = list(grid.variants)
+        _write_spec(grid_dir, grid)
         ids = {v.id for v in grid.variants}
         stale = grid_dir.stale_runs(ids)
         if stale:
@@ -149,19 +160,54 @@ def run_grid(options: RunOptions, grid: Grid | None = None) -> int:
                 f"grid '{grid.name}': {len(pending)} of {len(selected)} runs to train on "
                 f"{', '.join(map(str, devices))}{note}; results in {grid_dir.root}"
             )
-        results = _train(pending, len(selected), len(finished), context, devices, options, f"grid {grid.name}")
+        _train(pending, len(selected), len(finished), context, devices, options, f"grid {grid.name}")
+        record = None
+        if sequence is not None:
+
+            def train_more(grown: Grid, runs: list[Variant]) -> None:
+                _write_spec(grid_dir, grown)  # spec.yaml lists the added runs before any of them trains
+                done = len(grown.variants) - len(runs)
+                _train(runs, len(grown.variants), done, context, devices, options, f"grid {grid.name}")
+
+            ceiling = MAX_RUNS if options.yes else DEFAULT_MAX_RUNS
+            record = until_resolved.run_sequence(base, grid_dir, sequence, train_more, store.write_json, ceiling)
+            grid = until_resolved.grown(base, grid_dir, until_resolved.warn)
+            selected = list(grid.variants)
+            _write_spec(grid_dir, grid)
         report_path = _write_report(grid_dir, wandb_mode, options) if options.report else None
 
-    counts = Counter(r["status"] for r in results)
-    prior = Counter(_status(grid_dir, v.id) for v in finished)
-    total = counts + prior
+    total = Counter(_status(grid_dir, v.id) for v in selected if grid_dir.is_finished(v.id))
     where = f"; report: {report_path}" if report_path else ""
     print(
         f"grid '{grid.name}': {total['ok']} ok, {total['diverged']} diverged, {total['failed']} failed of "
         f"{len(selected)} runs ({len(finished)} were already done){where}"
     )
+    open_sequence = False
+    if record is not None and record["looks"]:
+        print(until_resolved.final_line(grid.name, record, len(grid.variants)))
+        open_sequence = record["looks"][-1]["decision"] != sequential.STOP
     missing = len(selected) - sum(total.values())
-    return EXIT_FAILED_RUNS if total["failed"] or missing or unpicked else EXIT_OK
+    return EXIT_FAILED_RUNS if total["failed"] or missing or unpicked or open_sequence else EXIT_OK
+
+
+def _write_spec(grid_dir: GridDir, grid: Grid) -> None:
+    store.atomic_write_bytes(grid_dir.spec_path, yaml.safe_dump(grid.resolved(), sort_keys=False).encode())
+
+
+def _sequence_options(options: RunOptions) -> until_resolved.SequenceOptions | None:
+    """--until-resolved's settings, or None without it (then --max-seeds and --seeds-per-round are refused)."""
+    if not options.until_resolved:
+        for flag, value in (("--max-seeds", options.max_seeds), ("--seeds-per-round", options.seeds_per_round)):
+            if value is not None:
+                raise InputError(f"{flag} sets how far --until-resolved may go: add --until-resolved, or drop {flag}")
+        return None
+    if options.only:
+        raise InputError("--until-resolved decides which runs the grid trains: it cannot take --variant")
+    defaults = until_resolved.SequenceOptions()
+    return until_resolved.SequenceOptions(
+        max_seeds=defaults.max_seeds if options.max_seeds is None else options.max_seeds,
+        seeds_per_round=defaults.seeds_per_round if options.seeds_per_round is None else options.seeds_per_round,
+    )
 
 
 def _train(

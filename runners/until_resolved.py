@@ -1,0 +1,223 @@
+"""`nin-ablate run SPEC --until-resolved`: the grid's seeds first, then more seeds only where a verdict is still open.
+
+The rule is reports.sequential's (planned looks, repeated t intervals, one error budget); this module feeds it runs.
+OUT/<grid>/looks.json holds the design (written before the first look) and every look: its seeds, each claim's
+verdict, the open claims and the decision, written before the runs that decision adds are trained. The seeds a look
+adds are part of the grid from then on: every later `run` or `report` of the same grid file reads them from
+looks.json (`grown`), so they are never stale. A rerun after a kill follows the record: it trains what the last look
+added and is unfinished, then takes the next look; no look is decided twice and no run is trained twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from nin.errors import InputError
+from nin.layout import GridDir, read_looks
+from nin.variant import Variant
+from reports import sequential
+from reports import verdicts as rule
+from reports.load import Results, runs_frame
+from runners.spec import Grid
+
+
+@dataclass(frozen=True)
+class SequenceOptions:
+    max_seeds: int = sequential.DEFAULT_MAX_SEEDS
+    seeds_per_round: int = sequential.DEFAULT_SEEDS_PER_ROUND
+
+
+def check(grid: Grid, grid_dir: GridDir, options: SequenceOptions, spec: Path | str) -> None:
+    """Everything wrong with a sequential run, as one line, before anything is written."""
+    seeds = len(grid.seeds)
+    if options.max_seeds < seeds:
+        raise InputError(f"--max-seeds {options.max_seeds} is below the {seeds} seeds {spec} already has: give at "
+                         f"least {seeds} (the sequence starts from the grid's seeds)")  # fmt: skip
+    if options.max_seeds > sequential.MAX_SEEDS:
+        raise InputError(f"--max-seeds {options.max_seeds}: at most {sequential.MAX_SEEDS} (the sequential rule is "
+                         f"proved by simulation up to {sequential.MAX_SEEDS} seeds)")  # fmt: skip
+    if options.seeds_per_round < 1:
+        raise InputError(f"--seeds-per-round {options.seeds_per_round}: give at least 1")
+    family = [c.key for c in rule.testable_claims(planned_results(grid))]
+    if not family:
+        raise InputError(f"{spec}: --until-resolved needs a difference claim this grid can test (two levels of head, "
+                         f"cccp or dropout among its NiN rows), and it tests none: nothing to resolve")  # fmt: skip
+    record = existing(grid_dir)
+    if record is None:
+        return
+    if record.get("base_runs") != base_digest(grid):
+        raise InputError(f"{grid_dir.looks_path} is the sequence of another version of {spec} (its runs differ): "
+                         f"use another --out to start a new sequence, or move that file away")  # fmt: skip
+    design = record["design"]
+    if (design["max_seeds"], design["seeds_per_round"]) != (options.max_seeds, options.seeds_per_round):
+        raise InputError(f"{grid_dir.looks_path} was planned with --max-seeds {design['max_seeds']} --seeds-per-round "
+                         f"{design['seeds_per_round']} before its first look: rerun with those to continue it (a "
+                         f"design changed mid-sequence would void its error budget)")  # fmt: skip
+
+
+def existing(grid_dir: GridDir) -> dict[str, Any] | None:
+    """The grid's looks.json, or None; one line when it is there but unreadable."""
+    path = grid_dir.looks_path
+    if not path.is_file():
+        return None
+    try:
+        record = read_looks(path)
+        if not isinstance(record.get("design"), dict) or not isinstance(record.get("looks"), list):
+            raise ValueError("no design and looks")
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise InputError(f"{path}: unreadable ({exc}): restore it, or move it away to start a new sequence") from None
+    return record
+
+
+def base_digest(grid: Grid) -> str:
+    """What the sequence's runs grow from: the grid's own runs (a tuned grid's arms on its seeds), by id."""
+    ids = "\n".join(sorted(v.id for v in grid.planned()))
+    return hashlib.sha256(ids.encode()).hexdigest()[:16]
+
+
+def grown(grid: Grid, grid_dir: GridDir, warn: Callable[[str], None]) -> Grid:
+    """The grid with every run its looks.json added (none without one). A record of another version of the grid adds
+    nothing: its runs are then stale like any other run of an earlier grid, and `warn` says so."""
+    try:
+        record = existing(grid_dir)
+    except InputError as error:
+        warn(f"nin-ablate: warning: {error}; its added seeds are not part of this run")
+        return grid
+    if record is None or not record["looks"]:
+        return grid
+    if record.get("base_runs") != base_digest(grid):
+        warn(f"nin-ablate: warning: {grid_dir.looks_path} is the sequence of another version of this grid: its added "
+             f"seeds are not part of this run")  # fmt: skip
+        return grid
+    return with_additions(grid, record["looks"])
+
+
+def with_additions(grid: Grid, looks: Sequence[Mapping[str, Any]]) -> Grid:
+    """The grid's variants and, look by look, each added seed for each added variant."""
+    templates: dict[str, Variant] = {}
+    for variant in grid.variants:
+        templates.setdefault(variant.group_id, variant)
+    added = [
+        Variant.model_validate({**templates[group].config(), "seed": seed})
+        for look in looks
+        for seed in look["added_seeds"]
+        for group in look["added_groups"]
+        if group in templates
+    ]
+    return replace(grid, variants=(*grid.variants, *added))
+
+
+def planned_results(grid: Grid) -> Results:
+    """The grid's structure framed as the report frames finished runs (every run ok, outcomes placeholders): which
+    claims it tests and which variants pair, before anything is trained."""
+    key = grid.tune.key if grid.tune is not None else None
+    records = []
+    for variant in grid.variants or grid.planned():
+        record = {**variant.config(), "variant_id": variant.id, "group_id": variant.group_id, "status": "ok",
+                  "test_acc": 0.5, "train_acc": 0.5, "gap_acc": 0.0}  # fmt: skip
+        if variant.canvas:
+            record["loc_pointing"] = 0.5
+        if key is not None:  # as the report reads a tuned run: the picked value is treatment, not a setting
+            record[f"tuned_{key}"] = record.pop(key)
+        records.append(record)
+    return Results(Path("."), grid.name, None, grid.resolved(), runs_frame(records), pd.DataFrame())
+
+
+def new_record(grid: Grid, design: sequential.Design, reserved: Sequence[int]) -> dict[str, Any]:
+    return {
+        "schema": sequential.SCHEMA, "grid": grid.name, "base_runs": base_digest(grid), "base_seeds": list(grid.seeds),
+        "reserved_seeds": list(reserved), "variants": len({v.group_id for v in grid.variants}),
+        "design": design.as_record(), "looks": [],
+    }  # fmt: skip
+
+
+class RunnerHost:
+    """reports.sequential.Host for the runner: `train(grid, pending)` trains variants into the grid directory,
+    `write(path, obj)` writes JSON atomically."""
+
+    def __init__(self, grid: Grid, grid_dir: GridDir, sequence: dict[str, Any], design: sequential.Design,
+                 train: Callable[[Grid, list[Variant]], None], write: Callable[[Path, Any], None]) -> None:  # fmt: skip
+        self.base, self.grid, self.grid_dir, self.sequence, self.design = grid, grid, grid_dir, sequence, design
+        self.train, self.write = train, write
+        self.structure = planned_results(grid)
+
+    def ready(self, seeds: Sequence[int], looks: Sequence[Mapping[str, Any]]) -> bool:
+        self.grid = with_additions(self.base, looks)
+        pending = [v for v in self.grid.variants if not self.grid_dir.is_finished(v.id)]
+        if pending:
+            self.train(self.grid, pending)
+        return all(self.grid_dir.is_finished(v.id) for v in self.grid.variants)
+
+    def judge(self, seeds: Sequence[int], confidence: float, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+        from reports.load import load_results
+
+        results = load_results(self.grid_dir.root)
+        frame = sequential.judge_look(results, seeds, self.design, len(self.sequence["looks"]))
+        return sequential.judged_claims(frame, keys)
+
+    def groups(self, keys: frozenset[str]) -> list[str]:
+        return sorted(rule.claim_variants(self.structure, keys))
+
+    def record(self, look: dict[str, Any]) -> None:
+        self.sequence["looks"].append(look)
+        self.write(self.grid_dir.looks_path, self.sequence)
+        print(look_line(self.design, look), flush=True)
+
+
+def look_line(design: sequential.Design, look: Mapping[str, Any]) -> str:
+    resolved = len(design.family) - len(look["open"])
+    head = (f"look {look['look']} of at most {len(design.schedule)} ({look['n_seeds']} seeds): {resolved} of "
+            f"{len(design.family)} claims resolved")  # fmt: skip
+    if look["decision"] == sequential.ADD:
+        return f"{head}; open: {', '.join(look['open'])}; next: {look['reason'].split(': ', 1)[-1]}"
+    return f"{head}; stop: {look['reason']}"
+
+
+def final_line(grid_name: str, record: Mapping[str, Any], trained: int) -> str:
+    """The sequence in one line: resolved and open claims, runs trained against the fixed design, why it stopped."""
+    design = sequential.Design.from_record(record["design"])
+    last = record["looks"][-1]
+    fixed = record["variants"] * design.max_seeds
+    resolved = len(design.family) - len(last["open"])
+    return (
+        f"grid '{grid_name}': {resolved} of {len(design.family)} claims resolved, {len(last['open'])} still open at "
+        f"{last['n_seeds']} seeds; {trained} runs trained against {fixed} for the fixed design at {design.max_seeds} "
+        f"seeds ({record['variants']} variants × {design.max_seeds}); "
+        + (
+            f"stopped: {last['reason']}"
+            if last["decision"] == sequential.STOP
+            else "the sequence is not over: run the same command to continue it"
+        )  # fmt: skip
+    )
+
+
+def run_sequence(grid: Grid, grid_dir: GridDir, options: SequenceOptions, train: Callable[[Grid, list[Variant]], None],
+                 write: Callable[[Path, Any], None], ceiling: int | None) -> dict[str, Any]:  # fmt: skip
+    """Follow the grid's sequence from its record (a new one planned now) until a look stops it or runs are missing;
+    returns the record."""
+    reserved = tuple(grid.tune.seeds) if grid.tune is not None else ()
+    record = existing(grid_dir)
+    if record is None:
+        family = [c.key for c in rule.testable_claims(planned_results(grid))]
+        design = sequential.plan(family, len(grid.seeds), options.seeds_per_round, options.max_seeds)
+        record = new_record(grid, design, reserved)
+        write(grid_dir.looks_path, record)  # the design is on record before the first look
+    design = sequential.Design.from_record(record["design"])
+    if record["looks"] and record["looks"][-1]["decision"] == sequential.STOP:
+        print(f"grid '{grid.name}': the sequence already stopped at look {record['looks'][-1]['look']}: "
+              f"{record['looks'][-1]['reason']}")  # fmt: skip
+        return record
+    host = RunnerHost(grid, grid_dir, record, design, train, write)
+    sequential.follow(design, record["looks"], grid.seeds, len(grid.variants), host, reserved, ceiling)
+    return record
+
+
+def warn(line: str) -> None:
+    print(line, file=sys.stderr)
