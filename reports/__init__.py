@@ -32,6 +32,7 @@ class Report:
     done: str = ""
     verdicts: dict[str, str] = field(default_factory=dict)  # claim key -> supported | contradicted | ...
     documents: dict[str, Path] = field(default_factory=dict)  # the ablation table: md, tex
+    spent: dict[str, object] = field(default_factory=dict)  # a grid grown by --until-resolved: sequential.spent
 
     def __fspath__(self) -> str:
         return os.fspath(self.html)
@@ -48,7 +49,7 @@ def write_report(grid_dir: str | Path, margins: dict[str, float] | None = None) 
     `margins` ({metric: δ}, from --margin) override the grid's for this report. Raises InputError when grid_dir is
     not a results directory. A partial grid reports what exists.
     """
-    from reports import cam_figure, html, plots, stats, tables, verdicts
+    from reports import cam_figure, html, plots, sequential, stats, tables, verdicts
 
     results = load_results(grid_dir)
     out = GridDir(results.grid_dir).report
@@ -77,7 +78,8 @@ def write_report(grid_dir: str | Path, margins: dict[str, float] | None = None) 
         html.render(results, summary, effects, claims, exact, stats.sentences(effects), plot_paths), encoding="utf-8"
     )
     words = dict(zip(claims["key"], claims["verdict"]))
-    return Report(page, csvs, plot_paths, sentences, results.done_line(), words, documents)
+    spent = sequential.spent(results, claims) if results.sequence is not None else {}
+    return Report(page, csvs, plot_paths, sentences, results.done_line(), words, documents, spent)
 
 
 def ablation_table(grid_dir: str | Path, fmt: str, margins: dict[str, float] | None = None) -> str:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 
-from reports import stats, tables, tuning
+from reports import sequential, stats, tables, tuning
 from reports import verdicts as verdict_rule
 from reports.cam_figure import CAM_PLOT
 from reports.load import STALL_MARGIN, UNDERFIT_POINTS, Results
@@ -75,7 +75,8 @@ def render(
             f"a result.json: {html.escape(', '.join(results.unfinished))}.</p>"
         )
     parts.append("<h2>Verdicts</h2>")
-    parts.append(_verdicts(claims, exact_head, verdict_rule.underfit_text(results)))
+    grown = results if results.sequence is not None else None
+    parts.append(_verdicts(claims, exact_head, verdict_rule.underfit_text(results), grown))
     plots = dict(plots)  # the caller's dict keeps every plot (W&B logs them all)
     parts.append(tuning.section(results.grid_dir, plots.pop(tuning.TUNING_PLOT, None), _figure))
     parts.append("<h2>Class maps</h2>")
@@ -86,7 +87,7 @@ def render(
     stalled = int(results.runs["stalled"].sum())
     parts.append(
         "<h2>How to read this</h2><ul>"
-        f"<li>Verdicts: one error budget per report. {html.escape(verdict_rule.family_text(claims))} "
+        f"<li>Verdicts: one error budget per report. {html.escape(_family(results, claims))} "
         f"A <em>superiority</em> claim (raises, reduces, localises better) is <em>supported</em> when its interval "
         f"lies on the claimed side of zero, <em>contradicted</em> when it lies on the other side, <em>equivalent</em> "
         f"when it contains zero and lies inside ±margin (a supported or contradicted interval inside ±margin says "
@@ -183,7 +184,9 @@ def _class_maps(results: Results, cam: Path | None) -> str:
     return lead + _figure(CAM_PLOT, cam, caption)
 
 
-def _verdicts(claims: pd.DataFrame, exact_head: str | None, underfit: str = "") -> str:
+def _verdicts(claims: pd.DataFrame, exact_head: str | None, underfit: str = "", grown: Results | None = None) -> str:
+    """The verdicts table; `grown`: the results of a grid grown by --until-resolved (a column says where each claim
+    resolved, and a line what the sequence spent)."""
     rows = []
     for row in claims.itertuples():
         word = f"<span class='word {WORD_CLASS.get(row.verdict, 'untested')}'>{html.escape(row.verdict)}</span>"
@@ -202,16 +205,20 @@ def _verdicts(claims: pd.DataFrame, exact_head: str | None, underfit: str = "") 
             details = row.note
             seeds = "–" if pd.isna(row.n_seeds) else f"{row.n_seeds} ({row.n_pairs} pairs)"
         without = row.without_text if isinstance(row.without_text, str) and row.without_text else "–"
+        resolved = f"<td class='text'>{html.escape(row.sequence or '–')}</td>" if grown is not None else ""
         rows.append(
-            f"<tr><td class='text'>{html.escape(row.claim)}</td><td class='word-cell'>{word}</td>"
+            f"<tr><td class='text'>{html.escape(row.claim)}</td><td class='word-cell'>{word}</td>{resolved}"
             f"<td class='text'>{html.escape(rule)}</td><td>{number}</td><td>{html.escape(interval)}</td>"
             f"<td>{html.escape(seeds)}</td><td class='text'>{html.escape(details)}</td>"
             f"<td class='text'>{html.escape(without)}</td></tr>"
         )
     confidence = claims["confidence_adjusted"].dropna()
     level = f"{confidence.iloc[0]:.2%} CI" if len(confidence) else "CI"
+    if grown is not None:  # each claim's interval is at its closing look's nominal level
+        level = "CI at the look"
+    resolved_head = "<th class='text'>Resolved at</th>" if grown is not None else ""
     table = (
-        "<table class='verdicts'><tr><th class='text'>Claim</th><th class='text'>Verdict</th>"
+        f"<table class='verdicts'><tr><th class='text'>Claim</th><th class='text'>Verdict</th>{resolved_head}"
         f"<th class='text'>Rule, margin</th><th>Difference</th><th>{html.escape(level)} (adjusted)</th>"
         "<th>Seeds</th><th class='text'>Details</th><th class='text'>Without under-fitted runs</th></tr>"
         + "".join(rows) + "</table>"
@@ -219,7 +226,11 @@ def _verdicts(claims: pd.DataFrame, exact_head: str | None, underfit: str = "") 
     counts = claims["verdict"].value_counts()
     tally = ", ".join(f"{counts[word]} {word}" for word in (*WORD_CLASS, NOT_TESTED) if word in counts)
     lead = f"<p class='lead'>{html.escape(stats.count(len(claims), 'claim'))} checked: {html.escape(tally)}.</p>"
-    family = f"<p>{html.escape(verdict_rule.family_text(claims))}</p>"
+    if grown is not None:
+        family = (f"<p><strong>{html.escape(sequential.spend_text(grown))}</strong></p>"
+                  f"<p>{html.escape(sequential.family_text(grown.sequence))}</p>")  # fmt: skip
+    else:
+        family = f"<p>{html.escape(verdict_rule.family_text(claims))}</p>"
     if underfit:
         family += f"<p><strong>Under-fitted runs.</strong> {html.escape(underfit)}</p>"
     extra = f"<p>{html.escape(exact_head)}</p>" if exact_head else ""
@@ -230,6 +241,12 @@ def _verdicts(claims: pd.DataFrame, exact_head: str | None, underfit: str = "") 
         "one: <a href='verdicts.csv'>verdicts.csv</a>.</p>"
     )
     return lead + family + table + extra + note
+
+
+def _family(results: Results, claims: pd.DataFrame) -> str:
+    if results.sequence is not None:
+        return sequential.family_text(results.sequence)
+    return verdict_rule.family_text(claims)
 
 
 def _margins_text(margins: dict[str, float]) -> str:

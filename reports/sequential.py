@@ -92,9 +92,9 @@ class Design:
 
 def describe(shape: str) -> str:
     return {
-        POCOCK: "repeated t intervals, Pocock shape (one nominal level at every planned look)",
-        OBRIEN_FLEMING: "repeated t intervals, O'Brien-Fleming shape (wide early, near the fixed level at the end)",
-        BONFERRONI: "t intervals at α/(k × looks) at every look (Bonferroni over claims and looks)",
+        POCOCK: "repeated t intervals of Pocock's shape, one nominal level at every planned look",
+        OBRIEN_FLEMING: "repeated t intervals of O'Brien-Fleming's shape, wide early, near the fixed level at the end",
+        BONFERRONI: "t intervals at α/(k × looks) at every look, Bonferroni over claims and looks",
     }[shape]
 
 
@@ -362,9 +362,10 @@ def family_text(record: Mapping[str, Any]) -> str:
         f"Seeds on demand (run --until-resolved): {len(design.schedule)} looks planned before the first, at "
         f"{_seed_range(design.schedule)} seeds ({design.seeds_per_round} more per look, only to the variants of "
         f"claims still open). One error budget: at each look each of the {k} difference claims is judged on a "
-        f"{' / '.join(levels)} t interval ({describe(design.shape)}): for each claim the chance that any look's "
-        f"interval misses the truth is 0.05/{k}, so the chance that any supported, contradicted or equivalent verdict "
-        f"here is wrong is at most 5%, wherever the sequence stopped. A verdict is frozen at the look that closed it. "
+        f"{' / '.join(levels)} t interval — {describe(design.shape)} — so that for each claim the chance that any "
+        f"look's interval misses the truth is 0.05/{k}, and the chance that any supported, contradicted or "
+        f"equivalent verdict here is wrong is at most 5%, wherever the sequence stopped. A verdict is frozen at the "
+        f"look that closed it. "
         f"{len(looks)} look(s) taken; the seed is the unit: pairs are averaged within each seed, then a t interval "
         f"over seeds."
     )
@@ -387,6 +388,26 @@ def spend_text(results: Results) -> str:
         f"{design.max_seeds} seeds ({variants} variants × {design.max_seeds}); {resolved} of {len(design.family)} "
         f"claims resolved, {len(last['open'])} open. {state}"
     )
+
+
+def spent(results: Results, frame: pd.DataFrame) -> dict[str, Any]:
+    """What the sequence spent, as flat keys for the W&B report run: runs trained and the fixed design's, claims
+    resolved and open, and per claim the seeds it resolved at (or "open at N")."""
+    record = results.sequence
+    assert record is not None
+    design = Design.from_record(record["design"])
+    last = record["looks"][-1]
+    out: dict[str, Any] = {
+        "sequence/runs_trained": len(results.expected) if results.expected is not None else len(results.runs),
+        "sequence/runs_fixed_design": int(results.runs["group_id"].nunique()) * design.max_seeds,
+        "sequence/claims_resolved": len(design.family) - len(last["open"]),
+        "sequence/claims_open": len(last["open"]), "sequence/looks": len(record["looks"]),
+        "sequence/stopped": last["reason"] if last["decision"] == STOP else "",
+    }  # fmt: skip
+    for row in frame[frame["key"].isin(design.family)].itertuples():
+        resolved = row.resolved_at_seeds
+        out[f"resolved_at/{row.key}"] = int(resolved) if pd.notna(resolved) else f"open at {last['n_seeds']} seeds"
+    return out
 
 
 def _seed_range(looks: Sequence[int]) -> str:

@@ -21,10 +21,13 @@ def log_report(
     project: str | None = None,
     entity: str | None = None,
     verdicts: dict[str, str] | None = None,
+    spent: dict[str, object] | None = None,
 ) -> None:
     """Log `tables` (name -> CSV) as wandb.Table under tables/<name> and `plots` (name -> PNG) as wandb.Image
     under plots/<name>, in one run named "<grid>-report", and each claim's verdict word (claim key -> word) as the
-    run's summary key verdict/<key>. Mode "disabled" does nothing and imports nothing."""
+    run's summary key verdict/<key>; for a grid grown by --until-resolved, `spent` (reports.sequential.spent: runs
+    trained against the fixed design, each claim's resolution seed count) too. Mode "disabled" does nothing and
+    imports nothing."""
     target = wandb_target(mode, wandb_dir, grid_name, project, entity)
     if target is None:
         return
@@ -43,6 +46,7 @@ def log_report(
         payload.update({f"plots/{name}": wandb.Image(str(path)) for name, path in plots.items()})
         run.log(payload)
         run.summary.update({f"verdict/{key}": word for key, word in (verdicts or {}).items()})
+        run.summary.update(spent or {})
         run.finish()
     except Exception as error:
         tracking_off(f"W&B report logging off for {grid_name}", error, run, "the report on disk is complete")
@@ -64,5 +68,6 @@ def write_and_log_report(grid_root: Path, wandb_mode: str, project: str | None =
         project=project,
         entity=entity,
         verdicts=report.verdicts,
+        spent=report.spent,
     )
     return report
