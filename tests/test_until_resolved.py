@@ -21,7 +21,7 @@ from nin.variant import Variant
 from reports import sequential
 from runners.cli import main
 from runners.run import RunOptions, run_grid
-from tests.conftest import REPO, run_cli
+from tests.conftest import REPO
 from tests.reliability.helpers import (
     QUIET,
     assert_nothing_written,
@@ -169,7 +169,8 @@ def test_a_grid_with_no_difference_claim_to_test_is_refused(tmp_path, capsys) ->
 # ---- real training: killed mid-look, resumed, equal to an uninterrupted run ------------------------------------------
 DIGITS = ("{arch: cifar, width: 0.125, dataset: digits, image_size: 16, train_size: 300, batch_size: 50, epochs: 2, "
           "optimizer: adamw, lr: 0.005, precision: fp32, gap_relu: false}")  # fmt: skip
-SMALL = "axes: {head: [gap, fc], dropout: [true, false]}\ninclude: [{head: gap, dropout: true, gap_relu: true}]\nseeds: 2\n"
+SMALL = ("axes: {head: [gap, fc], dropout: [true, false]}\ninclude: [{head: gap, dropout: true, gap_relu: true}]\n"
+         "seeds: 2\n")
 # 5 variants × 2 seeds × 2 epochs = 20 checkpoints before look 1, which adds seed 2 to the 4 axis variants (the ReLU
 # row pairs with nothing): killed inside the 22nd, the first added run has its epoch-1 checkpoint and no result.
 # Look 2, at 3 seeds, is the last.
