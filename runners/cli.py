@@ -44,12 +44,14 @@ def _load_grid(args: argparse.Namespace):
 def _listed(grid, out: str) -> list[tuple[object, dict]]:
     """(variant, what the row says) per run: the grid's runs; for a tuned grid its tuning runs (stage 1) and then the
     stage-2 runs, each arm's tuned value "to be tuned" (and no id yet) until stage 1 in OUT/<grid> has picked it."""
-    if grid.tune is None:
-        return [(v, {}) for v in grid.variants]
     from pathlib import Path
 
     from nin.layout import GridDir
-    from runners import tuning
+    from runners import tuning, until_resolved
+
+    if grid.tune is None:  # with the seeds an --until-resolved sequence in OUT added
+        grown = until_resolved.grown(grid, GridDir(Path(out) / grid.name), until_resolved.warn)
+        return [(v, {}) for v in grown.variants]
 
     grid_dir = GridDir(Path(out) / grid.name)
     plans = tuning.plan(grid, grid_dir.tuning)

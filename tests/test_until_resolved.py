@@ -99,6 +99,22 @@ def test_seeds_go_only_to_open_claims_and_the_added_runs_belong_to_the_grid(tmp_
     assert family["resolved_at_seeds"].isna().sum() == 2 and (family["resolved_at_seeds"].dropna() == 3).all()
     assert family["sentence"].str.contains("sequential: ").all()
 
+    # The W&B report run carries what was spent and where each claim resolved.
+    from reports import write_report
+    from reports.wandb_report import log_report
+    from tests.wandb_records import offline_runs
+
+    report = write_report(grid_dir.root)
+    log_report(report.html.parent, "quick", "offline", tmp_path / "wb", report.tables, {}, verdicts=report.verdicts,
+               spent=report.spent)  # fmt: skip
+    (run,) = offline_runs(tmp_path / "wb")
+    assert (run.summary["sequence/runs_trained"], run.summary["sequence/runs_fixed_design"]) == (66, 84)
+    assert run.summary["resolved_at/cccp_2_vs_0_accuracy"] == 3
+    assert run.summary["resolved_at/gap_accuracy_vs_alexnet"] == "open at 6 seeds"
+    # `list` shows the added runs too.
+    assert main(["list", str(QUICK), "--out", str(out), "--set", "seeds=3", "--json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)) == 66
+
     # A plain run of the same grid file: every added run is part of the grid, nothing is stale or trained.
     again = FakeTraining(quick_outcomes)
     assert run_fake(monkeypatch, again, out, overrides=("seeds=3",)) == 0
