@@ -13,6 +13,11 @@ and gap_acc each follow it independently. `bimodal` puts a share of seeds on a s
 such a seed loses BRANCH_DROP of test accuracy (an optimum it never leaves at this budget).
 
     python -m tests.verdict_simulation --reps 2000    # the figures docs/DECISIONS.md quotes
+    python -m tests.verdict_simulation --sequential --reps 2000    # the designs of run --until-resolved, measured
+
+The sequential rule (reports.sequential) is simulated through SimHost: every seed a sequence may reach is drawn up
+front, each claim's seed-level differences are a linear map of the outcomes (the report's own pairing), and each
+sequence runs through reports.sequential.follow, the loop the runner runs.
 """
 
 from __future__ import annotations
@@ -20,14 +25,15 @@ from __future__ import annotations
 import argparse
 import functools
 import math
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from reports import stats
+from reports import sequential, stats
 from reports import verdicts as v
 from reports.load import STALL_MARGIN, Results, runs_frame, underfit
 
@@ -102,33 +108,59 @@ def _structure(seeds: int) -> pd.DataFrame:
     return runs_frame(records)
 
 
-def result_set(scenario: Scenario, rng: np.random.Generator) -> Results:
-    """One grid's results under the scenario, framed as reports.load frames them."""
-    runs = _structure(scenario.seeds).copy()
+AXES = (("head", HEADS), ("cccp", CCCP), ("dropout", DROPOUT))
+
+
+@functools.cache
+def _layout(seeds: int) -> tuple[np.ndarray, dict[tuple[str, Any], np.ndarray], np.ndarray]:
+    """Where the noise model acts on _structure(seeds)'s rows: each run's seed, the NiN runs at each (axis, level),
+    and the runs a second-branch seed drops (NiN GAP at cccp 2)."""
+    runs = _structure(seeds)
     nin = (runs["model"] == "nin").to_numpy()
-    n_seeds = scenario.seeds
-    seed_index = runs["seed"].to_numpy(dtype=int)
-    branch = rng.random(n_seeds) < scenario.bimodal
+    at = {(axis, level): nin & (runs[axis] == level).fillna(False).to_numpy(dtype=bool)
+          for axis, levels in AXES for level in levels}  # fmt: skip
+    return runs["seed"].to_numpy(dtype=int), at, at[("head", "gap")] & at[("cccp", 2)]
+
+
+def draw(scenario: Scenario, rng: np.random.Generator, reps: int = 1) -> dict[str, np.ndarray]:
+    """test_acc and gap_acc of every run of `reps` grids under the scenario, each reps × runs in _structure's row
+    order. One grid (reps 1) takes the very stream result_set always took, so the fixed rule's figures stand."""
+    seed_index, at, second = _layout(scenario.seeds)
+    n_seeds, n_runs = scenario.seeds, len(seed_index)
+    branch = rng.random((reps, n_seeds)) < scenario.bimodal
+    out = {}
     for metric, base in BASE.items():
-        value = np.full(len(runs), base) + rng.normal(0, scenario.seed_sd, n_seeds)[seed_index]
-        value += rng.normal(0, scenario.run_sd, len(runs))
-        for axis, levels in (("head", HEADS), ("cccp", CCCP), ("dropout", DROPOUT)):
-            shifts = rng.normal(0, scenario.level_sd, (n_seeds, len(levels)))
+        value = np.full((reps, n_runs), base) + rng.normal(0, scenario.seed_sd, (reps, n_seeds))[:, seed_index]
+        value += rng.normal(0, scenario.run_sd, (reps, n_runs))
+        for axis, levels in AXES:
+            shifts = rng.normal(0, scenario.level_sd, (reps, n_seeds, len(levels)))
             for j, level in enumerate(levels):
-                at = nin & (runs[axis] == level).fillna(False).to_numpy(dtype=bool)
-                value[at] += shifts[seed_index[at], j]
-                value[at] += sum(s for (ax, lv, m), s in scenario.effects.items()
-                                 if ax == axis and lv == level and m == metric)  # fmt: skip
+                rows = at[(axis, level)]
+                value[:, rows] += shifts[:, seed_index[rows], j]
+                value[:, rows] += sum(s for (ax, lv, m), s in scenario.effects.items()
+                                      if ax == axis and lv == level and m == metric)  # fmt: skip
         if metric == "test_acc":
-            second = nin & branch[seed_index] & (runs["head"] == "gap").fillna(False).to_numpy(dtype=bool) & (
-                runs["cccp"] == 2).fillna(False).to_numpy(dtype=bool)  # fmt: skip
-            value[second] -= BRANCH_DROP
-        runs[metric] = value
+            value[:, second] -= BRANCH_DROP * branch[:, seed_index[second]]
+        out[metric] = value
+    return out
+
+
+def framed(seeds: int, outcomes: dict[str, np.ndarray]) -> Results:
+    """One grid's results with these outcomes (one value per run of _structure(seeds)), framed as reports.load
+    frames them."""
+    runs = _structure(seeds).copy()
+    for metric in BASE:
+        runs[metric] = outcomes[metric]
     runs["train_acc"] = runs["test_acc"] + runs["gap_acc"]
     chance = 1.0 / runs["num_classes"].astype("float64")
     runs["stalled"] = (runs["status"] == "ok") & (runs["test_acc"] <= chance + STALL_MARGIN)
     runs["underfit"] = underfit(runs)
     return Results(None, "sim", None, SPEC, runs, pd.DataFrame(), [], [])  # type: ignore[arg-type]
+
+
+def result_set(scenario: Scenario, rng: np.random.Generator) -> Results:
+    """One grid's results under the scenario, framed as reports.load frames them."""
+    return framed(scenario.seeds, {metric: values[0] for metric, values in draw(scenario, rng).items()})
 
 
 def reports(scenario: Scenario, reps: int, seed: int) -> list[pd.DataFrame]:
@@ -163,7 +195,7 @@ def noncentral_power(effect_sds: float, seeds: int, confidence: float) -> float:
     return float(sps.nct.sf(critical, df, effect_sds * math.sqrt(seeds)))
 
 
-def false_verdict(row: pd.Series, truth: float) -> bool:
+def false_verdict(row: pd.Series | Mapping[str, Any], truth: float) -> bool:
     """Whether a claim's verdict is wrong about the true difference (level a minus level b) `truth`."""
     d, margin = row["direction"] * truth, row["margin"]  # the claimed direction is up
     verdict, qualifier = row["verdict"], row["qualifier"]
@@ -211,10 +243,237 @@ def share(frames: list[pd.DataFrame], key: str, words: tuple[str, ...]) -> float
     return float(np.mean([f.loc[key, "verdict"] in words or f.loc[key, "qualifier"] in words for f in frames]))
 
 
+# ---- the sequential rule (run --until-resolved): a fast host for reports.sequential.follow -----------------------
+GRID_SEEDS = 5  # the quick grid's seeds: the first look of its sequence
+
+
+@functools.cache
+def _pairing(seeds: int) -> dict[str, np.ndarray]:
+    """Each difference claim's seed-level differences as a linear map of one grid's outcomes (weights seeds × runs
+    of _structure(seeds)), from the report's own pairs: stats.matched_pairs, in the subset whose variants
+    verdicts.claim_variants names, each seed's pairs averaged as stats.seed_differences averages them (no run of
+    this noise model stalls, so no pair or seed is left out)."""
+    structure = framed(seeds, {metric: _structure(seeds)[metric].to_numpy() for metric in BASE})
+    ids = pd.Index(structure.runs["variant_id"])
+    out = {}
+    for key in DIFFERENCE_CLAIMS:
+        c = claim(key)
+        groups = v.claim_variants(structure, {key})
+        chosen = [x for x in stats.matched_pairs(structure, c.axis, c.a, c.b)
+                  if set(x.pairs["group_id_a"]) | set(x.pairs["group_id_b"]) == groups]  # fmt: skip
+        assert len(chosen) == 1, (key, [x.subset for x in chosen])
+        pairs = chosen[0].pairs
+        seed = pairs["seed_a"].to_numpy(dtype=int)
+        part = 1.0 / np.bincount(seed, minlength=seeds)[seed]  # each pair's part of its seed's mean
+        weights = np.zeros((seeds, len(ids)))
+        np.add.at(weights, (seed, ids.get_indexer(pairs["variant_id_a"])), part)
+        np.add.at(weights, (seed, ids.get_indexer(pairs["variant_id_b"])), -part)
+        out[key] = weights
+    return out
+
+
+@functools.cache
+def _t_quantile(n: int, confidence: float) -> float:
+    return stats.t_quantile(n, confidence)
+
+
+@functools.cache
+def _claim_groups(key: str) -> frozenset[str]:
+    return frozenset(v.claim_variants(result_set(Scenario(seeds=3), np.random.default_rng(0)), {key}))
+
+
+@functools.cache
+def groups_of(keys: frozenset[str]) -> list[str]:
+    """The variants (group ids) a new seed goes to while these claims are open, as verdicts.claim_variants says."""
+    # claim_variants is the union over the claims of each claim's variants; one call per claim (60 ms each) instead of
+    # one per set of open claims (up to 127 sets) keeps a simulation of thousands of sequences fast. The suite checks
+    # the union against claim_variants on sets of claims.
+    return sorted(frozenset().union(*(_claim_groups(key) for key in keys)))
+
+
+class SimHost:
+    """reports.sequential.Host over one simulated grid whose every seed the design may reach is drawn up front. A look
+    judges each claim as the report does (its seed-level differences at the look's seeds, a Student-t interval at the
+    look's confidence cut at the difference's range, verdicts.decide), from the linear map `_pairing`, without
+    building a report: ~1000 times faster than reports.sequential.judge_look, and equal to it (the suite checks)."""
+
+    def __init__(self, outcomes: dict[str, np.ndarray], differences: dict[str, np.ndarray] | None = None,
+                 margins: dict[str, float] | None = None) -> None:  # fmt: skip
+        self.outcomes = outcomes  # metric → one value per run of _structure(seeds)
+        self.seeds = len(outcomes["test_acc"]) // len(variants())
+        if differences is None:
+            pairing = _pairing(self.seeds)
+            differences = {key: pairing[key] @ outcomes[claim(key).metric] for key in DIFFERENCE_CLAIMS}
+        self.differences = differences  # claim → seed-level difference of each seed 0 .. seeds − 1
+        self.margins = {**v.DEFAULT_MARGINS, **(margins or {})}
+
+    def ready(self, seeds: Sequence[int], looks: Sequence[Mapping[str, Any]]) -> bool:
+        return True  # every run is drawn already
+
+    def judge(self, seeds: Sequence[int], confidence: float, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+        index = np.asarray(seeds, dtype=int)
+        return {key: self._judged(claim(key), self.differences[key][index], confidence) for key in keys}
+
+    def groups(self, keys: frozenset[str]) -> list[str]:
+        return groups_of(keys)
+
+    def record(self, look: dict[str, Any]) -> None:
+        pass  # follow returns the looks
+
+    def _judged(self, c: v.Claim, values: np.ndarray, confidence: float) -> dict[str, Any]:
+        n = len(values)
+        out = {"verdict": v.INCONCLUSIVE, "qualifier": "", "mean": float(values.mean()) if n else None,
+               "ci_low": None, "ci_high": None, "n_seeds": n}  # fmt: skip
+        if n < stats.MIN_INTERVAL_N:
+            return out
+        half = _t_quantile(n, confidence) * float(values.std(ddof=1)) / math.sqrt(n)
+        low_bound, high_bound = stats.metric_range(c.metric, difference=True)  # type: ignore[misc]
+        low, high = max(out["mean"] - half, low_bound), min(out["mean"] + half, high_bound)
+        verdict, qualifier = v.decide(c.rule, low, high, self.margins[c.metric], c.direction)
+        out.update(verdict=verdict, qualifier=qualifier, ci_low=low, ci_high=high)
+        return out
+
+
+def hosts(scenario: Scenario, seeds: int, reps: int, rng: np.random.Generator) -> list[SimHost]:
+    """`reps` simulated grids of `seeds` seeds each under the scenario (its own seed count aside), drawn at once."""
+    outcomes = draw(replace(scenario, seeds=seeds), rng, reps)
+    chance = 1.0 / int(_structure(seeds)["num_classes"].iloc[0])
+    if (outcomes["test_acc"] <= chance + STALL_MARGIN).any():  # a stalled run would leave its pairs out: no linear map
+        raise ValueError("a simulated run stalled: SimHost's linear map does not hold; use reports() for this scenario")
+    pairing = _pairing(seeds)
+    differences = {key: outcomes[claim(key).metric] @ pairing[key].T for key in DIFFERENCE_CLAIMS}  # reps × seeds
+    return [SimHost({m: x[r] for m, x in outcomes.items()}, {k: d[r] for k, d in differences.items()})
+            for r in range(reps)]  # fmt: skip
+
+
+@functools.cache
+def family() -> tuple[str, ...]:
+    """The difference claims the quick structure tests, in the report's order: the family the runner plans over."""
+    return tuple(c.key for c in v.testable_claims(result_set(Scenario(seeds=3), np.random.default_rng(0))))
+
+
+def design(first: int = GRID_SEEDS, max_seeds: int = sequential.DEFAULT_MAX_SEEDS,
+           per_round: int = sequential.DEFAULT_SEEDS_PER_ROUND,
+           shape: str = sequential.SHAPE) -> sequential.Design:  # fmt: skip
+    """The sequence `run --until-resolved` plans for the quick grid (by default: 5 grid seeds, --max-seeds 12)."""
+    return sequential.plan(family(), first, per_round, max_seeds, shape)
+
+
+def follow_all(plan: sequential.Design, grids: list[SimHost]) -> list[list[dict[str, Any]]]:
+    """Each grid's sequence from the plan's first look, by reports.sequential.follow: the loop the runner runs."""
+    first = plan.schedule[0]
+    return [sequential.follow(plan, [], list(range(first)), len(variants()) * first, host) for host in grids]
+
+
+def sequences(scenario: Scenario, plan: sequential.Design, reps: int, seed: int) -> list[list[dict[str, Any]]]:
+    """`reps` sequences under the scenario, from one seeded stream."""
+    return follow_all(plan, hosts(scenario, plan.max_seeds, reps, np.random.default_rng(seed)))
+
+
+def claim_row(key: str, judged: Mapping[str, Any]) -> dict[str, Any]:
+    """A claim's verdict as a look (or SimHost.judge) states it, with what false_verdict reads of the claim."""
+    c = claim(key)
+    return {"rule": c.rule, "direction": c.direction, "margin": v.DEFAULT_MARGINS[c.metric],
+            "verdict": judged["verdict"], "qualifier": judged["qualifier"]}  # fmt: skip
+
+
+def ever_false(looks: list[dict[str, Any]], truth: dict[str, float]) -> bool:
+    """Whether any look of the sequence states a false verdict on any claim (false_verdict)."""
+    return any(false_verdict(claim_row(key, c), truth[key]) for look in looks for key, c in look["claims"].items())
+
+
+def resolved(judged: Mapping[str, Any], key: str, truth: dict[str, float]) -> bool:
+    """Whether a claim's verdict resolves it correctly: anything but inconclusive, and not false."""
+    return judged["verdict"] != v.INCONCLUSIVE and not false_verdict(claim_row(key, judged), truth[key])
+
+
+def stopped_at(looks: list[dict[str, Any]], key: str) -> int:
+    """The seeds at which the sequence stopped judging a claim: the look that closed it, else its last look."""
+    return looks[-1]["claims"][key]["closed_at_seeds"] or looks[-1]["n_seeds"]
+
+
+def runs_trained(plan: sequential.Design, looks: list[dict[str, Any]]) -> int:
+    """The grid's runs and every run the looks added."""
+    return sequential.runs_of(len(variants()) * plan.schedule[0], looks)
+
+
+def claimed_effects(effect_sds: float, base: Scenario | None = None) -> Scenario:
+    """A true difference of `effect_sds` seed-level sds (seed_level_sd) on every difference claim, each in its claimed
+    direction: GAP's overfitting gap lower and test accuracy higher (one shift of the GAP level, so both other heads
+    see it), cccp 2's test accuracy higher, dropout's overfitting gap lower and test accuracy higher."""
+    base = base or Scenario()
+    sd = {axis: seed_level_sd(base, key) for axis, key in (("head", "gap_accuracy_vs_fc"),
+                                                           ("cccp", "cccp_2_vs_0_accuracy"),
+                                                           ("dropout", "dropout_accuracy"))}  # fmt: skip
+    effects = {("head", "gap", "gap_acc"): -effect_sds * sd["head"],
+               ("head", "gap", "test_acc"): effect_sds * sd["head"], ("cccp", 2, "test_acc"): effect_sds * sd["cccp"],
+               ("dropout", True, "gap_acc"): -effect_sds * sd["dropout"],
+               ("dropout", True, "test_acc"): effect_sds * sd["dropout"]}  # fmt: skip
+    return replace(base, effects=effects)
+
+
+SHORT = {"gap_overfitting_vs_fc": "GAP gap vs FC", "gap_overfitting_vs_alexnet": "GAP gap vs AlexNet",
+         "gap_accuracy_vs_fc": "GAP acc vs FC", "gap_accuracy_vs_alexnet": "GAP acc vs AlexNet",
+         "cccp_2_vs_0_accuracy": "cccp 2 vs 0 acc", "dropout_overfitting": "dropout gap",
+         "dropout_accuracy": "dropout acc"}  # fmt: skip
+
+
+def sequential_main(reps: int, first: int = GRID_SEEDS, most: int = sequential.DEFAULT_MAX_SEEDS) -> int:
+    """Markdown tables: each shape's sequence and the fixed design at `most` seeds, on the same simulated grids.
+    Per claim 'resolved / supported / mean seeds at stop': resolved = the share closed (sequence) or not inconclusive
+    (fixed) by a verdict that is not false; supported = the share whose verdict is supported; seeds at stop = the
+    look that closed it, else the last look's."""
+    fixed_level = v.family_confidence(len(family()))
+    fixed_runs = len(variants()) * most
+    print(f"{reps} sequences per row; MC SE of a share ≤ {mc_se(0.5, reps):.3f}; fixed: every variant × {most} seeds, "
+          f"judged once at {fixed_level:.4%} ({fixed_runs} runs)")  # fmt: skip
+    for effect in (0.0, 0.5, 1.0):
+        scenario = claimed_effects(effect)
+        truth = truths(scenario)
+        grids = hosts(scenario, most, reps, np.random.default_rng(6000 + int(10 * effect)))
+        print(f"\ntrue effect {effect:g} seed-level sd on every claim, claimed direction; {first} → {most} seeds, "
+              f"1 per round\n")  # fmt: skip
+        print("| design | mean runs | any false verdict | " + " | ".join(SHORT[k] for k in family()) + " |")
+        print("|---" * (3 + len(family())) + "|")
+        for shape in sequential.SHAPES:
+            plan = design(first, most, 1, shape)
+            looks = follow_all(plan, grids)
+            cells = [f"{np.mean([resolved(s[-1]['claims'][k], k, truth) for s in looks]):.3f} / "
+                     f"{np.mean([s[-1]['claims'][k]['verdict'] == v.SUPPORTED for s in looks]):.3f} / "
+                     f"{np.mean([stopped_at(s, k) for s in looks]):.2f}" for k in family()]  # fmt: skip
+            print(f"| {shape} | {np.mean([runs_trained(plan, s) for s in looks]):.1f} | "
+                  f"{np.mean([ever_false(s, truth) for s in looks]):.3f} | " + " | ".join(cells) + " |")  # fmt: skip
+        judged = [g.judge(range(most), fixed_level, family()) for g in grids]
+        wrong = np.mean([any(false_verdict(claim_row(k, j[k]), truth[k]) for k in family()) for j in judged])
+        cells = [f"{np.mean([resolved(j[k], k, truth) for j in judged]):.3f} / "
+                 f"{np.mean([j[k]['verdict'] == v.SUPPORTED for j in judged]):.3f} / {most}"
+                 for k in family()]  # fmt: skip
+        print(f"| fixed at {most} | {fixed_runs} | {wrong:.3f} | " + " | ".join(cells) + " |")
+    print("\nany false verdict: null from 3 to 20 seeds, and bimodal seeds (share 0.2) from 5 to 12; 1 per round\n")
+    print("| scenario | design | mean runs | any false verdict |\n|---|---|---|---|")
+    for name, scenario, start, end, seed in (("null", Scenario(), 3, 20, 6100),
+                                             ("bimodal 0.2", Scenario(bimodal=0.2), first, most, 6200)):  # fmt: skip
+        grids = hosts(scenario, end, reps, np.random.default_rng(seed))
+        truth = truths(scenario)
+        for shape in sequential.SHAPES:
+            plan = design(start, end, 1, shape)
+            looks = follow_all(plan, grids)
+            print(f"| {name}, {start} → {end} | {shape} | {np.mean([runs_trained(plan, s) for s in looks]):.1f} | "
+                  f"{np.mean([ever_false(s, truth) for s in looks]):.3f} |")  # fmt: skip
+        judged = [g.judge(range(end), v.family_confidence(len(family())), family()) for g in grids]
+        wrong = np.mean([any(false_verdict(claim_row(k, j[k]), truth[k]) for k in family()) for j in judged])
+        print(f"| {name}, {start} → {end} | fixed at {end} | {len(variants()) * end} | {wrong:.3f} |")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.verdict_simulation", description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=1000)
-    reps = parser.parse_args(argv).reps
+    parser.add_argument("--sequential", action="store_true", help="the designs of run --until-resolved instead")
+    args = parser.parse_args(argv)
+    reps = args.reps
+    if args.sequential:
+        return sequential_main(reps)
     k = len(DIFFERENCE_CLAIMS)
     level = v.family_confidence(k)
 
