@@ -35,19 +35,26 @@ def test_one_look_is_the_fixed_rule_and_more_looks_cost_a_stricter_level() -> No
     k = 7
     fixed = v.family_confidence(k)
     assert seq.plan([f"c{i}" for i in range(k)], 5, 1, 5).confidences == (pytest.approx(fixed),)
-    design = seq.plan([f"c{i}" for i in range(k)], 5, 1, 12)
-    assert design.schedule == tuple(range(5, 13))
-    level = design.confidences[0]
-    bonferroni = 1 - 0.05 / k / len(design.schedule)
-    assert fixed < level < bonferroni  # correlated looks: dearer than one look, cheaper than a union bound
+    family = [f"c{i}" for i in range(k)]
+    bonferroni = 1 - 0.05 / k / 8  # every one of the 8 looks at α/(k × 8)
+    pocock = seq.plan(family, 5, 1, 12, seq.POCOCK)
+    assert pocock.schedule == tuple(range(5, 13))
+    assert fixed < pocock.confidences[0] < bonferroni  # correlated looks: dearer than one, cheaper than a union bound
+    design = seq.plan(family, 5, 1, 12)  # the runner's: O'Brien & Fleming's shape
+    assert design.shape == seq.OBRIEN_FLEMING and list(design.confidences) == sorted(design.confidences, reverse=True)
+    assert design.confidences[0] > bonferroni and fixed < design.confidences[-1] < pocock.confidences[-1]
     # Deterministic: the same draws on every machine, so a rerun's design is the recorded one.
     seq.nominal_levels.cache_clear()
-    assert seq.plan([f"c{i}" for i in range(k)], 5, 1, 12).confidences == design.confidences
+    assert seq.plan(family, 5, 1, 12).confidences == design.confidences
 
 
 def test_the_nominal_level_holds_the_error_of_repeated_t_intervals_on_fresh_normal_draws() -> None:
     # Independent of the boundary's own draws: 20,000 sequences of 5..12 values, any look's interval missing the mean.
-    design = seq.plan(["a"], 5, 1, 12)
+    for shape in (seq.POCOCK, seq.OBRIEN_FLEMING):
+        assert_error_held(seq.plan(["a"], 5, 1, 12, shape))
+
+
+def assert_error_held(design: seq.Design) -> None:
     rng = np.random.default_rng(7)
     x = rng.normal(3.0, 2.0, (20_000, 12))
     missed = np.zeros(len(x), dtype=bool)
@@ -146,7 +153,7 @@ def test_the_report_of_a_grown_grid_freezes_each_claim_at_the_look_that_closed_i
     scenario = sim.Scenario(seeds=6, effects={("cccp", 2, "test_acc"): -0.2})
     results = sim.result_set(scenario, np.random.default_rng(3))
     family = [c.key for c in v.testable_claims(results)]
-    design = seq.plan(family, 3, 1, 6)
+    design = seq.plan(family, 3, 1, 6, seq.POCOCK)  # the report follows the recorded design, whatever its shape
     results.sequence = record_for(design, [[0, 1, 2], [0, 1, 2, 3], [0, 1, 2, 3, 4], [0, 1, 2, 3, 4, 5]])
     frame = v.verdicts(results).set_index("key")
     looks = [seq.judge_look(results, s, design, i) for i, s in enumerate(look["seeds"] for look in
