@@ -362,9 +362,9 @@ def family_text(record: Mapping[str, Any]) -> str:
     level = f"{levels[0]:.2%}" if len(set(levels)) == 1 else f"{levels[0]:.2%} (first look) to {levels[-1]:.2%} (last)"
     k = len(design.family)
     return (
-        f"Seeds on demand (run --until-resolved): {len(design.schedule)} looks planned before the first, at "
-        f"{_seed_range(design.schedule)} seeds ({design.seeds_per_round} more per look, only to the variants of "
-        f"claims still open). One error budget: at each look each of the {k} difference claims is judged on a "
+        f"Seeds on demand (run --until-resolved): {len(design.schedule)} looks at {_seed_range(design.schedule)} "
+        f"seeds ({design.seeds_per_round} more per look, only to the variants of claims still open), all planned "
+        f"before the first. One error budget: at each look each of the {k} difference claims is judged on a "
         f"{level} t interval — {describe(design.shape)} — so that for each claim the chance that any "
         f"look's interval misses the truth is 0.05/{k}, and the chance that any supported, contradicted or "
         f"equivalent verdict here is wrong is at most 5%, wherever the sequence stopped. A verdict is frozen at the "

@@ -93,7 +93,7 @@ def test_seeds_go_only_to_open_claims_and_the_added_runs_belong_to_the_grid(tmp_
     # The report applies the sequential rule and says so; verdicts.csv has where each claim resolved.
     page = (grid_dir.report / "report.html").read_text()
     assert "Seeds spent: 66 runs trained against 84 for the fixed design at 6 seeds" in page
-    assert "Seeds on demand (run --until-resolved): 4 looks planned before the first" in page
+    assert "Seeds on demand (run --until-resolved): 4 looks at 3 to 6 seeds (1 more per look" in page
     frame = pd.read_csv(grid_dir.report / "verdicts.csv").set_index("claim")
     family = frame[frame["family_size"].notna()]
     assert family["resolved_at_seeds"].isna().sum() == 2 and (family["resolved_at_seeds"].dropna() == 3).all()
