@@ -56,7 +56,7 @@ def write_report(grid_dir: str | Path, margins: dict[str, float] | None = None) 
     out.mkdir(parents=True, exist_ok=True)
     summary = stats.summarize(results)
     effects = stats.effects(results)
-    claims = verdicts.verdicts(results, margins)
+    claims = sequential.report_verdicts(results, margins)
     names = ("results", "summary", "effects", "verdicts")
     csvs = {name: out / f"{name}.csv" for name in names}
     # best_test_acc picks its epoch on the test set: kept (a result.json contract) but named for what it is.
@@ -85,9 +85,9 @@ def write_report(grid_dir: str | Path, margins: dict[str, float] | None = None) 
 def ablation_table(grid_dir: str | Path, fmt: str, margins: dict[str, float] | None = None) -> str:
     """The ablation table of a results directory and its verdicts as markdown ("md") or LaTeX ("tex"); writes
     nothing."""
-    from reports import stats, tables, verdicts
+    from reports import sequential, stats, tables
 
     results = load_results(grid_dir)
     summary = stats.summarize(results)
     render = {"md": tables.ablation_markdown, "tex": tables.ablation_latex}[fmt]
-    return render(results, summary, verdicts.verdicts(results, margins))
+    return render(results, summary, sequential.report_verdicts(results, margins))

@@ -324,10 +324,12 @@ def judged_claims(frame: pd.DataFrame, keys: Sequence[str]) -> dict[str, dict[st
 
 
 def report_verdicts(results: Results, margins: dict[str, float] | None = None) -> pd.DataFrame:
-    """The verdicts of a grown grid: the sequential rule re-applied at each recorded look, each claim at the look
-    that closed it (or the last look, open), with the seed count it resolved at."""
+    """The report's verdicts. A grid grown by --until-resolved (results.sequence): the sequential rule re-applied at
+    each recorded look, each claim at the look that closed it (or the last look, open), with the seed count it
+    resolved at. Any other grid: the fixed rule (verdicts.verdicts)."""
     record = results.sequence
-    assert record is not None
+    if record is None:
+        return rule.verdicts(results, margins)
     design = Design.from_record(record["design"])
     looks = record["looks"]
     frames = [judge_look(results, look["seeds"], design, i, margins) for i, look in enumerate(looks)]
@@ -368,9 +370,7 @@ def family_text(record: Mapping[str, Any]) -> str:
         f"{level} t interval — {describe(design.shape)} — so that for each claim the chance that any "
         f"look's interval misses the truth is 0.05/{k}, and the chance that any supported, contradicted or "
         f"equivalent verdict here is wrong is at most 5%, wherever the sequence stopped. A verdict is frozen at the "
-        f"look that closed it. "
-        f"{len(looks)} look(s) taken; the seed is the unit: pairs are averaged within each seed, then a t interval "
-        f"over seeds."
+        f"look that closed it; {len(looks)} look(s) taken. {rule.SEED_UNIT}"
     )
 
 

@@ -50,6 +50,7 @@ COLUMNS = ("key", *CSV_COLUMNS, "kind", "metric", "direction", "qualifier", "det
            "without_text", "sequence")  # fmt: skip
 OTHER_HEADS = {"fc": "FC", "alexnet": "AlexNet"}
 NO_CANVAS = "localisation not measured (no canvas)"
+SEED_UNIT = "The seed is the unit: pairs are averaged within each seed, then a t interval over seeds."
 
 
 @dataclass(frozen=True)
@@ -124,12 +125,8 @@ def claims(results: Results) -> list[Claim | str]:
 def verdicts(results: Results, margins: dict[str, float] | None = None) -> pd.DataFrame:
     """One row per claim (COLUMNS): the verdict, its rule and margin, the plain 95% and the family-adjusted
     interval, seeds and pairs, seeds needed, and under-fitted runs it rests on. `margins` overrides the grid's.
-    A grid grown by `run --until-resolved` (results.sequence) is judged by the sequential rule at its recorded looks
-    (reports.sequential); any other grid by the fixed rule at its seeds."""
-    if results.sequence is not None:
-        from reports import sequential  # it builds on this module
-
-        return sequential.report_verdicts(results, margins)
+    The fixed rule, on every seed; the report of a grid grown by `run --until-resolved` reads
+    reports.sequential.report_verdicts, which builds on this."""
     return judge_family(results, margins)
 
 
@@ -188,8 +185,7 @@ def family_text(frame: pd.DataFrame) -> str:
     return (
         f"One error budget for the report: the family is the {stats.count(k, 'difference claim')} this grid tests; "
         f"each is judged on a {confidence:.2%} interval (Bonferroni, 1 − 0.05/{k}), so the chance that any supported, "
-        f"contradicted or equivalent verdict here is wrong is at most 5%. The seed is the unit: pairs are averaged "
-        f"within each seed, then a t interval over seeds."
+        f"contradicted or equivalent verdict here is wrong is at most 5%. {SEED_UNIT}"
     )
 
 

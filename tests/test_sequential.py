@@ -155,7 +155,7 @@ def test_the_report_of_a_grown_grid_freezes_each_claim_at_the_look_that_closed_i
     family = [c.key for c in v.testable_claims(results)]
     design = seq.plan(family, 3, 1, 6, seq.POCOCK)  # the report follows the recorded design, whatever its shape
     results.sequence = record_for(design, [[0, 1, 2], [0, 1, 2, 3], [0, 1, 2, 3, 4], [0, 1, 2, 3, 4, 5]])
-    frame = v.verdicts(results).set_index("key")
+    frame = seq.report_verdicts(results).set_index("key")
     looks = [seq.judge_look(results, s, design, i) for i, s in enumerate(look["seeds"] for look in
                                                                               results.sequence["looks"])]  # fmt: skip
     cccp = "cccp_2_vs_0_accuracy"
@@ -178,7 +178,7 @@ def test_the_report_of_a_grown_grid_freezes_each_claim_at_the_look_that_closed_i
     assert frame.loc["gap_params_vs_fc", "sequence"] == ""
     # A plain grid keeps the fixed rule.
     results.sequence = None
-    fixed = v.verdicts(results).set_index("key")
+    fixed = seq.report_verdicts(results).set_index("key")
     assert fixed.loc[cccp, "n_seeds"] == 6 and fixed["resolved_at_seeds"].isna().all()
     assert fixed.loc[cccp, "confidence_adjusted"] == pytest.approx(v.family_confidence(len(family)))
 
