@@ -121,7 +121,9 @@ def test_two_cpu_workers_give_the_same_results_as_one(tmp_path):
 def test_ray_executor_produces_the_same_result_files_as_local(tmp_path):
     pytest.importorskip("ray", reason="the Ray extra is not installed: pip install 'nin-ablate[ray]'")
     spec = write_grid(tmp_path / "g.yaml", "axes: {head: [gap, fc]}\n")
-    local = run_cli("run", str(spec), "--out", str(tmp_path / "local"), "--cpu-threads", "1", *QUIET)
+    # Grown by --until-resolved on both sides: one seed has no interval, so look 1 adds seed 1 to both heads.
+    grow = ("--until-resolved", "--max-seeds", "2")
+    local = run_cli("run", str(spec), "--out", str(tmp_path / "local"), "--cpu-threads", "1", *grow, *QUIET)
     ray = run_cli(
         "run",
         str(spec),
@@ -133,11 +135,14 @@ def test_ray_executor_produces_the_same_result_files_as_local(tmp_path):
         "cpu,cpu",
         "--cpu-threads",
         "1",
+        *grow,
         *QUIET,
     )
     assert local.returncode == 0 and ray.returncode == 0, ray.stderr[-2000:]
     a, b = results(tmp_path / "local" / "t"), results(tmp_path / "ray" / "t")
-    assert a.keys() == b.keys() and len(a) == 2
+    assert a.keys() == b.keys() and len(a) == 4 and {r["seed"] for r in b.values()} == {0, 1}
+    looks = [(tmp_path / d / "t" / layout.LOOKS_FILE).read_text() for d in ("local", "ray")]
+    assert looks[0] == looks[1]  # the same looks, seeds and decisions
     for variant_id in a:
         assert without_timing(a[variant_id]) == without_timing(b[variant_id])
         metrics = [

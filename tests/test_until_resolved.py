@@ -1,5 +1,6 @@
 """`nin-ablate run --until-resolved` through the real runner: which variants get seeds, looks.json, the added runs
-belonging to the grid, tuning seeds avoided, bad values, and a kill mid-look (tests/reliability style)."""
+belonging to the grid, tuning seeds avoided, bad values, and a kill mid-look (tests/reliability style). With
+`--executor ray`: tests/test_runner.py's executor test grows a grid both ways."""
 
 from __future__ import annotations
 
@@ -208,9 +209,9 @@ def finished_files(grid: Path) -> dict[Path, int]:
     return {p: p.stat().st_mtime_ns for p in grid.glob("runs/*/result.json")}
 
 
-def test_killed_mid_look_and_rerun_gives_the_verdicts_of_an_uninterrupted_ray_run(tmp_path) -> None:
+def test_killed_mid_look_and_rerun_gives_the_verdicts_of_an_uninterrupted_run(tmp_path) -> None:
     spec = write_grid(tmp_path / "g.yaml", SMALL, name="seq", settings=DIGITS)
-    reference = sequence_cli(spec, tmp_path / "ref", "--executor", "ray")
+    reference = sequence_cli(spec, tmp_path / "ref")
     assert reference.returncode == 0, reference.stderr
     ref = tmp_path / "ref" / "seq"
     ref_looks = json.loads((ref / layout.LOOKS_FILE).read_text())
