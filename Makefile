@@ -18,11 +18,12 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 # One pytest worker per core, at most 4 (pytest-xdist): many tests wait on a subprocess's start, a Ray start or a kill,
-# which the other worker fills (2-core Zen 3: 582 tests in 9.2 min, docs/BENCHMARKS.md). Tests share no files.
+# which the other worker fills (2-core Zen 3: 582 tests in 8.8 min, docs/BENCHMARKS.md). Tests share no files;
+# worksteal evens out the few long ones (Ray, kills).
 TEST_WORKERS := $(shell n=$$(nproc 2>/dev/null || echo 1); [ $$n -gt 4 ] && n=4; echo $$n)
 test: $(STAMP) browser
 	$(BIN)/ruff check nin runners reports tests bench
-	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --durations=15  # the slowest tests, for keeping make test short
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist worksteal --durations=15  # the slowest tests: keep it short
 
 # The report tests screenshot report.html in a real browser (Debian's chromium) and compile ablation.tex with pdflatex,
 # rendering it with pdftoppm: installed where we may (root + apt).
