@@ -36,11 +36,11 @@ REWRITTEN = {
     "tests/ pytest bench/ throughput benchmarks docs/ BENCHMARKS.md, DECISIONS.md":
     "tests/ pytest bench/ throughput benchmarks docs/ one file per topic (above)",
     "clone on a 2-core AMD EPYC (fp32, no native bf16), `make test` took 8.5 minutes (install included) and `make "
-    "demo`": "clone on a 2-core AMD EPYC (fp32, no native bf16) on 2026-12-01, `make test` took 14.4 minutes (install "
-    "included) and",
+    "demo`": "clone on a 2-core AMD EPYC (fp32, no native bf16) on 2026-12-01, `make test` took 12.4–13.0 minutes "
+    "(install included)",
     "6.9 minutes after it: 70 runs (14 variants × 5 seeds) on one single-threaded worker per core, then the report":
-    "`make demo` 8.1 minutes after it: 70 runs (14 variants × 5 seeds) on one single-threaded worker per core, then "
-    "the report",
+    "and `make demo` 10.0 minutes after it: 70 runs (14 variants × 5 seeds) on one single-threaded worker per core, "
+    "then the report",
     # The verdict rule of "Verdicts a statistician would sign": seed-level, family-adjusted, rule and margin per claim.
     "numbers as d2l prints them (`running_train_acc`, `running_train_loss`), best_test_acc, train_seconds, "
     "images_per_s,": "best_test_acc (its epoch picked on the test set: never a basis for comparison; results.csv "
