@@ -36,7 +36,7 @@ REWRITTEN = {
     "tests/ pytest bench/ throughput benchmarks docs/ BENCHMARKS.md, DECISIONS.md":
     "tests/ pytest bench/ throughput benchmarks docs/ one file per topic (above)",
     "clone on a 2-core AMD EPYC (fp32, no native bf16), `make test` took 8.5 minutes (install included) and `make "
-    "demo`": "clone on a 2-core AMD EPYC (fp32, no native bf16) on 2026-12-01, `make test` took 12.4–13.0 minutes "
+    "demo`": "clone on a 2-core AMD EPYC (fp32, no native bf16) on 2026-12-01, `make test` took 12.4–14.0 minutes "
     "(install included)",
     "6.9 minutes after it: 70 runs (14 variants × 5 seeds) on one single-threaded worker per core, then the report":
     "and `make demo` 10.0 minutes after it: 70 runs (14 variants × 5 seeds) on one single-threaded worker per core, "
