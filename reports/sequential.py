@@ -266,8 +266,7 @@ def next_look(
                           f"it)")  # fmt: skip
         return look
     look.update(decision=ADD, added_seeds=added, added_groups=groups,
-                reason=f"{len(still_open)} claim(s) open: seed(s) {', '.join(map(str, added))} for {len(groups)} "
-                       f"variants")  # fmt: skip
+                reason=f"seed(s) {', '.join(map(str, added))} for {len(groups)} variants")  # fmt: skip
     return look
 
 
@@ -374,43 +373,76 @@ def family_text(record: Mapping[str, Any]) -> str:
     )
 
 
+@dataclass(frozen=True)
+class Spend:
+    """What a sequence spent against the fixed design at its --max-seeds (every variant × N seeds)."""
+
+    trained: int  # runs the grid has now
+    variants: int  # the grid's variants (record["variants"]): the fixed design trains each on max_seeds seeds
+    max_seeds: int
+    family: int
+    still_open: int
+    last: Mapping[str, Any]  # the last look
+
+    @classmethod
+    def of(cls, record: Mapping[str, Any], trained: int) -> Spend:
+        design = Design.from_record(record["design"])
+        last = record["looks"][-1]
+        return cls(trained, int(record["variants"]), design.max_seeds, len(design.family), len(last["open"]), last)
+
+    @property
+    def fixed(self) -> int:
+        return self.variants * self.max_seeds
+
+    @property
+    def resolved(self) -> int:
+        return self.family - self.still_open
+
+    @property
+    def stopped(self) -> bool:
+        return self.last["decision"] == STOP
+
+    def against_fixed(self) -> str:
+        return (f"{self.trained} runs trained against {self.fixed} for the fixed design at {self.max_seeds} seeds "
+                f"({self.variants} variants × {self.max_seeds})")  # fmt: skip
+
+
 def spend_text(results: Results) -> str:
     """What the sequence spent against the fixed design at its --max-seeds, and why it stopped."""
-    record = results.sequence
-    assert record is not None
-    design = Design.from_record(record["design"])
-    last = record["looks"][-1]
-    variants = int(results.runs["group_id"].nunique())
-    trained = len(results.expected) if results.expected is not None else len(results.runs)
-    resolved = len(design.family) - len(last["open"])
-    state = f"Stopped: {last['reason']}." if last["decision"] == STOP else (
-        f"In progress: look {last['look']} added {last['reason'].split(': ', 1)[-1]}; run the same command with "
-        f"--until-resolved to take the next look.")  # fmt: skip
-    return (
-        f"Seeds spent: {trained} runs trained against {variants * design.max_seeds} for the fixed design at "
-        f"{design.max_seeds} seeds ({variants} variants × {design.max_seeds}); {resolved} of {len(design.family)} "
-        f"claims resolved, {len(last['open'])} open. {state}"
-    )
+    spend = Spend.of(_record(results), _trained(results))
+    last = spend.last
+    state = f"Stopped: {last['reason']}." if spend.stopped else (
+        f"In progress: look {last['look']} added {last['reason']}; run the same command with --until-resolved to "
+        f"take the next look.")  # fmt: skip
+    return (f"Seeds spent: {spend.against_fixed()}; {spend.resolved} of {spend.family} claims resolved, "
+            f"{spend.still_open} open. {state}")  # fmt: skip
 
 
 def spent(results: Results, frame: pd.DataFrame) -> dict[str, Any]:
     """What the sequence spent, as flat keys for the W&B report run: runs trained and the fixed design's, claims
     resolved and open, and per claim the seeds it resolved at (or "open at N")."""
-    record = results.sequence
-    assert record is not None
-    design = Design.from_record(record["design"])
-    last = record["looks"][-1]
+    record = _record(results)
+    spend = Spend.of(record, _trained(results))
     out: dict[str, Any] = {
-        "sequence/runs_trained": len(results.expected) if results.expected is not None else len(results.runs),
-        "sequence/runs_fixed_design": int(results.runs["group_id"].nunique()) * design.max_seeds,
-        "sequence/claims_resolved": len(design.family) - len(last["open"]),
-        "sequence/claims_open": len(last["open"]), "sequence/looks": len(record["looks"]),
-        "sequence/stopped": last["reason"] if last["decision"] == STOP else "",
+        "sequence/runs_trained": spend.trained, "sequence/runs_fixed_design": spend.fixed,
+        "sequence/claims_resolved": spend.resolved, "sequence/claims_open": spend.still_open,
+        "sequence/looks": len(record["looks"]), "sequence/stopped": spend.last["reason"] if spend.stopped else "",
     }  # fmt: skip
-    for row in frame[frame["key"].isin(design.family)].itertuples():
+    family = record["design"]["family"]
+    for row in frame[frame["key"].isin(family)].itertuples():
         resolved = row.resolved_at_seeds
-        out[f"resolved_at/{row.key}"] = int(resolved) if pd.notna(resolved) else f"open at {last['n_seeds']} seeds"
+        out[f"resolved_at/{row.key}"] = (int(resolved) if pd.notna(resolved)
+                                         else f"open at {spend.last['n_seeds']} seeds")  # fmt: skip
     return out
+
+
+def _record(results: Results) -> Mapping[str, Any]:
+    assert results.sequence is not None, "not a grid grown by --until-resolved"
+    return results.sequence
+
+
+def _trained(results: Results) -> int:
+    return len(results.expected) if results.expected is not None else len(results.runs)
 
 
 def _seed_range(looks: Sequence[int]) -> str:

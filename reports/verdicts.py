@@ -134,11 +134,9 @@ def judge_family(results: Results, margins: dict[str, float] | None = None, conf
                  family: int | None = None) -> pd.DataFrame:  # fmt: skip
     """The fixed rule on these runs: every difference claim at `confidence` (default: Bonferroni over the claims the
     runs test) as one of a family of `family` claims (default: that many)."""
-    nin = results.runs[results.runs["model"] == "nin"]
-    context = _Context(results, nin, _main_gap_relu(results, nin), report_margins(results, margins))
+    context = _context(results, margins)
     listed = claims(results)
-    testable = [c for c in listed if isinstance(c, Claim) and not context.untested(c)]
-    size = len(testable) if family is None else family
+    size = len(_testable(context, listed)) if family is None else family
     level = family_confidence(size) if confidence is None else confidence
     rows = [_params_claim(context, c, OTHER_HEADS[c]) if isinstance(c, str) else context.judge(c, level, size)
             for c in listed]  # fmt: skip
@@ -152,18 +150,15 @@ def judge_family(results: Results, margins: dict[str, float] | None = None, conf
 
 def testable_claims(results: Results) -> list[Claim]:
     """The difference claims these runs can test: the report's family."""
-    nin = results.runs[results.runs["model"] == "nin"]
-    context = _Context(results, nin, _main_gap_relu(results, nin), report_margins(results))
-    return [c for c in claims(results) if isinstance(c, Claim) and not context.untested(c)]
+    return _testable(_context(results), claims(results))
 
 
 def claim_variants(results: Results, keys: Collection[str]) -> set[str]:
     """The variants (group ids) on both sides of these claims' pairs: where a new seed must go for them to gain it."""
-    nin = results.runs[results.runs["model"] == "nin"]
-    context = _Context(results, nin, _main_gap_relu(results, nin), report_margins(results))
+    context = _context(results)
     out: set[str] = set()
-    for claim in claims(results):
-        if isinstance(claim, Claim) and claim.key in keys and not context.untested(claim):
+    for claim in _testable(context, claims(results)):
+        if claim.key in keys:
             contrast = context.contrast(claim.axis, claim.a, claim.b)
             if contrast is not None:
                 out |= set(contrast.pairs["group_id_a"]) | set(contrast.pairs["group_id_b"])
@@ -274,6 +269,15 @@ def csv_frame(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 # ---- internals ----------------------------------------------------------------------------------------------------
+def _context(results: Results, margins: dict[str, float] | None = None) -> _Context:
+    nin = results.runs[results.runs["model"] == "nin"]
+    return _Context(results, nin, _main_gap_relu(results, nin), report_margins(results, margins))
+
+
+def _testable(context: _Context, listed: list[Claim | str]) -> list[Claim]:
+    return [c for c in listed if isinstance(c, Claim) and not context.untested(c)]
+
+
 class _Context:
     def __init__(self, results: Results, nin: pd.DataFrame, main_gap_relu: Any, margins: dict[str, float]) -> None:
         self.results, self.nin, self.main_gap_relu, self.margins = results, nin, main_gap_relu, margins

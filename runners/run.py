@@ -171,7 +171,7 @@ def run_grid(options: RunOptions, grid: Grid | None = None) -> int:
 
             ceiling = MAX_RUNS if options.yes else DEFAULT_MAX_RUNS
             record = until_resolved.run_sequence(base, grid_dir, sequence, train_more, store.write_json, ceiling)
-            grid = until_resolved.grown(base, grid_dir, until_resolved.warn)
+            grid = until_resolved.with_additions(base, record["looks"])
             selected = list(grid.variants)
             _write_spec(grid_dir, grid)
         report_path = _write_report(grid_dir, wandb_mode, options) if options.report else None

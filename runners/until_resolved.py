@@ -45,8 +45,7 @@ def check(grid: Grid, grid_dir: GridDir, options: SequenceOptions, spec: Path | 
                          f"proved by simulation up to {sequential.MAX_SEEDS} seeds)")  # fmt: skip
     if options.seeds_per_round < 1:
         raise InputError(f"--seeds-per-round {options.seeds_per_round}: give at least 1")
-    family = [c.key for c in rule.testable_claims(planned_results(grid))]
-    if not family:
+    if not family(grid):
         raise InputError(f"{spec}: --until-resolved needs a difference claim this grid can test (two levels of head, "
                          f"cccp or dropout among its NiN rows), and it tests none: nothing to resolve")  # fmt: skip
     record = existing(grid_dir)
@@ -62,6 +61,11 @@ def check(grid: Grid, grid_dir: GridDir, options: SequenceOptions, spec: Path | 
                          f"design changed mid-sequence would void its error budget)")  # fmt: skip
 
 
+def family(grid: Grid) -> list[str]:
+    """The keys of the difference claims the grid's structure tests: a sequence's family."""
+    return [c.key for c in rule.testable_claims(planned_results(grid))]
+
+
 def existing(grid_dir: GridDir) -> dict[str, Any] | None:
     """The grid's looks.json, or None; one line when it is there but unreadable."""
     path = grid_dir.looks_path
@@ -69,8 +73,6 @@ def existing(grid_dir: GridDir) -> dict[str, Any] | None:
         return None
     try:
         record = read_looks(path)
-        if not isinstance(record.get("design"), dict) or not isinstance(record.get("looks"), list):
-            raise ValueError("no design and looks")
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise InputError(f"{path}: unreadable ({exc}): restore it, or move it away to start a new sequence") from None
     return record
@@ -144,16 +146,16 @@ class RunnerHost:
 
     def __init__(self, grid: Grid, grid_dir: GridDir, sequence: dict[str, Any], design: sequential.Design,
                  train: Callable[[Grid, list[Variant]], None], write: Callable[[Path, Any], None]) -> None:  # fmt: skip
-        self.base, self.grid, self.grid_dir, self.sequence, self.design = grid, grid, grid_dir, sequence, design
+        self.base, self.grid_dir, self.sequence, self.design = grid, grid_dir, sequence, design
         self.train, self.write = train, write
         self.structure = planned_results(grid)
 
     def ready(self, seeds: Sequence[int], looks: Sequence[Mapping[str, Any]]) -> bool:
-        self.grid = with_additions(self.base, looks)
-        pending = [v for v in self.grid.variants if not self.grid_dir.is_finished(v.id)]
+        grid = with_additions(self.base, looks)
+        pending = [v for v in grid.variants if not self.grid_dir.is_finished(v.id)]
         if pending:
-            self.train(self.grid, pending)
-        return all(self.grid_dir.is_finished(v.id) for v in self.grid.variants)
+            self.train(grid, pending)
+        return all(self.grid_dir.is_finished(v.id) for v in grid.variants)
 
     def judge(self, seeds: Sequence[int], confidence: float, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
         from reports.load import load_results
@@ -176,26 +178,17 @@ def look_line(design: sequential.Design, look: Mapping[str, Any]) -> str:
     head = (f"look {look['look']} of at most {len(design.schedule)} ({look['n_seeds']} seeds): {resolved} of "
             f"{len(design.family)} claims resolved")  # fmt: skip
     if look["decision"] == sequential.ADD:
-        return f"{head}; open: {', '.join(look['open'])}; next: {look['reason'].split(': ', 1)[-1]}"
+        return f"{head}; open: {', '.join(look['open'])}; next: {look['reason']}"
     return f"{head}; stop: {look['reason']}"
 
 
 def final_line(grid_name: str, record: Mapping[str, Any], trained: int) -> str:
     """The sequence in one line: resolved and open claims, runs trained against the fixed design, why it stopped."""
-    design = sequential.Design.from_record(record["design"])
-    last = record["looks"][-1]
-    fixed = record["variants"] * design.max_seeds
-    resolved = len(design.family) - len(last["open"])
-    return (
-        f"grid '{grid_name}': {resolved} of {len(design.family)} claims resolved, {len(last['open'])} still open at "
-        f"{last['n_seeds']} seeds; {trained} runs trained against {fixed} for the fixed design at {design.max_seeds} "
-        f"seeds ({record['variants']} variants × {design.max_seeds}); "
-        + (
-            f"stopped: {last['reason']}"
-            if last["decision"] == sequential.STOP
-            else "the sequence is not over: run the same command to continue it"
-        )  # fmt: skip
-    )
+    spend = sequential.Spend.of(record, trained)
+    state = f"stopped: {spend.last['reason']}" if spend.stopped else "the sequence is not over: run the same command " \
+        "to continue it"  # fmt: skip
+    return (f"grid '{grid_name}': {spend.resolved} of {spend.family} claims resolved, {spend.still_open} still open "
+            f"at {spend.last['n_seeds']} seeds; {spend.against_fixed()}; {state}")  # fmt: skip
 
 
 def run_sequence(grid: Grid, grid_dir: GridDir, options: SequenceOptions, train: Callable[[Grid, list[Variant]], None],
@@ -205,8 +198,7 @@ def run_sequence(grid: Grid, grid_dir: GridDir, options: SequenceOptions, train:
     reserved = tuple(grid.tune.seeds) if grid.tune is not None else ()
     record = existing(grid_dir)
     if record is None:
-        family = [c.key for c in rule.testable_claims(planned_results(grid))]
-        design = sequential.plan(family, len(grid.seeds), options.seeds_per_round, options.max_seeds)
+        design = sequential.plan(family(grid), len(grid.seeds), options.seeds_per_round, options.max_seeds)
         record = new_record(grid, design, reserved)
         write(grid_dir.looks_path, record)  # the design is on record before the first look
     design = sequential.Design.from_record(record["design"])
