@@ -22,7 +22,7 @@ $(STAMP): pyproject.toml
 # worksteal evens out the few long ones (Ray, kills).
 TEST_WORKERS := $(shell n=$$(nproc 2>/dev/null || echo 1); [ $$n -gt 4 ] && n=4; echo $$n)
 test: $(STAMP) browser
-	$(BIN)/ruff check nin runners reports tests bench
+	$(BIN)/ruff check nin judge runners reports tests bench
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist worksteal --durations=15  # the slowest tests: keep it short
 
 # The report tests screenshot report.html in a real browser (Debian's chromium) and compile ablation.tex with pdflatex,
@@ -51,7 +51,7 @@ bench: $(STAMP)
 	$(BIN)/nin-ablate bench $(BENCH_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check nin runners reports tests bench
+	$(BIN)/ruff check nin judge runners reports tests bench
 
 clean:
 	rm -rf runs .pytest_cache

@@ -30,7 +30,7 @@ METRICS_FILE = "metrics.jsonl"
 CHECKPOINT_FILE = "checkpoint.pt"
 CAM_FILE = "cam.npz"
 TUNING_FILE = "tuning.json"
-LOOKS_FILE = "looks.json"  # the sequence of `run --until-resolved` (reports.sequential is its schema)
+LOOKS_FILE = "looks.json"  # the sequence of `run --until-resolved` (judge.sequential is its schema)
 TUNING_DIR = "tuning"  # a GridDir of its own: tuning runs resume and go stale exactly as the grid's runs do
 
 

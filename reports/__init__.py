@@ -12,8 +12,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from judge.load import Results, load_results
 from nin.layout import GridDir
-from reports.load import Results, load_results
 
 __all__ = ["Report", "Results", "ablation_table", "load_results", "write_report"]
 
@@ -49,7 +49,8 @@ def write_report(grid_dir: str | Path, margins: dict[str, float] | None = None) 
     `margins` ({metric: δ}, from --margin) override the grid's for this report. Raises InputError when grid_dir is
     not a results directory. A partial grid reports what exists.
     """
-    from reports import cam_figure, html, plots, sequential, stats, tables, verdicts
+    from judge import sequential, stats, verdicts
+    from reports import cam_figure, html, plots, tables
 
     results = load_results(grid_dir)
     out = GridDir(results.grid_dir).report
@@ -85,7 +86,8 @@ def write_report(grid_dir: str | Path, margins: dict[str, float] | None = None) 
 def ablation_table(grid_dir: str | Path, fmt: str, margins: dict[str, float] | None = None) -> str:
     """The ablation table of a results directory and its verdicts as markdown ("md") or LaTeX ("tex"); writes
     nothing."""
-    from reports import sequential, stats, tables
+    from judge import sequential, stats
+    from reports import tables
 
     results = load_results(grid_dir)
     summary = stats.summarize(results)

@@ -22,8 +22,8 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
+from judge.load import Results
 from nin.layout import GridDir
-from reports.load import Results
 
 CAM_PLOT = "cam"  # plots/cam.png, and its key in a Report's plots (the W&B report run logs it as plots/cam)
 CELL_INCHES = 1.55

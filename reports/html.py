@@ -10,12 +10,13 @@ from typing import Any
 
 import pandas as pd
 
-from reports import sequential, stats, tables, tuning
-from reports import verdicts as verdict_rule
+from judge import sequential, stats
+from judge import verdicts as verdict_rule
+from judge.load import STALL_MARGIN, UNDERFIT_POINTS, Results
+from judge.stats import FEW, METHOD, MIN_INTERVAL_N, SUMMARY_METHOD
+from judge.verdicts import CONTRADICTED, EQUIVALENT, INCONCLUSIVE, NO_CANVAS, NOT_TESTED, SUPPORTED
+from reports import tables, tuning
 from reports.cam_figure import CAM_PLOT
-from reports.load import STALL_MARGIN, UNDERFIT_POINTS, Results
-from reports.stats import FEW, METHOD, MIN_INTERVAL_N, SUMMARY_METHOD
-from reports.verdicts import CONTRADICTED, EQUIVALENT, INCONCLUSIVE, NO_CANVAS, NOT_TESTED, SUPPORTED
 
 RUN_COLUMNS = (
     "variant_id", "label", "seed", "status", "stalled", "underfit", "test_acc", "train_acc", "gap_acc", "gap_loss",

@@ -17,9 +17,9 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import EngFormatter, LogLocator, MaxNLocator, NullFormatter
 
-from reports.load import STALL_MARGIN, Results
-from reports.stats import FEW, METRIC_NAMES, MIN_INTERVAL_N, level_text
-from reports.stats import pairs as effect_pairs
+from judge.load import STALL_MARGIN, Results
+from judge.stats import FEW, METRIC_NAMES, MIN_INTERVAL_N, level_text
+from judge.stats import pairs as effect_pairs
 from reports.tuning import TUNING_PLOT, tuning_figure
 
 STALLED_COLOR = "#d62728"

@@ -13,17 +13,9 @@ from typing import Any
 
 import pandas as pd
 
-from reports.load import Results, labels
-from reports.stats import MIN_INTERVAL_N, same_level
+from judge.load import PAPER_LABELS, Results, labels
+from judge.stats import MIN_INTERVAL_N, same_level
 
-PAPER_LABELS: dict[str, Any] = {
-    "model": lambda v: "AlexNet (reference)" if v == "alexnet" else None,
-    "arch": str,
-    "head": lambda v: {"gap": "GAP", "fc": "FC", "alexnet": "AlexNet head"}.get(v, str(v)),
-    "cccp": lambda v: f"cccp {v}",
-    "dropout": lambda v: "dropout" if v else "no dropout",
-    "gap_relu": lambda v: "ReLU before GAP" if v else "",  # the grid's linear GAP is the plain "GAP"
-}
 HEADERS = ("Variant", "Params", "MACs (M)", "Test accuracy (%)", "Overfitting gap (points)")
 CAPTION = (
     "Ablation of NiN's head, cccp 1x1 layers and dropout. Test accuracy and overfitting gap (train minus test "

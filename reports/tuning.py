@@ -19,8 +19,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import NullFormatter
 
+from judge.load import labels
 from nin.layout import GridDir, read_tuning
-from reports.load import labels
 
 TUNING_PLOT = "tuning"  # plots/tuning.png
 TUNING_CAPTION = (
@@ -153,7 +153,7 @@ def _arm(arm: dict[str, Any], label: str) -> TunedArm:
 
 
 def _arm_labels(configs: Sequence[dict[str, Any]], arm_ids: Sequence[str]) -> list[str]:
-    """The report's own labels (reports.load.labels) from the arms' configurations: an arm's configuration is its
+    """The report's own labels (judge.load.labels) from the arms' configurations: an arm's configuration is its
     runs' without seed and lr, so the arm and its runs are named alike on the page."""
     if not configs:
         return []

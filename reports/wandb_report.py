@@ -25,7 +25,7 @@ def log_report(
 ) -> None:
     """Log `tables` (name -> CSV) as wandb.Table under tables/<name> and `plots` (name -> PNG) as wandb.Image
     under plots/<name>, in one run named "<grid>-report", and each claim's verdict word (claim key -> word) as the
-    run's summary key verdict/<key>; for a grid grown by --until-resolved, `spent` (reports.sequential.spent: runs
+    run's summary key verdict/<key>; for a grid grown by --until-resolved, `spent` (judge.sequential.spent: runs
     trained against the fixed design, each claim's resolution seed count) too. Mode "disabled" does nothing and
     imports nothing."""
     target = wandb_target(mode, wandb_dir, grid_name, project, entity)

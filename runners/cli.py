@@ -11,9 +11,9 @@ import os
 import sys
 from collections.abc import Sequence
 
+from judge.sequential import DEFAULT_MAX_SEEDS, DEFAULT_SEEDS_PER_ROUND, MAX_SEEDS
 from nin.arches import ARCHES
 from nin.errors import InputError
-from reports.sequential import DEFAULT_MAX_SEEDS, DEFAULT_SEEDS_PER_ROUND, MAX_SEEDS
 from runners import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK
 
 
@@ -205,7 +205,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def _margins(flags: list[str]) -> dict[str, float]:
     """--margin METRIC=VALUE flags → {metric: δ}, validated like the grid file's margins:."""
-    from reports.verdicts import DEFAULT_MARGINS, parse_margins
+    from judge.verdicts import DEFAULT_MARGINS, parse_margins
 
     values: dict[str, object] = {}
     for flag in flags:

@@ -13,11 +13,11 @@ import torch
 import yaml
 from tqdm.auto import tqdm
 
+from judge import sequential
 from nin import store
 from nin.errors import InputError
 from nin.layout import GridDir, read_result
 from nin.tracking import resolve_mode
-from reports import sequential
 from runners import EXIT_FAILED_RUNS, EXIT_OK, tuning, until_resolved
 from runners.executor import run_local, run_ray
 from runners.lock import GridLock
@@ -75,8 +75,52 @@ def parse_devices(spec: str) -> list[torch.device]:
 
 
 def run_grid(options: RunOptions, grid: Grid | None = None) -> int:
-    """`grid`: `options.spec` already loaded with `options`' overrides (the CLI loads it before torch is imported)."""
-    # Everything that can be wrong with the input is checked before the first byte is written.
+    """check → tune → train → grow → report. `grid`: `options.spec` already loaded with `options`' overrides (the
+    CLI loads it before torch is imported)."""
+    run = _check(options, grid)  # everything that can be wrong with the input, before the first byte is written
+    with GridLock(run.grid_dir):
+        store.remove_temp_files(run.grid_dir.root)  # a runner killed while writing spec.yaml left its temp file
+        context = _context(run)
+        plans: list[tuning.ArmPlan] = []
+        base = run.grid
+        if base.tune is not None:
+            tuned = _tune_stage(run, context)
+            if tuned is None:
+                return EXIT_FAILED_RUNS
+            base, context, plans = tuned
+        trained = _train_stage(run, base, context)
+        record = _grow_stage(run, base, context) if run.sequence is not None else None
+        if record is not None:
+            trained = replace(trained, grid=until_resolved.with_additions(base, record["looks"]))
+            trained = replace(trained, selected=list(trained.grid.variants))
+            _write_spec(run.grid_dir, trained.grid)
+        report_path = _write_report(run.grid_dir, run.wandb_mode, options) if options.report else None
+    return _close(run, trained, record, [p for p in plans if p.pick is None], report_path)
+
+
+@dataclass(frozen=True)
+class _Checked:
+    """A run's input, checked: the grid, where it goes, on what, and the sequence's settings (None without one)."""
+
+    options: RunOptions
+    grid: Grid
+    grid_dir: GridDir
+    devices: list[torch.device]
+    wandb_mode: str
+    sequence: until_resolved.SequenceOptions | None
+
+
+@dataclass(frozen=True)
+class _Trained:
+    """The train stage's runs: the grid as it stands, the runs selected (all, or --variant's) and how many of them
+    were finished before this command."""
+
+    grid: Grid
+    selected: list[Variant]
+    finished_before: int
+
+
+def _check(options: RunOptions, grid: Grid | None) -> _Checked:
     if grid is None:
         overrides = parse_overrides(options.overrides, epochs=options.epochs)
         grid = load_grid(options.spec, max_runs=None if options.yes else DEFAULT_MAX_RUNS, overrides=overrides)
@@ -85,102 +129,122 @@ def run_grid(options: RunOptions, grid: Grid | None = None) -> int:
     if options.executor not in ("local", "ray"):
         raise InputError(f"--executor must be local or ray, got {options.executor!r}")
     if not options.download:
-        from nin.data import load_dataset, with_validation
-
-        # Decoded, not just found: a file in the wrong shape is one line here, not a failure per variant. The loader
-        # caches per process, so the in-process executor reuses this copy. A validation fraction that leaves a class
-        # empty on either side of the split is bad input too, and is known once the labels are.
-        planned = grid.planned()
-        for dataset in sorted({v.dataset for v in planned}):
-            data = load_dataset(dataset, options.data_dir)
-            for fraction in sorted({v.validation for v in planned if v.dataset == dataset} - {None}):
-                try:
-                    with_validation(data, fraction)
-                except InputError as exc:
-                    raise InputError(f"{options.spec}: validation: {exc}") from None
-
+        _check_data(grid, options)
     if grid.tune is not None and options.only:
         raise InputError(
             f"{options.spec}: --variant is not available for a grid with tune: (which runs it has follows the picks): "
             f"use 'nin-ablate run'"
         )
-    selected = _select(grid.variants, options.only, options.spec) if options.only else list(grid.variants)
+    if options.only:
+        _select(grid.variants, options.only, options.spec)  # an unknown id is one line now, not after tuning
     sequence = _sequence_options(options)
+    grid_dir = GridDir(Path(options.out) / grid.name)
     if sequence is not None:
-        until_resolved.check(grid, GridDir(Path(options.out) / grid.name), sequence, options.spec)
-
+        until_resolved.check(grid, grid_dir, sequence, options.spec)
     if options.executor == "ray" and options.ray_address:
         connect_ray(options.ray_address)  # an unreachable cluster is bad input: one line, nothing written
-    grid_dir = GridDir(Path(options.out) / grid.name)
-    with GridLock(grid_dir):
-        store.remove_temp_files(grid_dir.root)  # a runner killed while writing spec.yaml left its temp file
-        context = RunContext(
-            grid_dir=grid_dir.root,
-            grid_name=grid.name,
-            data_dir=options.data_dir,
-            download=options.download,
-            wandb_mode=wandb_mode,
-            wandb_project=options.wandb_project,
-            wandb_entity=options.wandb_entity,
-            progress=options.progress,
-            cpu_threads=options.cpu_threads,
+    return _Checked(options, grid, grid_dir, devices, wandb_mode, sequence)
+
+
+def _check_data(grid: Grid, options: RunOptions) -> None:
+    """Decoded, not just found: a file in the wrong shape is one line here, not a failure per variant. The loader
+    caches per process, so the in-process executor reuses this copy. A validation fraction that leaves a class empty
+    on either side of the split is bad input too, and is known once the labels are."""
+    from nin.data import load_dataset, with_validation
+
+    planned = grid.planned()
+    for dataset in sorted({v.dataset for v in planned}):
+        data = load_dataset(dataset, options.data_dir)
+        for fraction in sorted({v.validation for v in planned if v.dataset == dataset} - {None}):
+            try:
+                with_validation(data, fraction)
+            except InputError as exc:
+                raise InputError(f"{options.spec}: validation: {exc}") from None
+
+
+def _context(run: _Checked) -> RunContext:
+    options = run.options
+    return RunContext(
+        grid_dir=run.grid_dir.root,
+        grid_name=run.grid.name,
+        data_dir=options.data_dir,
+        download=options.download,
+        wandb_mode=run.wandb_mode,
+        wandb_project=options.wandb_project,
+        wandb_entity=options.wandb_entity,
+        progress=options.progress,
+        cpu_threads=options.cpu_threads,
+    )
+
+
+def _tune_stage(run: _Checked, context: RunContext) -> tuple[Grid, RunContext, list[tuning.ArmPlan]] | None:
+    """Stage 1 of a grid with tune:, then the grid at its picks; None when the picks could not be made."""
+    grid = run.grid
+    # spec.yaml lists no run until the picks exist: which runs the grid has depends on them.
+    _write_spec(run.grid_dir, grid)
+    plans = _tune(grid, run.grid_dir, context, run.devices, run.options)
+    if plans is None:
+        return None
+    return tuning.picked_grid(grid, plans), replace(context, tuned=(grid.tune.key,)), plans  # type: ignore[union-attr]
+
+
+def _train_stage(run: _Checked, base: Grid, context: RunContext) -> _Trained:
+    """The grid's runs as they stand (with the seeds earlier looks added), each unfinished one trained."""
+    grid = until_resolved.grown(base, run.grid_dir, until_resolved.warn)
+    options, grid_dir = run.options, run.grid_dir
+    selected = _select(grid.variants, options.only, options.spec) if options.only else list(grid.variants)
+    _write_spec(grid_dir, grid)
+    stale = grid_dir.stale_runs({v.id for v in grid.variants})
+    if stale:
+        print(
+            f"{len(stale)} run(s) in {grid_dir.runs} are from an earlier version of this grid and are left "
+            f"out of it: {', '.join(stale[:5])}{' ...' if len(stale) > 5 else ''}",
+            file=sys.stderr,
         )
-        unpicked: list[tuning.ArmPlan] = []
-        if grid.tune is not None:
-            # spec.yaml lists no run until the picks exist: which runs the grid has depends on them.
-            store.atomic_write_bytes(grid_dir.spec_path, yaml.safe_dump(grid.resolved(), sort_keys=False).encode())
-            plans = _tune(grid, grid_dir, context, devices, options)
-            if plans is None:
-                return EXIT_FAILED_RUNS
-            unpicked = [p for p in plans if p.pick is None]
-            grid = tuning.picked_grid(grid, plans)
-            selected = list(grid.variants)
-            context = replace(context, tuned=(grid.tune.key,))  # type: ignore[union-attr]
-        base = grid
-        grid = until_resolved.grown(grid, grid_dir, until_resolved.warn)  # the seeds earlier looks added
-        if not options.only:
-            selected = list(grid.variants)
-        _write_spec(grid_dir, grid)
-        ids = {v.id for v in grid.variants}
-        stale = grid_dir.stale_runs(ids)
-        if stale:
-            print(
-                f"{len(stale)} run(s) in {grid_dir.runs} are from an earlier version of this grid and are left "
-                f"out of it: {', '.join(stale[:5])}{' ...' if len(stale) > 5 else ''}",
-                file=sys.stderr,
-            )
-        finished = [v for v in selected if grid_dir.is_finished(v.id)]
-        pending = [v for v in selected if not grid_dir.is_finished(v.id)]
-        resuming = sum(grid_dir.has_checkpoint(v.id) for v in pending)
-        if not pending:
-            print(f"all {len(selected)} runs of grid '{grid.name}' are already finished; nothing to train")
-        else:
-            note = f", {resuming} resuming from a checkpoint" if resuming else ""
-            print(
-                f"grid '{grid.name}': {len(pending)} of {len(selected)} runs to train on "
-                f"{', '.join(map(str, devices))}{note}; results in {grid_dir.root}"
-            )
-        _train(pending, len(selected), len(finished), context, devices, options, f"grid {grid.name}")
-        record = None
-        if sequence is not None:
+    finished = [v for v in selected if grid_dir.is_finished(v.id)]
+    pending = [v for v in selected if not grid_dir.is_finished(v.id)]
+    resuming = sum(grid_dir.has_checkpoint(v.id) for v in pending)
+    if not pending:
+        print(f"all {len(selected)} runs of grid '{grid.name}' are already finished; nothing to train")
+    else:
+        note = f", {resuming} resuming from a checkpoint" if resuming else ""
+        print(
+            f"grid '{grid.name}': {len(pending)} of {len(selected)} runs to train on "
+            f"{', '.join(map(str, run.devices))}{note}; results in {grid_dir.root}"
+        )
+    _train(pending, len(selected), len(finished), context, run.devices, options, f"grid {grid.name}")
+    return _Trained(grid, selected, len(finished))
 
-            def train_more(grown: Grid, runs: list[Variant]) -> None:
-                _write_spec(grid_dir, grown)  # spec.yaml lists the added runs before any of them trains
-                done = len(grown.variants) - len(runs)
-                _train(runs, len(grown.variants), done, context, devices, options, f"grid {grid.name}")
 
-            ceiling = MAX_RUNS if options.yes else DEFAULT_MAX_RUNS
-            record = until_resolved.run_sequence(base, grid_dir, sequence, train_more, store.write_json, ceiling)
-            grid = until_resolved.with_additions(base, record["looks"])
-            selected = list(grid.variants)
-            _write_spec(grid_dir, grid)
-        report_path = _write_report(grid_dir, wandb_mode, options) if options.report else None
+def _grow_stage(run: _Checked, base: Grid, context: RunContext) -> dict[str, Any]:
+    """--until-resolved: look, add seeds where a claim is open, train them, look again; the record of the looks."""
+    assert run.sequence is not None
+    grid_dir, options = run.grid_dir, run.options
 
+    def train_more(grown: Grid, runs: list[Variant]) -> None:
+        _write_spec(grid_dir, grown)  # spec.yaml lists the added runs before any of them trains
+        done = len(grown.variants) - len(runs)
+        _train(runs, len(grown.variants), done, context, run.devices, options, f"grid {base.name}")
+
+    ceiling = MAX_RUNS if options.yes else DEFAULT_MAX_RUNS
+    return until_resolved.run_sequence(base, grid_dir, run.sequence, train_more, store.write_json, ceiling)
+
+
+def _close(
+    run: _Checked,
+    trained: _Trained,
+    record: dict[str, Any] | None,
+    unpicked: list[tuning.ArmPlan],
+    report_path: Path | None,
+) -> int:
+    """The last line(s) and the exit code: non-zero while a run failed or is missing, an arm is unpicked or a
+    sequence is still open."""
+    grid, selected, grid_dir = trained.grid, trained.selected, run.grid_dir
     total = Counter(_status(grid_dir, v.id) for v in selected if grid_dir.is_finished(v.id))
     where = f"; report: {report_path}" if report_path else ""
     print(
         f"grid '{grid.name}': {total['ok']} ok, {total['diverged']} diverged, {total['failed']} failed of "
-        f"{len(selected)} runs ({len(finished)} were already done){where}"
+        f"{len(selected)} runs ({trained.finished_before} were already done){where}"
     )
     open_sequence = False
     if record is not None and record["looks"]:

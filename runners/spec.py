@@ -28,8 +28,8 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from judge.verdicts import parse_margins
 from nin.variant import GRID_LEVEL_FIELDS, Variant
-from reports.verdicts import parse_margins
 from runners.grid_yaml import GridLoader, SpecError, printable
 from runners.overrides import SETTING_KEYS, Override
 from runners.tuning import (

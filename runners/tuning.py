@@ -27,7 +27,6 @@ from pydantic import ValidationError
 
 from nin.layout import GridDir, read_result
 from nin.variant import Variant
-from runners.grid_yaml import SpecError
 
 if TYPE_CHECKING:
     from runners.spec import Grid
@@ -277,16 +276,3 @@ def write_record(grid: Grid, grid_dir: GridDir, plans: Sequence[ArmPlan]) -> Non
     from nin import store  # imports torch (checkpoints): grid files are read and refused without it
 
     store.write_json(grid_dir.tuning_path, record(grid, plans))
-
-
-def check_added_seeds(grid: Grid, seeds: Sequence[int]) -> None:
-    """Refuse grid seeds that a tuning run already used: a seed added later (e.g. by a sequential rule) must be new
-    to the tuning stage too, or a pick would have been chosen on the very runs it is then judged by."""
-    if grid.tune is None:
-        return
-    shared = sorted(set(seeds) & set(grid.tune.seeds))
-    if shared:
-        raise SpecError(
-            f"{grid.path or grid.name}: seed(s) {', '.join(map(str, shared))} are tuning seeds of this grid "
-            f"(tune.seeds): grid seeds must be disjoint from them"
-        )

@@ -1,6 +1,6 @@
 """`nin-ablate run SPEC --until-resolved`: the grid's seeds first, then more seeds only where a verdict is still open.
 
-The rule is reports.sequential's (planned looks, repeated t intervals, one error budget); this module feeds it runs.
+The rule is judge.sequential's (planned looks, repeated t intervals, one error budget); this module feeds it runs.
 OUT/<grid>/looks.json holds the design (written before the first look) and every look: its seeds, each claim's
 verdict, the open claims and the decision, written before the runs that decision adds are trained. The seeds a look
 adds are part of the grid from then on: every later `run` or `report` of the same grid file reads them from
@@ -19,12 +19,12 @@ from typing import Any
 
 import pandas as pd
 
+from judge import sequential
+from judge import verdicts as rule
+from judge.load import Results, runs_frame
 from nin.errors import InputError
 from nin.layout import GridDir, read_looks
 from nin.variant import Variant
-from reports import sequential
-from reports import verdicts as rule
-from reports.load import Results, runs_frame
 from runners.spec import Grid
 
 
@@ -141,7 +141,7 @@ def new_record(grid: Grid, design: sequential.Design, reserved: Sequence[int]) -
 
 
 class RunnerHost:
-    """reports.sequential.Host for the runner: `train(grid, pending)` trains variants into the grid directory,
+    """judge.sequential.Host for the runner: `train(grid, pending)` trains variants into the grid directory,
     `write(path, obj)` writes JSON atomically."""
 
     def __init__(self, grid: Grid, grid_dir: GridDir, sequence: dict[str, Any], design: sequential.Design,
@@ -158,7 +158,7 @@ class RunnerHost:
         return all(self.grid_dir.is_finished(v.id) for v in grid.variants)
 
     def judge(self, seeds: Sequence[int], confidence: float, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
-        from reports.load import load_results
+        from judge.load import load_results
 
         results = load_results(self.grid_dir.root)
         frame = sequential.judge_look(results, seeds, self.design, len(self.sequence["looks"]))

@@ -135,7 +135,7 @@ def _rows(section: str) -> list[list[str]]:
 
 
 def _loaded_labels(grid_dir: Path) -> list[str]:
-    from reports.load import load_results
+    from judge.load import load_results
 
     return list(load_results(grid_dir).runs["label"].unique())
 

@@ -1,4 +1,4 @@
-"""The sequential rule of `run --until-resolved` (reports.sequential): its boundaries against published constants, the
+"""The sequential rule of `run --until-resolved` (judge.sequential): its boundaries against published constants, the
 stopping loop's bookkeeping with a scripted host, and the report of a grown grid."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from scipy import stats as sps
 
-from reports import sequential as seq
-from reports import verdicts as v
+from judge import sequential as seq
+from judge import verdicts as v
 from tests import verdict_simulation as sim
 
 # Jennison & Turnbull (2000), Tables 2.1 and 2.3: two-sided α = 0.05, K equal groups, the z-scale constants of

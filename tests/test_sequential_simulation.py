@@ -1,7 +1,7 @@
 """The sequential rule of `run --until-resolved` proved by simulating its whole loop (tests.verdict_simulation).
 
-Every sequence runs through reports.sequential.follow, the loop the runner runs, with a SimHost in place of trained
-runs; SimHost judges exactly as reports.sequential.judge_look does (the first test checks it). Each pass rule is "the
+Every sequence runs through judge.sequential.follow, the loop the runner runs, with a SimHost in place of trained
+runs; SimHost judges exactly as judge.sequential.judge_look does (the first test checks it). Each pass rule is "the
 estimate is within its target ± 2 Monte-Carlo SE", the SE taken at the target. Seeded: the same figures everywhere.
 docs/DECISIONS.md ("Seeds on demand: the designs measured") quotes the designs at more repetitions.
 """
@@ -13,8 +13,8 @@ import math
 import numpy as np
 import pytest
 
-from reports import sequential
-from reports import verdicts as v
+from judge import sequential
+from judge import verdicts as v
 from tests import verdict_simulation as sim
 from tests.test_verdict_simulation import at_least, at_most
 

@@ -16,7 +16,6 @@ from nin.layout import GridDir
 from nin.variant import Variant
 from runners import tuning
 from runners.cli import main
-from runners.grid_yaml import SpecError
 from runners.overrides import parse_overrides
 from runners.run import RunOptions, run_grid
 from runners.spec import parse_grid
@@ -63,13 +62,6 @@ def test_a_stage_2_run_is_the_variant_the_same_grid_names_at_that_lr() -> None:
     fixed = parse_grid(grid_text(tune="").replace("lr: 0.02", "lr: 0.04"))
     plans = [tuning.ArmPlan(arm=a, arm_id=a.arm_id(("lr",)), candidates=[0.04], pick=0.04) for a in tuned.arms]
     assert [v.id for v in tuning.picked_grid(tuned, plans).variants] == [v.id for v in fixed.variants]
-
-
-def test_added_grid_seeds_must_not_be_tuning_seeds() -> None:
-    grid = parse_grid(grid_text())
-    tuning.check_added_seeds(grid, [2, 3])
-    with pytest.raises(SpecError, match="101 are tuning seeds"):
-        tuning.check_added_seeds(grid, [2, 101])
 
 
 BAD_TUNE = [
@@ -218,7 +210,7 @@ def test_each_arm_gets_its_pick_and_tuning_json_holds_every_score(tmp_path, monk
     # Every pick was on record before the first stage-2 run started.
     assert fake.records_seen[-1]["complete"] and fake.records_seen[-1]["picks"] == record["picks"]
     # The report pairs GAP with FC although their picks differ: the tuned lr is treatment, not an axis or label.
-    from reports.load import load_results, varying
+    from judge.load import load_results, varying
 
     results = load_results(grid_dir.root)
     assert set(results.runs["variant_id"]) == set(grid_dir.finished_ids())  # tuning runs never read
@@ -336,7 +328,7 @@ def test_resume_mid_tuning_then_edit_the_candidates(tmp_path, monkeypatch, capsy
 
 
 def test_two_stages_for_real_and_the_poison_test(tmp_path, capsys) -> None:
-    from reports.load import load_results, varying
+    from judge.load import load_results, varying
 
     spec = write(
         tmp_path,

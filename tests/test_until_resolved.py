@@ -16,10 +16,10 @@ import pandas as pd
 import pytest
 import yaml
 
+from judge import sequential
 from nin import layout, store
 from nin.layout import GridDir
 from nin.variant import Variant
-from reports import sequential
 from runners.cli import main
 from runners.run import RunOptions, run_grid
 from tests.conftest import REPO

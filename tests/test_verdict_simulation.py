@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from reports import verdicts as v
+from judge import verdicts as v
 from tests import verdict_simulation as sim
 
 DELTA = v.DEFAULT_MARGINS["test_acc"]

@@ -1,4 +1,4 @@
-"""reports.verdicts: each rule's outcomes on constructed result sets, with the numbers computed by hand.
+"""judge.verdicts: each rule's outcomes on constructed result sets, with the numbers computed by hand.
 
 The grids here vary the head only (GAP vs FC, plus cccp where a test needs settings), so the report's family is the
 two difference claims such a grid tests (overfitting and accuracy vs FC): each interval is at 1 − 0.05/2 = 97.5%.
@@ -14,9 +14,9 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from reports import load_results, stats, write_report
-from reports.load import UNDERFIT_POINTS
-from reports.verdicts import (
+from judge import stats
+from judge.load import UNDERFIT_POINTS
+from judge.verdicts import (
     CSV_COLUMNS,
     DEFAULT_MARGINS,
     NOT_TESTED,
@@ -26,6 +26,7 @@ from reports.verdicts import (
     seeds_needed,
     verdicts,
 )
+from reports import load_results, write_report
 from tests.reports_fixtures import PARAMS, paired_runs, result, write_grid
 
 DELTA = DEFAULT_MARGINS["test_acc"]

@@ -15,9 +15,9 @@ such a seed loses BRANCH_DROP of test accuracy (an optimum it never leaves at th
     python -m tests.verdict_simulation --reps 2000    # the figures docs/DECISIONS.md quotes
     python -m tests.verdict_simulation --sequential --reps 2000    # the designs of run --until-resolved, measured
 
-The sequential rule (reports.sequential) is simulated through SimHost: every seed a sequence may reach is drawn up
+The sequential rule (judge.sequential) is simulated through SimHost: every seed a sequence may reach is drawn up
 front, each claim's seed-level differences are a linear map of the outcomes (the report's own pairing), and each
-sequence runs through reports.sequential.follow, the loop the runner runs.
+sequence runs through judge.sequential.follow, the loop the runner runs.
 """
 
 from __future__ import annotations
@@ -33,9 +33,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from reports import sequential, stats
-from reports import verdicts as v
-from reports.load import STALL_MARGIN, Results, runs_frame, underfit
+from judge import sequential, stats
+from judge import verdicts as v
+from judge.load import STALL_MARGIN, Results, runs_frame, underfit
 
 HEADS, CCCP, DROPOUT = ("gap", "fc", "alexnet"), (0, 2), (True, False)
 BASE = {"test_acc": 0.90, "gap_acc": 0.02}
@@ -94,7 +94,7 @@ def true_difference(scenario: Scenario, claim: v.Claim) -> float:
 
 @functools.cache
 def _structure(seeds: int) -> pd.DataFrame:
-    """The grid's runs as reports.load frames them, outcomes still empty (built once per seed count)."""
+    """The grid's runs as judge.load frames them, outcomes still empty (built once per seed count)."""
     records = []
     for seed in range(seeds):
         for row in variants():
@@ -146,7 +146,7 @@ def draw(scenario: Scenario, rng: np.random.Generator, reps: int = 1) -> dict[st
 
 
 def framed(seeds: int, outcomes: dict[str, np.ndarray]) -> Results:
-    """One grid's results with these outcomes (one value per run of _structure(seeds)), framed as reports.load
+    """One grid's results with these outcomes (one value per run of _structure(seeds)), framed as judge.load
     frames them."""
     runs = _structure(seeds).copy()
     for metric in BASE:
@@ -159,7 +159,7 @@ def framed(seeds: int, outcomes: dict[str, np.ndarray]) -> Results:
 
 
 def result_set(scenario: Scenario, rng: np.random.Generator) -> Results:
-    """One grid's results under the scenario, framed as reports.load frames them."""
+    """One grid's results under the scenario, framed as judge.load frames them."""
     return framed(scenario.seeds, {metric: values[0] for metric, values in draw(scenario, rng).items()})
 
 
@@ -243,7 +243,7 @@ def share(frames: list[pd.DataFrame], key: str, words: tuple[str, ...]) -> float
     return float(np.mean([f.loc[key, "verdict"] in words or f.loc[key, "qualifier"] in words for f in frames]))
 
 
-# ---- the sequential rule (run --until-resolved): a fast host for reports.sequential.follow -----------------------
+# ---- the sequential rule (run --until-resolved): a fast host for judge.sequential.follow -----------------------
 GRID_SEEDS = 5  # the quick grid's seeds: the first look of its sequence
 
 
@@ -292,10 +292,10 @@ def groups_of(keys: frozenset[str]) -> list[str]:
 
 
 class SimHost:
-    """reports.sequential.Host over one simulated grid whose every seed the design may reach is drawn up front. A look
+    """judge.sequential.Host over one simulated grid whose every seed the design may reach is drawn up front. A look
     judges each claim as the report does (its seed-level differences at the look's seeds, a Student-t interval at the
     look's confidence cut at the difference's range, verdicts.decide), from the linear map `_pairing`, without
-    building a report: ~1000 times faster than reports.sequential.judge_look, and equal to it (the suite checks)."""
+    building a report: ~1000 times faster than judge.sequential.judge_look, and equal to it (the suite checks)."""
 
     def __init__(self, outcomes: dict[str, np.ndarray], differences: dict[str, np.ndarray] | None = None,
                  margins: dict[str, float] | None = None) -> None:  # fmt: skip
@@ -360,7 +360,7 @@ def design(first: int = GRID_SEEDS, max_seeds: int = sequential.DEFAULT_MAX_SEED
 
 
 def follow_all(plan: sequential.Design, grids: list[SimHost]) -> list[list[dict[str, Any]]]:
-    """Each grid's sequence from the plan's first look, by reports.sequential.follow: the loop the runner runs."""
+    """Each grid's sequence from the plan's first look, by judge.sequential.follow: the loop the runner runs."""
     first = plan.schedule[0]
     return [sequential.follow(plan, [], list(range(first)), len(variants()) * first, host) for host in grids]
 

@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from reports.load import METRIC_COLUMNS, Results, config_columns, varying
+from judge.load import METRIC_COLUMNS, Results, config_columns, varying
 
 CONFIDENCE = 0.95
 # No interval from fewer values: with 1 degree of freedom t(0.975) is 12.7 and the interval says nothing (it once
@@ -173,7 +173,7 @@ OUTCOME_COLUMNS = ("test_acc", "train_acc", "gap_acc", "gap_loss", *OPTIONAL_EFF
 def matched_pairs(results: Results, axis: str, a: Any, b: Any) -> list[Contrast]:
     """The NiN runs at level a and level b of an axis, paired as effects pairs them (ok runs equal in every other
     varying setting and the seed), one Contrast per subset; stalled pairs included and flagged."""
-    config, structure, ids = _structure(results.runs)
+    config, structure, ids = _structure(results)
     key = (structure, axis, repr(a), repr(b))
     if key not in _PAIRINGS:
         nin = results.runs[results.runs["model"] == "nin"]
@@ -185,23 +185,19 @@ def matched_pairs(results: Results, axis: str, a: Any, b: Any) -> list[Contrast]
     return [contrast.with_outcomes(results.runs, ids) for contrast in _PAIRINGS[key]]
 
 
-_STRUCTURES: dict[int, tuple[pd.DataFrame, list[str], tuple, pd.Index]] = {}
-
-
-def _structure(runs: pd.DataFrame) -> tuple[list[str], tuple, pd.Index]:
-    """The configuration columns of these runs, a fingerprint of what pairs them, and their ids (remembered per
-    frame)."""
-    known = _STRUCTURES.get(id(runs))
-    if known is not None and known[0] is runs:
-        return known[1], known[2], known[3]
+def _structure(results: Results) -> tuple[list[str], tuple, pd.Index]:
+    """The configuration columns of the runs, a fingerprint of what pairs them, and their ids: computed once per
+    result set."""
+    known = results.derived.get("pairing_structure")
+    if known is not None and known[0] is results.runs:  # a result set whose runs were replaced is framed afresh
+        return known[1:]
+    runs = results.runs
     config = config_columns(runs)
     nin = runs[runs["model"] == "nin"]
     frame = nin[[*config, "seed", "status", "variant_id"]].astype("string").fillna("<null>")
     fingerprint = (tuple(frame.columns), int(pd.util.hash_pandas_object(frame, index=False).sum()))
-    if len(_STRUCTURES) >= _PAIRINGS_KEPT:
-        _STRUCTURES.pop(next(iter(_STRUCTURES)))
     ids = pd.Index(runs["variant_id"])
-    _STRUCTURES[id(runs)] = (runs, config, fingerprint, ids)  # the frame is held, so its id is not reused meanwhile
+    results.derived["pairing_structure"] = (runs, config, fingerprint, ids)
     return config, fingerprint, ids
 
 

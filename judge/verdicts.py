@@ -12,7 +12,7 @@ A claim about a measured difference is judged on one interval per claim, with on
   *non-inferiority* claims ("matches or beats") are supported when the interval's claimed-side end is past −δ,
   contradicted when it lies wholly beyond −δ. Margins δ come from the grid file's `margins:` (DEFAULT_MARGINS).
 Otherwise a claim is inconclusive, and the row says how many seeds would resolve the observed mean at the observed
-seed-level spread. Runs that under-fit their own training set (reports.load.underfit) are named where a verdict rests
+seed-level spread. Runs that under-fit their own training set (judge.load.underfit) are named where a verdict rests
 on them, with the verdict their pairs' absence gives. A claim about parameter counts is judged on the exact ratio
 GAP/other at matched settings (a count has no interval). Proved by simulation: tests/test_verdict_simulation.py.
 """
@@ -29,10 +29,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+from judge import stats
+from judge.load import PAPER_LABELS, UNDERFIT_POINTS, Results, labels
 from nin.errors import InputError
-from reports import stats
-from reports.load import UNDERFIT_POINTS, Results, labels
-from reports.tables import PAPER_LABELS
 
 SUPPORTED, CONTRADICTED, EQUIVALENT, INCONCLUSIVE = "supported", "contradicted", "equivalent", "inconclusive"
 NOT_TESTED = "not tested by this grid"
@@ -126,7 +125,7 @@ def verdicts(results: Results, margins: dict[str, float] | None = None) -> pd.Da
     """One row per claim (COLUMNS): the verdict, its rule and margin, the plain 95% and the family-adjusted
     interval, seeds and pairs, seeds needed, and under-fitted runs it rests on. `margins` overrides the grid's.
     The fixed rule, on every seed; the report of a grid grown by `run --until-resolved` reads
-    reports.sequential.report_verdicts, which builds on this."""
+    judge.sequential.report_verdicts, which builds on this."""
     return judge_family(results, margins)
 
 

@@ -6,7 +6,6 @@ directory (temp files of an interrupted write, checkpoints) is never read as a r
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +25,7 @@ from nin.layout import (
     read_looks,
     read_metrics,
     read_result,
+    read_tuning,
 )
 
 # A run whose final test accuracy is within this many accuracy units of chance (1/num_classes) never learned
@@ -56,6 +56,8 @@ class Results:
     unfinished: list[str] = field(default_factory=list)  # run directories without a result.json yet
     notes: list[str] = field(default_factory=list)  # anything odd that was skipped, shown on the page
     sequence: dict[str, Any] | None = None  # looks.json of a grid grown by `run --until-resolved`; None otherwise
+    # What is derived from `runs` once per result set (judge.stats' pairing structure), beside the frame it is of.
+    derived: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def ok(self) -> pd.DataFrame:
@@ -143,7 +145,7 @@ def _tuning_notes(layout: GridDir) -> list[str]:
     """A grid with `tune:`: each arm whose pick is still the smallest or largest candidate tried (tuning.json, written
     by the runner): its best value may lie beyond what was tried."""
     try:
-        record = json.loads(layout.tuning_path.read_text())
+        record = read_tuning(layout.tuning_path)
         key = record["tune"]["key"]
         return [
             f"tuned {key} of {arm['arm_id']} is {arm['pick']:g}, still at the {arm['at_edge']} edge of its candidates "
@@ -251,6 +253,17 @@ _LABEL_FORMAT = {
     "head": str,
     "cccp": lambda v: f"cccp{v}",
     "dropout": lambda v: f"do{int(bool(v))}",
+}
+
+
+# How a report names each setting in a variant's label (the ablation table, the verdict lines): the paper's words.
+PAPER_LABELS: dict[str, Any] = {
+    "model": lambda v: "AlexNet (reference)" if v == "alexnet" else None,
+    "arch": str,
+    "head": lambda v: {"gap": "GAP", "fc": "FC", "alexnet": "AlexNet head"}.get(v, str(v)),
+    "cccp": lambda v: f"cccp {v}",
+    "dropout": lambda v: "dropout" if v else "no dropout",
+    "gap_relu": lambda v: "ReLU before GAP" if v else "",  # the grid's linear GAP is the plain "GAP"
 }
 
 

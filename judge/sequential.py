@@ -33,9 +33,9 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from reports import verdicts as rule
-from reports.load import Results, underfit
-from reports.stats import MIN_INTERVAL_N as MIN_N
+from judge import verdicts as rule
+from judge.load import Results, underfit
+from judge.stats import MIN_INTERVAL_N as MIN_N
 
 POCOCK, OBRIEN_FLEMING, BONFERRONI = "pocock", "obrien-fleming", "bonferroni"
 SHAPES = (POCOCK, OBRIEN_FLEMING, BONFERRONI)
