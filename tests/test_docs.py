@@ -1,4 +1,5 @@
-"""The README and docs/: links resolve, nothing the README said is lost, the first screen shows a real report."""
+"""The README and docs/: links and their anchors resolve, no doc is orphaned, DECISIONS.md stays short, the first
+screen shows a real report."""
 
 from __future__ import annotations
 
@@ -14,129 +15,98 @@ from tests.conftest import REPO
 
 README = REPO / "README.md"
 DOCS = REPO / "docs"
-# The README as of commit 9462d26, before its reference sections moved into docs/ (one file per topic).
-OLD_README = Path(__file__).parent / "fixtures" / "README_9462d26.md"
+DECISIONS = DOCS / "DECISIONS.md"
+EVIDENCE = DOCS / "EVIDENCE.md"
+DECISIONS_MAX_LINES = 300  # decisions and their why; the measurements behind them live in EVIDENCE.md
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-# Lines of the old README rewritten on purpose when they moved, with their new wording (as rendered: links by their
-# text). Cross-references that said "below" now name the file the section moved to.
-REWRITTEN = {
-    "`--executor local|ray`, `--ray-address HEAD:PORT` (below), `--data-dir DIR`, `--download`, "
-    "`--set KEY=VALUE` (below),": "`--executor local|ray`, `--ray-address HEAD:PORT` (docs/RAY.md), `--data-dir DIR`, "
-    "`--download`, `--set KEY=VALUE` (docs/GRIDS.md),",
-    "`--epochs N` (short for `--set epochs=N`), `--wandb offline|online|disabled`, `--cpu-threads N`, "
-    "`--no-progress`,": "`--epochs N` (short for `--set epochs=N`), `--wandb offline|online|disabled` (docs/WANDB.md), "
-    "`--cpu-threads N`, `--no-progress`,",
-    "OUT/<grid>/wandb/ W&B offline runs (see below)": "OUT/<grid>/wandb/ W&B offline runs (docs/WANDB.md)",
-    '(see "Class maps" below) it also holds `loc_pointing`, `loc_pointing_chance`, `loc_energy` (each in [0, 1]),':
-    "(see docs/CLASS_MAPS.md) it also holds `loc_pointing`, `loc_pointing_chance`, `loc_energy` (each in [0, 1]),",
-    "(docs/BENCHMARKS.md). `make test` also installs Debian's chromium, pdflatex and pdftoppm when run as root, "
-    "for the": "(docs/BENCHMARKS.md, which opens with every CPU's current figures). `make test` also installs Debian's "
-    "chromium, pdflatex and pdftoppm when run as root, for the",
-    "tests/ pytest bench/ throughput benchmarks docs/ BENCHMARKS.md, DECISIONS.md":
-    "tests/ pytest bench/ throughput benchmarks docs/ one file per topic (above)",
-    "clone on a 2-core AMD EPYC (fp32, no native bf16), `make test` took 8.5 minutes (install included) and `make "
-    "demo`": "clone on a 2-core AMD EPYC (fp32, no native bf16) on 2026-12-01, `make test` took 12.4–14.0 minutes "
-    "(install included)",
-    "6.9 minutes after it: 70 runs (14 variants × 5 seeds) on one single-threaded worker per core, then the report":
-    "and `make demo` 10.0 minutes after it: 70 runs (14 variants × 5 seeds) on one single-threaded worker per core, "
-    "then the report",
-    # The verdict rule of "Verdicts a statistician would sign": seed-level, family-adjusted, rule and margin per claim.
-    "numbers as d2l prints them (`running_train_acc`, `running_train_loss`), best_test_acc, train_seconds, "
-    "images_per_s,": "best_test_acc (its epoch picked on the test set: never a basis for comparison; results.csv "
-    "names it `best_test_acc_picked_on_test`)",
-    "runs measure `loc_pointing`), each with its number, 95% CI, pairs and one word: *supported* (the paired "
-    "difference's": "runs measure `loc_pointing`), each with its rule, margin, number, family-adjusted interval and "
-    "seeds, and one word:",
-    "interval excludes zero in the claimed direction), *contradicted* (it excludes zero the other way), "
-    "*inconclusive*": "*Superiority* claims (\"raises\", \"reduces\", \"localises better\") are supported when the "
-    "interval lies on the claimed side of zero, contradicted when it lies on the other side,",
-    "(with the number of seeds that would resolve the observed mean at the observed spread) or *not tested by this "
-    "grid*.": "*inconclusive* (with the number of seeds that would resolve it at the observed seed-level spread) or "
-    "*not tested by this grid*.",
-    "every run. Files: `verdicts.csv`, `summary.csv` (every column: mean, sd, n, 95% t-interval of test accuracy and "
-    "the": "every run. Files: `verdicts.csv` (per claim: verdict, rule, margin, the plain 95% and the adjusted "
-    "interval,",
-    "gaps), `effects.csv` (per axis and pair of levels: the paired difference over runs equal in every other setting "
-    "and": "`effects.csv` (per axis and pair of levels: the seed-level difference over runs equal in every other "
-    "setting and the seed, its unadjusted 95% t-interval,",
-    "the seed, its 95% t-interval, pairs, seeds and runs left out), `results.csv` (every run), `plots/*.png`, and "
-    "the": "`results.csv` (every run; `best_test_acc` appears as `best_test_acc_picked_on_test`",
-    "`nin-ablate report OUT/<grid> --format md` (or `tex`) prints that table to stdout and writes nothing.":
-    "`nin-ablate report OUT/<grid> --format md` (or `tex`) prints that table, with the verdict sentences under it, to "
-    "stdout and writes nothing.",
-    "and the verdict words; `reports.ablation_table(grid_dir, \"md\")` returns the table.": "and the verdict words; "
-    "`reports.ablation_table(grid_dir, \"md\")` returns the table and the verdicts under it.",
-}  # fmt: skip
 
 LINK = re.compile(r"!?\[([^\]]*)\]\(([^)\s]*)\)")  # [text](target) and ![alt](target)
 FENCE = re.compile(r"^\s*(```|~~~)")
 
 
-def _normalise(line: str) -> str:
-    """A line as a reader sees it: heading marks off, links by their text, whitespace runs collapsed."""
-    line = re.sub(r"^\s*#{1,6}\s+", "", line)
-    return " ".join(LINK.sub(r"\1", line).split())
-
-
-def _rendered(path: Path) -> str:
-    """The whole file normalised line by line and joined, so that a paragraph may be wrapped anew."""
-    return " ".join(_normalise(line) for line in path.read_text(encoding="utf-8").splitlines())
-
-
-def _new_texts() -> dict[str, str]:
-    return {path.name: _rendered(path) for path in [README, *sorted(DOCS.glob("*.md"))]}
-
-
-def _links(path: Path) -> list[str]:
-    """Markdown link and image targets outside code (fenced blocks and inline code)."""
+def _prose(path: Path) -> list[str]:
+    """The lines of a Markdown file outside fenced code blocks."""
     prose, fenced = [], False
     for line in path.read_text(encoding="utf-8").splitlines():
         if FENCE.match(line):
             fenced = not fenced
         elif not fenced:
-            prose.append(re.sub(r"`[^`]*`", "", line))
-    return [target for _, target in LINK.findall("\n".join(prose))]
+            prose.append(line)
+    return prose
 
 
-@pytest.mark.parametrize(
-    "doc", [README, *sorted(DOCS.glob("*.md"))], ids=lambda p: str(p.relative_to(REPO))
-)  # fmt: skip
-def test_every_relative_link_resolves_to_a_file(doc: Path) -> None:
+def _links(path: Path) -> list[str]:
+    """Markdown link and image targets outside code (fenced blocks and inline code)."""
+    text = "\n".join(re.sub(r"`[^`]*`", "", line) for line in _prose(path))
+    return [target for _, target in LINK.findall(text)]
+
+
+def _anchors(path: Path) -> set[str]:
+    """The anchors GitHub gives the file's headings: lower case, punctuation dropped, spaces as hyphens, a repeated
+    heading numbered from -1."""
+    anchors: set[str] = set()
+    for line in _prose(path):
+        heading = re.match(r"^#{1,6}\s+(.*?)\s*#*\s*$", line)
+        if heading:
+            slug = re.sub(r"[^\w\- ]", "", LINK.sub(r"\1", heading.group(1)).lower()).replace(" ", "-")
+            anchor, n = slug, 0
+            while anchor in anchors:
+                n += 1
+                anchor = f"{slug}-{n}"
+            anchors.add(anchor)
+    return anchors
+
+
+def _docs() -> list[Path]:
+    return [README, *sorted(DOCS.glob("*.md"))]
+
+
+@pytest.mark.parametrize("doc", _docs(), ids=lambda p: str(p.relative_to(REPO)))
+def test_every_relative_link_resolves_to_a_file_and_heading(doc: Path) -> None:
     broken = []
     for target in _links(doc):
-        if re.match(r"^[a-z][a-z0-9+.-]*:", target, re.IGNORECASE) or target.startswith("#"):
-            continue  # http(s), mailto: ... and anchors within the page
-        path = target.split("#", 1)[0]
-        if not (doc.parent / path).exists():
+        if re.match(r"^[a-z][a-z0-9+.-]*:", target, re.IGNORECASE):
+            continue  # http(s), mailto: ...
+        path, _, anchor = target.partition("#")
+        file = doc.parent / path if path else doc
+        if not file.exists():
             broken.append(target)
-    assert not broken, f"{doc.name}: links to missing files: {broken}"
+        elif anchor and file.suffix == ".md" and anchor not in _anchors(file):
+            broken.append(f"{target} (no such heading)")
+    assert not broken, f"{doc.name}: links to missing files or headings: {broken}"
     if doc == README:
         assert len(_links(doc)) >= 10  # the parser finds the links (a README linking nothing would pass trivially)
 
 
-def test_nothing_of_the_old_readme_is_lost() -> None:
-    old = [line for line in OLD_README.read_text(encoding="utf-8").splitlines() if line.strip()]
-    assert len(old) > 250, "the fixture is the whole README of 9462d26"
-    texts = _new_texts()
-    missing = []
-    for line in old:
-        if re.fullmatch(r"\s*(```|~~~)[\w-]*\s*", line):
-            continue  # a bare code-fence marker carries no words; the lines between them are checked
-        wording = _normalise(line)
-        wanted = REWRITTEN.get(wording, wording)
-        if not any(wanted in text for text in texts.values()):
-            missing.append(line if wording not in REWRITTEN else f"{line}  (rewritten as: {wanted})")
-    assert not missing, "lines of the old README found in neither README.md nor docs/*.md:\n" + "\n".join(missing)
+def test_anchors_follow_githubs_rule() -> None:
+    # The rule the link test relies on, on headings of the kinds the docs use (code, colons, apostrophes, repeats).
+    doc = DOCS / "DECISIONS.md"
+    assert "where-things-live-one-owner-per-fact" in _anchors(doc)
+    assert {"the-gap-stall-and-gap_relu", "seeds-on-demand-the-designs-measured"} <= _anchors(doc)
+    assert "the-class-map-grids-settings" in _anchors(EVIDENCE)
 
 
-def test_rewritten_lines_are_real_and_really_rewritten() -> None:
-    old = {_normalise(line) for line in OLD_README.read_text(encoding="utf-8").splitlines()}
-    texts = _new_texts()
-    for before, after in REWRITTEN.items():
-        assert before in old, f"not a line of the old README: {before}"
-        assert not any(before in text for text in texts.values()), f"kept as it was, need not be listed: {before}"
-        assert before != after
+def test_no_doc_is_orphaned() -> None:
+    linked_from: dict[Path, set[str]] = {}
+    for doc in _docs():
+        for target in _links(doc):
+            path = target.partition("#")[0]
+            if path and not re.match(r"^[a-z][a-z0-9+.-]*:", path, re.IGNORECASE):
+                linked_from.setdefault((doc.parent / path).resolve(), set()).add(doc.name)
+    orphans = [doc.name for doc in sorted(DOCS.glob("*.md")) if not linked_from.get(doc.resolve(), set()) - {doc.name}]
+    assert not orphans, f"linked from neither README.md nor another doc: {orphans}"
+
+
+def test_decisions_stay_short_and_every_evidence_section_backs_a_decision() -> None:
+    lines = DECISIONS.read_text(encoding="utf-8").splitlines()
+    assert len(lines) <= DECISIONS_MAX_LINES, (
+        f"docs/DECISIONS.md has {len(lines)} lines (at most {DECISIONS_MAX_LINES}): keep each decision and its why "
+        "there, and move its measurements to a section of docs/EVIDENCE.md that the decision links to"
+    )
+    cited = {target.partition("#")[2] for target in _links(DECISIONS) if target.startswith("EVIDENCE.md#")}
+    sections = {a for a in _anchors(EVIDENCE) if a != "evidence"}  # the page title is no section
+    assert len(sections) >= 5  # the headings are found (an EVIDENCE.md without sections would pass trivially)
+    assert not sections - cited, f"EVIDENCE.md sections no decision links to: {sorted(sections - cited)}"
 
 
 def test_the_first_screen_shows_the_answer() -> None:
