@@ -12,11 +12,13 @@ TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 # in DIR (`make gpu-wheels`) over the packages of the Python that makes the venv, its own torch included (no pin), and
 # without the test and Ray extras. The stamp records how long the install took (gpu-check reports it).
 ifdef WHEELS
-VENV_FLAGS := --system-site-packages
+# Without ensurepip (Debian's python3 lacks it unless python3-venv is installed) the venv runs the maker's pip.
+MAKE_VENV := $(PYTHON) -m venv --system-site-packages $(VENV) || $(PYTHON) -m venv --system-site-packages --without-pip $(VENV)
 PIP_SOURCE := --no-index --find-links $(WHEELS)
 INSTALL_PINS :=
 EXTRAS :=
 else
+MAKE_VENV := $(PYTHON) -m venv $(VENV)
 INSTALL_PINS := $(TORCH_PINS)
 EXTRAS := [test,ray]
 endif
@@ -28,7 +30,7 @@ install: $(STAMP)
 
 $(STAMP): pyproject.toml
 	@mkdir -p $(VENV) && date +%s > $(VENV)/.install-started
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV_FLAGS) $(VENV)
+	test -x $(BIN)/python || { $(MAKE_VENV); }
 	$(if $(WHEELS),$(BASE_SITE_PTH) > "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/_base_site.pth",$(BIN)/python -m pip install -q --upgrade pip)
 	$(if $(INSTALL_PINS),$(BIN)/python -m pip install -q $(INSTALL_PINS))
 	$(BIN)/python -m pip install -q $(PIP_SOURCE) -e '.$(EXTRAS)' $(INSTALL_PINS)
@@ -82,13 +84,14 @@ gpu-check: $(STAMP)
 # The wheels an offline install on the lent GPU machine needs (docs/GPU.md): what pyproject.toml requires beyond that
 # machine's image (Python 3.12 with torch and the scientific stack), for CPython 3.12 on x86-64, into .whl/ (ignored;
 # carried with the call). fvcore and iopath are sdists on PyPI: built here (pure Python). numpy and pillow are left
-# out: the image has them, and they are over half the size.
+# out: the image has them, and they are over half the size. About 30 MB (the call carries at most 64 MiB).
 GPU_WHEELS_PLATFORMS := $(foreach p,manylinux_2_28_x86_64 manylinux_2_17_x86_64 manylinux2014_x86_64 manylinux1_x86_64,--platform $(p))
 gpu-wheels:
 	rm -rf .whl && mkdir -p .whl
 	$(PYTHON) -m pip wheel -q --no-deps -w .whl fvcore iopath
 	$(PYTHON) -m pip download -q --only-binary=:all: --python-version 3.12 --implementation cp $(GPU_WHEELS_PLATFORMS) \
 	  --find-links .whl -d .whl setuptools pydantic fvcore wandb
+	$(PYTHON) -m pip download -q --no-deps --only-binary=:all: -d .whl 'timm>=1.0'  # in case the image's is older
 	rm -f .whl/numpy-*.whl .whl/pillow-*.whl
 	du -sh .whl
 

@@ -38,11 +38,13 @@ from nin.device import (
     BF16_CAPABILITY,
     FP16_CAPABILITY,
     GPU_PROBE_SIZES,
+    PROBE_SIZES,
     cpu_has_fast_bf16,
     cpu_model,
     device_name,
     gemm_rate,
     model_flops_utilization,
+    probe_peak,
     resolve_device,
     resolve_precision,
 )
@@ -179,13 +181,18 @@ def step_environment(check: Check) -> dict[str, Any]:
 
 
 def step_peak(check: Check) -> dict[str, Any]:
-    """The dense GEMM peak of each offered precision, measured here (not the datasheet): the MFU denominators."""
-    sizes = check.config.sizes
-    probe_sizes = sizes.probe_sizes or (GPU_PROBE_SIZES if check.device.type == "cuda" else None)
-    kwargs = {"sizes": probe_sizes} if probe_sizes else {}
-    precisions = offered_precisions(check.device)
-    flops = {p: gemm_rate(p, sizes.probe_seconds, device=check.device, **kwargs) for p in precisions}
-    return {"flops": flops, "sizes": list(probe_sizes) if probe_sizes else None, "seconds_each": sizes.probe_seconds}
+    """The dense GEMM peak of each offered precision, measured here (not the datasheet): the MFU denominators. A GPU's
+    by the GEMM probe on it; a CPU's as nin.device measures it (one core's rate x threads, which a shared machine's
+    scheduler cannot spoil), here uncached."""
+    device, seconds = check.device, check.config.sizes.probe_seconds
+    sizes = check.config.sizes.probe_sizes or (GPU_PROBE_SIZES if device.type == "cuda" else PROBE_SIZES)
+    flops = {}
+    for precision in offered_precisions(device):
+        if device.type == "cuda":
+            flops[precision] = gemm_rate(precision, seconds, sizes, device)
+        else:
+            flops[precision] = probe_peak(precision, torch.get_num_threads(), seconds, sizes)
+    return {"flops": flops, "sizes": list(sizes), "seconds_each": seconds}
 
 
 def step_bench(check: Check) -> dict[str, Any]:
@@ -233,30 +240,35 @@ def step_grid(check: Check) -> dict[str, Any]:
     requested = {v.id: v.precision for v in load_grid(spec, max_runs=None).variants}
     results = [{**_row(read_result(p)), "requested_precision": requested.get(p.parent.name)}
                for p in sorted(grid_dir.runs.glob("*/result.json"))]  # fmt: skip
-    bad = [r["variant_id"] for r in results if r["status"] != "ok"]
-    if code or bad or len(results) != _run_count(grid):
-        raise RuntimeError(f"grid: exit {code}, {len(results)} of {_run_count(grid)} results, not ok: {bad}")
-    return {"seconds": time.perf_counter() - started, "runs": results}
+    problems = [f"{r['variant_id']}: {r['status']}: {r['error']}" for r in results if r["status"] != "ok"]
+    if code and not problems or len(results) != _run_count(grid):
+        problems.append(f"the runner exited {code} with {len(results)} of {_run_count(grid)} results")
+    return {"seconds": time.perf_counter() - started, "runs": results, "problems": problems}
 
 
 def step_determinism(check: Check) -> dict[str, Any]:
-    """The same rows trained twice into two folders: is every per-epoch metric (timings aside) the same?"""
-    settings = {**check.config.sizes.grid, "head": "gap"}
+    """The same rows trained twice into two folders: is every per-epoch metric (timings aside) the same? The FC head:
+    its Linear layer runs on cuBLAS, the rest on cuDNN, and each library has its own deterministic mode."""
+    settings = {**check.config.sizes.grid, "head": "fc"}
     grid = grid_file("gpu-check-determinism", settings, {"deterministic": [True, False]}, 1)
-    dirs = []
-    for copy in ("a", "b"):
-        code, grid_dir = _run_grid(check, grid, check.work / "determinism" / copy)
-        if code:
-            raise RuntimeError(f"determinism: run {copy} exited {code}: {_errors(grid_dir)}")
-        dirs.append(grid_dir)
-    rows = {}
-    for run in sorted(p.name for p in dirs[0].runs.iterdir()):
+    dirs = [_run_grid(check, grid, check.work / "determinism" / copy)[1] for copy in ("a", "b")]
+    rows: dict[str, Any] = {}
+    problems = []
+    for path in sorted(dirs[0].runs.glob("*/result.json")):
+        run = path.parent.name
+        results = [read_result(d.result_path(run)) for d in dirs]
+        setting = "deterministic" if results[0]["deterministic"] else "default"
+        errors = [r["error"] for r in results if r["status"] != "ok"]
+        if errors:
+            rows[setting] = {"variant_id": run, "identical": None, "max_abs_diff": None, "error": errors[0]}
+            problems.append(f"{setting}: {errors[0]}")
+            continue
         first, second = (_metrics(d.runs / run / METRICS_FILE) for d in dirs)
-        deterministic = read_result(dirs[0].result_path(run))["deterministic"]
-        rows["deterministic" if deterministic else "default"] = {
-            "variant_id": run, "identical": first == second, "max_abs_diff": _max_diff(first, second),
-        }  # fmt: skip
-    return rows
+        rows[setting] = {"variant_id": run, "identical": first == second, "max_abs_diff": _max_diff(first, second),
+                         "error": None}  # fmt: skip
+    if len(rows) != 2:
+        problems.append(f"{len(rows)} of 2 settings trained: {_errors(dirs[0])}")
+    return {"settings": rows, "problems": problems}
 
 
 def pack_grid(sizes: Sizes) -> dict[str, Any]:
@@ -412,7 +424,12 @@ def run_check(config: CheckConfig) -> dict[str, Any]:
             start = time.perf_counter()
             try:
                 with contextlib.redirect_stdout(sys.stderr):  # the runner's lines are progress: stdout is the summary
-                    entry = {"status": "ok", "result": STEP_FUNCTIONS[name](check)}
+                    result = STEP_FUNCTIONS[name](check)
+                # A step that ran but found something wrong (a run failed) keeps what it measured.
+                problems = result.get("problems") or []
+                entry = {"status": "failed" if problems else "ok", "result": result}
+                if problems:
+                    entry["error"] = "; ".join(problems)
             except KeyboardInterrupt:
                 raise
             except Exception as exc:  # a step that breaks is a finding: the next steps still run
@@ -469,8 +486,8 @@ def format_text(record: dict[str, Any]) -> str:
         lines.append(f"[{name}] {entry['status']} in {entry['seconds']:.1f} s{when}")
         if entry["status"] != "ok":
             lines.append(f"  {entry['error']}")
-            continue
-        lines.extend(f"  {line}" for line in SUMMARIES[name](entry["result"]))
+        if "result" in entry:
+            lines.extend(f"  {line}" for line in SUMMARIES[name](entry["result"]))
     lines.append(f"total {record['total_seconds']:.1f} s of steps run in the last call; all passed: "
                  f"{'yes' if passed(record) else 'no'}")  # fmt: skip
     return "\n".join(lines)
@@ -506,14 +523,23 @@ def _summary_grid(r: dict[str, Any]) -> list[str]:
     lines = [f"{len(r['runs'])} runs in {r['seconds']:.1f} s"]
     for run in r["runs"]:
         precision = f"{run['precision']}{' (auto)' if run['requested_precision'] == 'auto' else ''}"
-        lines.append(f"{run['variant_id']}: {run['status']}, {precision}, test_acc {run['test_acc']:.3f}, "
+        if run["status"] != "ok":
+            lines.append(f"{run['variant_id']}: {run['status']}, {precision}: {run['error']}")
+            continue
+        lines.append(f"{run['variant_id']}: ok, {precision}, test_acc {run['test_acc']:.3f}, "
                      f"{_rate(run['images_per_s'])} img/s, MFU {_share(run['mfu'])}")  # fmt: skip
     return lines
 
 
 def _summary_determinism(r: dict[str, Any]) -> list[str]:
-    return [f"{setting}: two runs {'identical' if row['identical'] else 'DIFFER'} "
-            f"(largest metric difference {row['max_abs_diff']})" for setting, row in r.items()]  # fmt: skip
+    lines = []
+    for setting, row in r["settings"].items():
+        if row["error"]:
+            lines.append(f"{setting}: FAILED: {row['error']}")
+        else:
+            verdict = "identical" if row["identical"] else "DIFFER"
+            lines.append(f"{setting}: two runs {verdict} (largest metric difference {row['max_abs_diff']})")
+    return lines
 
 
 def _summary_packing(r: dict[str, Any]) -> list[str]:

@@ -224,7 +224,9 @@ def gemm_rate(
     return best
 
 
-def probe_peak(precision: str, threads: int) -> float:
+def probe_peak(
+    precision: str, threads: int, seconds: float = PROBE_SECONDS, sizes: tuple[int, ...] = PROBE_SIZES
+) -> float:
     """The peak of `threads` cores: the better of one core's GEMM rate times `threads` and the rate of all threads
     together. On a shared machine a multi-threaded probe mostly measures the scheduler (one descheduled thread
     stalls every matmul: 1-2 GFLOP/s instead of ~170 measured here), while one core's best rate is steady; per-core
@@ -232,10 +234,10 @@ def probe_peak(precision: str, threads: int) -> float:
     saved = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
-        flops = threads * gemm_rate(precision, PROBE_SECONDS / 2)
+        flops = threads * gemm_rate(precision, seconds / 2, sizes)
         if threads > 1:
             torch.set_num_threads(threads)
-            flops = max(flops, gemm_rate(precision, PROBE_SECONDS / 2))
+            flops = max(flops, gemm_rate(precision, seconds / 2, sizes))
     finally:
         torch.set_num_threads(saved)
     return flops

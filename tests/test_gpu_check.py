@@ -58,7 +58,7 @@ def test_cpu_dry_run_passes_every_step_and_a_rerun_skips_what_passed(tmp_path, c
 
     # On a CPU, the same variant at the same thread count is bit-identical (docs/CLI.md), with or without
     # deterministic algorithms.
-    determinism = steps["determinism"]["result"]
+    determinism = steps["determinism"]["result"]["settings"]
     assert set(determinism) == {"deterministic", "default"}
     assert all(row["identical"] and row["max_abs_diff"] == 0 for row in determinism.values())
 
@@ -165,3 +165,30 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys):
     root = Path(__file__).resolve().parents[1]
     done = subprocess.run(["make", "-s", "gpu-check"], cwd=root, capture_output=True, text=True)
     assert done.returncode == 2 and "OUT is required" in done.stderr
+
+
+def test_a_run_that_fails_fails_its_step_which_keeps_what_it_measured(tmp_path, monkeypatch, capsys):
+    """E.g. torch refusing cuBLAS under deterministic algorithms: the FC head's runs fail, the others still count."""
+    from runners import worker
+
+    real = worker.train
+
+    def train(variant, *args, **kwargs):
+        if variant.head == "fc" and variant.deterministic:
+            raise RuntimeError("faked: Deterministic behavior was enabled ... CUBLAS_WORKSPACE_CONFIG")
+        return real(variant, *args, **kwargs)
+
+    monkeypatch.setattr(worker, "train", train)
+    for name in ("environment", "peak", "bench", "grid", "packing"):  # only the determinism step runs for real
+        monkeypatch.setitem(gc.STEP_FUNCTIONS, name, lambda check: {})
+        monkeypatch.setitem(gc.SUMMARIES, name, lambda result: [])
+    out = tmp_path / "out"
+    assert main(["gpu-check", "--out", str(out), "--device", "cpu", "--tiny", "--work", str(tmp_path / "w")]) == 1
+    entry = json.loads((out / gc.JSON_FILE).read_text())["steps"]["determinism"]
+    assert entry["status"] == "failed" and "CUBLAS_WORKSPACE_CONFIG" in entry["error"]
+    settings = entry["result"]["settings"]
+    assert settings["deterministic"]["identical"] is None and "faked" in settings["deterministic"]["error"]
+    assert settings["default"]["identical"] is True
+    text = capsys.readouterr().out
+    assert "[determinism] failed" in text and "deterministic: FAILED: RuntimeError: faked" in text
+    assert "all passed: no" in text
