@@ -277,34 +277,29 @@ def pack_grid(sizes: Sizes) -> dict[str, Any]:
 
 
 def step_packing(check: Check) -> dict[str, Any]:
-    """The same small runs trained one at a time (one worker), then by several workers sharing the device: the
-    runner's own executor (runners.executor.run_local), as `--device` with the device listed once and K times."""
-    from runners.executor import run_local
-    from runners.spec import load_grid
-    from runners.worker import RunContext
-
+    """The same small runs trained one at a time, then by several workers sharing the device: the runner as a user
+    runs it, `--device D` against `--device D --workers-per-device K`."""
     sizes = check.config.sizes
-    grid_path = check.work / "packing.yaml"
-    grid_path.write_text(yaml.safe_dump(pack_grid(sizes), sort_keys=False))
-    variants = list(load_grid(grid_path, max_runs=None).variants)
-    result: dict[str, Any] = {"runs": len(variants), "workers": sizes.pack_workers}
+    grid = pack_grid(sizes)
+    result: dict[str, Any] = {"runs": _run_count(grid), "workers": sizes.pack_workers}
+    problems = []
     for mode, workers in (("one_at_a_time", 1), ("packed", sizes.pack_workers)):
-        root = check.work / "packing" / mode
-        context = RunContext(grid_dir=root, grid_name=f"packing-{mode}", wandb_mode="disabled", progress=False)
-        done: list[dict[str, Any]] = []
         start = time.perf_counter()
-        run_local(variants, context, [check.device] * workers, done.append)
+        code, grid_dir = _run_grid(check, grid, check.work / "packing" / mode, workers_per_device=workers)
         wall = time.perf_counter() - start
-        bad = [r["variant_id"] for r in done if r["status"] != "ok"]
-        if len(done) != len(variants) or bad:
-            raise RuntimeError(f"packing ({mode}): {len(done)} of {len(variants)} results, not ok: {bad}")
-        images = sum(r["n_train"] * r["epochs_done"] for r in done)
-        span = _span_seconds(done)
+        done = [read_result(p) for p in grid_dir.runs.glob("*/result.json")]
+        ok = [r for r in done if r["status"] == "ok"]
+        if code or len(ok) != result["runs"]:
+            problems.append(f"{mode}: exit {code}, {len(ok)} of {result['runs']} runs ok: {_errors(grid_dir)}")
+        images = sum(r["n_train"] * r["epochs_done"] for r in ok)
+        span = _span_seconds(ok)
         result[mode] = {"wall_seconds": wall, "images": images, "images_per_s": images / wall,
                         "span_seconds": span, "span_images_per_s": images / span if span else None}  # fmt: skip
-    result["speedup"] = result["packed"]["images_per_s"] / result["one_at_a_time"]["images_per_s"]
-    if result["packed"]["span_images_per_s"] and result["one_at_a_time"]["span_images_per_s"]:
-        result["span_speedup"] = result["packed"]["span_images_per_s"] / result["one_at_a_time"]["span_images_per_s"]
+    one, packed = result["one_at_a_time"], result["packed"]
+    result["speedup"] = packed["images_per_s"] / one["images_per_s"] if one["images_per_s"] else None
+    if packed["span_images_per_s"] and one["span_images_per_s"]:
+        result["span_speedup"] = packed["span_images_per_s"] / one["span_images_per_s"]
+    result["problems"] = problems
     return result
 
 
@@ -332,14 +327,15 @@ def _run_count(grid: dict[str, Any]) -> int:
     return (rows + len(grid.get("include", []))) * grid["seeds"]
 
 
-def _run_grid(check: Check, grid: dict[str, Any], out: Path) -> tuple[int, GridDir]:
+def _run_grid(check: Check, grid: dict[str, Any], out: Path, workers_per_device: int = 1) -> tuple[int, GridDir]:
     """Train `grid` with the runner a user runs (runners.run.run_grid), W&B off and no report."""
     from runners.run import RunOptions, run_grid
 
     out.mkdir(parents=True, exist_ok=True)
     spec = out / f"{grid['name']}.yaml"
     spec.write_text(yaml.safe_dump(grid, sort_keys=False))
-    options = RunOptions(spec=spec, out=out, device=str(check.device), wandb="disabled", progress=False, report=False)
+    options = RunOptions(spec=spec, out=out, device=str(check.device), wandb="disabled", progress=False, report=False,
+                         workers_per_device=workers_per_device)  # fmt: skip
     return run_grid(options), GridDir(out / grid["name"])
 
 

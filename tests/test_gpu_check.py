@@ -192,3 +192,25 @@ def test_a_run_that_fails_fails_its_step_which_keeps_what_it_measured(tmp_path, 
     text = capsys.readouterr().out
     assert "[determinism] failed" in text and "deterministic: FAILED: RuntimeError: faked" in text
     assert "all passed: no" in text
+
+
+def test_workers_per_device_shares_each_listed_device(monkeypatch, tmp_path, capsys):
+    from nin.errors import InputError
+    from runners.run import parse_devices
+
+    cpu = torch.device("cpu")
+    assert parse_devices("cpu", 2) == [cpu, cpu] and parse_devices("cpu,cpu") == [cpu, cpu]
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    gpu0, gpu1 = torch.device("cuda", 0), torch.device("cuda", 1)
+    assert parse_devices("cuda:0", 3) == [gpu0] * 3
+    assert parse_devices("cuda", 2) == [gpu0, gpu0, gpu1, gpu1]
+    assert parse_devices("cuda:1,cpu", 2) == [gpu1, gpu1, cpu, cpu]
+    with pytest.raises(InputError, match="list it once and add --workers-per-device N"):
+        parse_devices("cuda:0,cuda:0")
+    # Ray places one task per GPU it counts: packing is the local executor's.
+    grid = Path(__file__).resolve().parents[1] / "ablations" / "quick.yaml"
+    out = tmp_path / "out"
+    args = ["run", str(grid), "--out", str(out), "--executor", "ray", "--workers-per-device", "2"]
+    assert main(args) == 2
+    assert "use it with --executor local" in capsys.readouterr().err and not out.exists()
