@@ -246,18 +246,24 @@ def step_grid(check: Check) -> dict[str, Any]:
     return {"seconds": time.perf_counter() - started, "runs": results, "problems": problems}
 
 
+def determinism_grid(sizes: Sizes) -> dict[str, Any]:
+    """The FC head with and without deterministic algorithms (its Linear runs on cuBLAS, the convolutions on cuDNN:
+    each library has its own deterministic mode), and the GAP head with them (its global average pooling has its own
+    backward kernel on a GPU)."""
+    include = [{"head": "gap", "deterministic": True}]
+    return grid_file("gpu-check-determinism", sizes.grid, {"head": ["fc"], "deterministic": [True, False]}, 1, include)
+
+
 def step_determinism(check: Check) -> dict[str, Any]:
-    """The same rows trained twice into two folders: is every per-epoch metric (timings aside) the same? The FC head:
-    its Linear layer runs on cuBLAS, the rest on cuDNN, and each library has its own deterministic mode."""
-    settings = {**check.config.sizes.grid, "head": "fc"}
-    grid = grid_file("gpu-check-determinism", settings, {"deterministic": [True, False]}, 1)
+    """The same rows trained twice into two folders: is every per-epoch metric (timings aside) the same?"""
+    grid = determinism_grid(check.config.sizes)
     dirs = [_run_grid(check, grid, check.work / "determinism" / copy)[1] for copy in ("a", "b")]
     rows: dict[str, Any] = {}
     problems = []
     for path in sorted(dirs[0].runs.glob("*/result.json")):
         run = path.parent.name
         results = [read_result(d.result_path(run)) for d in dirs]
-        setting = "deterministic" if results[0]["deterministic"] else "default"
+        setting = f"{results[0]['head']} {'deterministic' if results[0]['deterministic'] else 'default'}"
         errors = [r["error"] for r in results if r["status"] != "ok"]
         if errors:
             rows[setting] = {"variant_id": run, "identical": None, "max_abs_diff": None, "error": errors[0]}
@@ -266,8 +272,8 @@ def step_determinism(check: Check) -> dict[str, Any]:
         first, second = (_metrics(d.runs / run / METRICS_FILE) for d in dirs)
         rows[setting] = {"variant_id": run, "identical": first == second, "max_abs_diff": _max_diff(first, second),
                          "error": None}  # fmt: skip
-    if len(rows) != 2:
-        problems.append(f"{len(rows)} of 2 settings trained: {_errors(dirs[0])}")
+    if len(rows) != _run_count(grid):
+        problems.append(f"{len(rows)} of {_run_count(grid)} settings trained: {_errors(dirs[0])}")
     return {"settings": rows, "problems": problems}
 
 

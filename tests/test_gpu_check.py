@@ -59,7 +59,7 @@ def test_cpu_dry_run_passes_every_step_and_a_rerun_skips_what_passed(tmp_path, c
     # On a CPU, the same variant at the same thread count is bit-identical (docs/CLI.md), with or without
     # deterministic algorithms.
     determinism = steps["determinism"]["result"]["settings"]
-    assert set(determinism) == {"deterministic", "default"}
+    assert set(determinism) == {"fc deterministic", "fc default", "gap deterministic"}
     assert all(row["identical"] and row["max_abs_diff"] == 0 for row in determinism.values())
 
     packing = steps["packing"]["result"]
@@ -187,10 +187,10 @@ def test_a_run_that_fails_fails_its_step_which_keeps_what_it_measured(tmp_path, 
     entry = json.loads((out / gc.JSON_FILE).read_text())["steps"]["determinism"]
     assert entry["status"] == "failed" and "CUBLAS_WORKSPACE_CONFIG" in entry["error"]
     settings = entry["result"]["settings"]
-    assert settings["deterministic"]["identical"] is None and "faked" in settings["deterministic"]["error"]
-    assert settings["default"]["identical"] is True
+    assert settings["fc deterministic"]["identical"] is None and "faked" in settings["fc deterministic"]["error"]
+    assert settings["fc default"]["identical"] is True and settings["gap deterministic"]["identical"] is True
     text = capsys.readouterr().out
-    assert "[determinism] failed" in text and "deterministic: FAILED: RuntimeError: faked" in text
+    assert "[determinism] failed" in text and "fc deterministic: FAILED: RuntimeError: faked" in text
     assert "all passed: no" in text
 
 
