@@ -214,3 +214,13 @@ def test_workers_per_device_shares_each_listed_device(monkeypatch, tmp_path, cap
     args = ["run", str(grid), "--out", str(out), "--executor", "ray", "--workers-per-device", "2"]
     assert main(args) == 2
     assert "use it with --executor local" in capsys.readouterr().err and not out.exists()
+
+
+def test_on_a_gpu_the_peak_is_probed_on_the_gpu_in_each_offered_precision(monkeypatch, tmp_path):
+    calls = []
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))
+    monkeypatch.setattr(gc, "gemm_rate", lambda precision, seconds, sizes, device: calls.append(
+        (precision, seconds, sizes, device)) or 1e12)  # fmt: skip
+    result = gc.step_peak(gc.Check(gc.CheckConfig(out=tmp_path), CUDA, tmp_path, {"steps": {}}))
+    assert result["flops"] == {"fp32": 1e12, "bf16": 1e12, "fp16": 1e12}
+    assert calls == [(p, gc.FULL.probe_seconds, dev.GPU_PROBE_SIZES, CUDA) for p in ("fp32", "bf16", "fp16")]
