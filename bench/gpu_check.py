@@ -1,14 +1,15 @@
 """`nin-ablate gpu-check`: what works on a device and how fast, in one call, into one folder (docs/GPU.md).
 
 Written for the day a GPU is lent: a cold machine, minutes of device time, nothing to download. Each step reuses the
-code a user runs (the bench, the runner, the executor) and is timed; OUT/gpu-check.json is rewritten as each step
-ends, so a call cut short keeps what it did, and a rerun skips every step that already passed on the same device.
+code a user runs (the bench, the runner, nin.device's GEMM probe) and is timed; OUT/gpu-check.json is rewritten as
+each step ends, so a call cut short keeps what it did, and a rerun skips every step that already passed on the same
+device.
 
   environment  device, driver, torch/CUDA/cuDNN versions, and how long the install took (the install stamp)
   peak         a GEMM probe in each precision the device offers: its measured dense peak
   bench        `nin-ablate bench` on the seeds' NiN: harness vs the d2l loop, MFU against the measured peak
   grid         a small grid on the embedded digits: GAP, FC and AlexNet heads x 2 seeds, plus a row per precision
-  determinism  one variant trained twice with `deterministic: true` (the docs' claim) and twice without
+  determinism  FC and GAP rows trained twice each, with `deterministic: true` (the docs' claim) and without
   packing      small runs one at a time vs several workers on the same device (HFTA's question), in this process
 """
 
@@ -55,9 +56,8 @@ JSON_FILE, TEXT_FILE = "gpu-check.json", "gpu-check.txt"
 STEPS = ("environment", "peak", "bench", "grid", "determinism", "packing")
 # What differs between two identical runs without being a result: wall-clock figures.
 TIMING_KEYS = ("epoch_seconds", "images_per_s")
-# The settings every trained row shares: the quick grid's (ablations/quick.yaml), which every head trains with.
-TRAINING = dict(arch="d2l", dataset="digits", init="kaiming", gap_relu=False, batch_size=16, optimizer="adamw",
-                lr=0.002, weight_decay=0.0005, warmup_epochs=1, schedule="cosine")  # fmt: skip
+# The settings every trained row starts from: the quick grid's (embedded digits; every head trains with them).
+QUICK_GRID = Path(__file__).resolve().parents[1] / "ablations" / "quick.yaml"
 
 
 @dataclass(frozen=True)
@@ -65,8 +65,8 @@ class Sizes:
     """How big each step is. FULL fits one H100 call with time to spare; TINY is the CPU dry run of the suite."""
 
     bench: dict[str, Any]  # BenchConfig fields
-    grid: dict[str, Any]  # the grid and determinism rows' settings beyond TRAINING
-    pack: dict[str, Any]  # the packing rows' settings beyond TRAINING: small nets, the HFTA question
+    grid: dict[str, Any]  # the grid and determinism rows' settings over the quick grid's
+    pack: dict[str, Any]  # the packing rows' settings over the quick grid's: its small nets, the HFTA question
     pack_runs: int
     pack_workers: int
     probe_seconds: float  # per precision
@@ -76,7 +76,7 @@ class Sizes:
 FULL = Sizes(
     bench=dict(steps=10, windows=3),  # the seeds' NiN at 224 px, batch 128, 10 warm-up steps on a GPU
     grid=dict(width=1.0, image_size=224, epochs=5),
-    pack=dict(width=0.125, image_size=99, epochs=3),
+    pack=dict(epochs=3),  # the quick grid's net: width 0.125, 99 px
     pack_runs=8,
     pack_workers=4,
     probe_seconds=2.0,
@@ -215,8 +215,9 @@ def step_bench(check: Check) -> dict[str, Any]:
 
 def grid_file(name: str, settings: dict[str, Any], axes: dict[str, list], seeds: int,
               include: list[dict[str, Any]] | None = None) -> dict[str, Any]:  # fmt: skip
+    quick = yaml.safe_load(QUICK_GRID.read_text())["settings"]
     grid: dict[str, Any] = {"name": name, "description": f"nin-ablate gpu-check: {name}",
-                            "settings": {**TRAINING, **settings}, "axes": axes, "seeds": seeds}  # fmt: skip
+                            "settings": {**quick, **settings}, "axes": axes, "seeds": seeds}  # fmt: skip
     if include:
         grid["include"] = include
     return grid
