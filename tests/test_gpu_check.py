@@ -74,10 +74,10 @@ def test_cpu_dry_run_passes_every_step_and_a_rerun_skips_what_passed(tmp_path, c
 
     # A rerun reuses every passed step but the one asked for again.
     first = {name: entry["finished"] for name, entry in steps.items()}
-    assert main(["gpu-check", "--out", str(out), "--device", "cpu", "--tiny", "--redo", "determinism"]) == 0
+    assert main(["gpu-check", "--out", str(out), "--device", "cpu", "--tiny", "--redo", "environment"]) == 0
     again = json.loads((out / gc.JSON_FILE).read_text())["steps"]
-    assert [n for n, e in again.items() if not e.get("skipped")] == ["determinism"]
-    assert all(again[n]["finished"] == first[n] for n in gc.STEPS if n != "determinism")
+    assert [n for n, e in again.items() if not e.get("skipped")] == ["environment"]
+    assert all(again[n]["finished"] == first[n] for n in gc.STEPS if n != "environment")
     assert "(passed earlier, skipped)" in (out / gc.TEXT_FILE).read_text()
 
 
