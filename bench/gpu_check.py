@@ -424,6 +424,7 @@ def run_check(config: CheckConfig) -> dict[str, Any]:
                 previous["skipped"] = True
                 continue
             _say(f"{name}: running")
+            shutil.rmtree(work / name, ignore_errors=True)  # a kept --work folder: runs are trained anew, not resumed
             start = time.perf_counter()
             try:
                 with contextlib.redirect_stdout(sys.stderr):  # the runner's lines are progress: stdout is the summary
@@ -438,6 +439,8 @@ def run_check(config: CheckConfig) -> dict[str, Any]:
             except Exception as exc:  # a step that breaks is a finding: the next steps still run
                 entry = {"status": "failed", "error": f"{type(exc).__name__}: {exc}",
                          "traceback": traceback.format_exc()[-4000:]}  # fmt: skip
+                if device.type == "cuda":  # an out-of-memory step leaves the next ones its cached blocks otherwise
+                    torch.cuda.empty_cache()
             entry["seconds"] = time.perf_counter() - start
             entry["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
             record["steps"][name] = entry
@@ -548,8 +551,9 @@ def _summary_determinism(r: dict[str, Any]) -> list[str]:
 def _summary_packing(r: dict[str, Any]) -> list[str]:
     one, packed = r["one_at_a_time"], r["packed"]
     span = f"; training span {r['span_speedup']:.2f}x" if r.get("span_speedup") else ""
+    speedup = "n/a" if r["speedup"] is None else f"{r['speedup']:.2f}x"
     return [f"{r['runs']} small runs: one at a time {_rate(one['images_per_s'])} img/s, {r['workers']} workers on "
-            f"one device {_rate(packed['images_per_s'])} img/s: {r['speedup']:.2f}x wall{span}"]  # fmt: skip
+            f"one device {_rate(packed['images_per_s'])} img/s: {speedup} wall{span}"]  # fmt: skip
 
 
 SUMMARIES: dict[str, Callable[[dict[str, Any]], list[str]]] = {
