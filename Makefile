@@ -6,16 +6,35 @@ STAMP := $(VENV)/.installed-stamp
 # torch is pinned to the release served from local disk; installing it first keeps resolvers from pulling another.
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: install test demo bench lint clean browser
+.PHONY: install test demo bench lint clean browser gpu-check gpu-wheels
+
+# Offline (a machine no registry reaches, such as a lent GPU machine: docs/GPU.md): WHEELS=DIR installs from the wheels
+# in DIR (`make gpu-wheels`) over the packages of the Python that makes the venv, its own torch included (no pin), and
+# without the test and Ray extras. The stamp records how long the install took (gpu-check reports it).
+ifdef WHEELS
+# Without ensurepip (Debian's python3 lacks it unless python3-venv is installed) the venv runs the maker's pip.
+MAKE_VENV := $(PYTHON) -m venv --system-site-packages $(VENV) || $(PYTHON) -m venv --system-site-packages --without-pip $(VENV)
+PIP_SOURCE := --no-index --find-links $(WHEELS)
+INSTALL_PINS :=
+EXTRAS :=
+else
+MAKE_VENV := $(PYTHON) -m venv $(VENV)
+INSTALL_PINS := $(TORCH_PINS)
+EXTRAS := [test,ray]
+endif
+# A venv made by a Python that is itself a venv (such an image's python3) sees only the base interpreter's packages:
+# this .pth adds the maker's site-packages after the venv's own.
+BASE_SITE_PTH := $(PYTHON) -c "import site; print('import site; ' + '; '.join(f'site.addsitedir({p!r})' for p in site.getsitepackages()))"
 
 install: $(STAMP)
 
 $(STAMP): pyproject.toml
-	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q $(TORCH_PINS)
-	$(BIN)/python -m pip install -q -e '.[test,ray]' $(TORCH_PINS)
-	touch $(STAMP)
+	@mkdir -p $(VENV) && date +%s > $(VENV)/.install-started
+	test -x $(BIN)/python || { $(MAKE_VENV); }
+	$(if $(WHEELS),$(BASE_SITE_PTH) > "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/_base_site.pth",$(BIN)/python -m pip install -q --upgrade pip)
+	$(if $(INSTALL_PINS),$(BIN)/python -m pip install -q $(INSTALL_PINS))
+	$(BIN)/python -m pip install -q $(PIP_SOURCE) -e '.$(EXTRAS)' $(INSTALL_PINS)
+	@echo "seconds=$$(( $$(date +%s) - $$(cat $(VENV)/.install-started) )) finished=$$(date -u +%FT%TZ)" > $(STAMP)
 
 # One pytest worker per core, at most 4 (pytest-xdist): many tests wait on a subprocess's start, a Ray start or a kill,
 # which the other worker fills (2-core Zen 3: 582 tests in 8.8 min, docs/BENCHMARKS.md). Tests share no files;
@@ -49,6 +68,32 @@ demo: $(STAMP)
 # Throughput of the harness against a d2l-style reference loop; pass flags with e.g. BENCH_ARGS="--device cpu --json".
 bench: $(STAMP)
 	$(BIN)/nin-ablate bench $(BENCH_ARGS)
+
+# What works on a GPU and how fast, in one call (docs/GPU.md): OUT/gpu-check.json and OUT/gpu-check.txt. A rerun with
+# the same OUT skips the steps that passed. The CPU dry run: make gpu-check OUT=DIR GPU_CHECK_ARGS="--device cpu --tiny"
+# (python -m runners: this checkout's code even where the venv's editable install points at another one)
+GPU_CHECK_ARGS ?=
+ifneq ($(filter gpu-check,$(MAKECMDGOALS)),)
+ifndef OUT
+$(error make gpu-check: OUT is required: make gpu-check OUT=DIR, a folder for gpu-check.json and gpu-check.txt)
+endif
+endif
+gpu-check: $(STAMP)
+	$(BIN)/python -m runners gpu-check --out $(OUT) $(GPU_CHECK_ARGS)
+
+# The wheels an offline install on the lent GPU machine needs (docs/GPU.md): what pyproject.toml requires beyond that
+# machine's image (Python 3.12 with torch and the scientific stack), for CPython 3.12 on x86-64, into .whl/ (ignored;
+# carried with the call). fvcore and iopath are sdists on PyPI: built here (pure Python). numpy and pillow are left
+# out: the image has them, and they are over half the size. About 30 MB (the call carries at most 64 MiB).
+GPU_WHEELS_PLATFORMS := $(foreach p,manylinux_2_28_x86_64 manylinux_2_17_x86_64 manylinux2014_x86_64 manylinux1_x86_64,--platform $(p))
+gpu-wheels:
+	rm -rf .whl && mkdir -p .whl
+	$(PYTHON) -m pip wheel -q --no-deps -w .whl fvcore iopath
+	$(PYTHON) -m pip download -q --only-binary=:all: --python-version 3.12 --implementation cp $(GPU_WHEELS_PLATFORMS) \
+	  --find-links .whl -d .whl setuptools pydantic fvcore wandb
+	$(PYTHON) -m pip download -q --no-deps --only-binary=:all: -d .whl 'timm>=1.0'  # in case the image's is older
+	rm -f .whl/numpy-*.whl .whl/pillow-*.whl
+	du -sh .whl
 
 lint: $(STAMP)
 	$(BIN)/ruff check nin judge runners reports tests bench

@@ -51,6 +51,8 @@ CACHE_DIR_ENV = "NIN_ABLATE_CACHE_DIR"  # overrides $XDG_CACHE_HOME/nin-ablate (
 PEAK_FILE = "peak.json"
 PROBE_SIZES = (256, 512, 1024)  # square matmuls: 0.75–12 MiB in fp32, cache-resident to L3-sized
 PROBE_SECONDS = 2.0  # per precision: half on one core, half on all threads, each split over the sizes
+CPU = torch.device("cpu")
+GPU_PROBE_SIZES = (4096, 8192)  # 0.14-1.1 TFLOP per product: milliseconds on a datacenter GPU
 CPUINFO = Path("/proc/cpuinfo")  # where the flags and model name are read (tests point it at a faked CPU's)
 MATMUL_FLAGS = (  # /proc/cpuinfo flags that decide how fast a matmul can go
     "avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "avx_vnni", "amx_tile",
@@ -189,24 +191,32 @@ def machine_key(threads: int) -> dict[str, Any]:
     return {"cpu": cpu_model(), "flags": list(cpu_flags()), "threads": threads, "torch": torch.__version__}
 
 
-def gemm_rate(precision: str, seconds: float = PROBE_SECONDS, sizes: tuple[int, ...] = PROBE_SIZES) -> float:
+def gemm_rate(
+    precision: str,
+    seconds: float = PROBE_SECONDS,
+    sizes: tuple[int, ...] = PROBE_SIZES,
+    device: torch.device = CPU,
+) -> float:
     """The best FLOP/s of single square matmuls in this precision's dtype, over `seconds` split across `sizes`.
     The best repetition, not the mean: a peak is what the chip does when nothing else takes it. A size whose one
-    matmul would not fit its share of the time (emulated bf16 is ~300x slower than fp32) is not tried."""
+    matmul would not fit its share of the time (emulated bf16 is ~300x slower than fp32) is not tried. On a GPU each
+    matmul is timed between two syncs (GPU_PROBE_SIZES keep the sync's cost to about 1% of the product)."""
     dtype = PROBE_DTYPES[precision]
     share = seconds / len(sizes)
     best = 0.0
-    generator = torch.Generator().manual_seed(0)  # the global RNG of a running variant stays untouched
+    generator = torch.Generator(device).manual_seed(0)  # the global RNG of a running variant stays untouched
     for n in sizes:
         if best and 2 * n**3 / best > share / 4:  # too slow to repeat at this size within its share
             break
-        a, b = (torch.randn(n, n, generator=generator).to(dtype) for _ in range(2))
-        out = torch.empty(n, n, dtype=dtype)
-        torch.mm(a, b, out=out)  # warm-up: oneDNN/BLAS picks and packs its kernel
+        a, b = (torch.randn(n, n, generator=generator, device=device).to(dtype) for _ in range(2))
+        out = torch.empty(n, n, dtype=dtype, device=device)
+        torch.mm(a, b, out=out)  # warm-up: oneDNN/BLAS (cuBLAS) picks and packs its kernel
+        synchronize(device)
         end = time.perf_counter() + share
         while True:
             start = time.perf_counter()
             torch.mm(a, b, out=out)
+            synchronize(device)
             elapsed = time.perf_counter() - start
             best = max(best, 2 * n**3 / elapsed)
             if time.perf_counter() + elapsed > end:
@@ -214,7 +224,9 @@ def gemm_rate(precision: str, seconds: float = PROBE_SECONDS, sizes: tuple[int, 
     return best
 
 
-def probe_peak(precision: str, threads: int) -> float:
+def probe_peak(
+    precision: str, threads: int, seconds: float = PROBE_SECONDS, sizes: tuple[int, ...] = PROBE_SIZES
+) -> float:
     """The peak of `threads` cores: the better of one core's GEMM rate times `threads` and the rate of all threads
     together. On a shared machine a multi-threaded probe mostly measures the scheduler (one descheduled thread
     stalls every matmul: 1-2 GFLOP/s instead of ~170 measured here), while one core's best rate is steady; per-core
@@ -222,10 +234,10 @@ def probe_peak(precision: str, threads: int) -> float:
     saved = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
-        flops = threads * gemm_rate(precision, PROBE_SECONDS / 2)
+        flops = threads * gemm_rate(precision, seconds / 2, sizes)
         if threads > 1:
             torch.set_num_threads(threads)
-            flops = max(flops, gemm_rate(precision, PROBE_SECONDS / 2))
+            flops = max(flops, gemm_rate(precision, seconds / 2, sizes))
     finally:
         torch.set_num_threads(saved)
     return flops

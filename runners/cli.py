@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from judge.sequential import DEFAULT_MAX_SEEDS, DEFAULT_SEEDS_PER_ROUND, MAX_SEEDS
 from nin.arches import ARCHES
 from nin.errors import InputError
-from runners import EXIT_BAD_INPUT, EXIT_INTERRUPTED, EXIT_OK
+from runners import EXIT_BAD_INPUT, EXIT_FAILED_RUNS, EXIT_INTERRUPTED, EXIT_OK
 
 
 class _Parser(argparse.ArgumentParser):
@@ -145,6 +145,9 @@ def _add_training_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="no progress bars (logs, CI)")
     parser.add_argument("--cpu-threads", type=_positive_int, default=None,
                         help="torch threads per CPU worker (default: all cores, split between CPU workers)")
+    parser.add_argument("--workers-per-device", type=_positive_int, default=1, metavar="N",
+                        help="N local workers share each listed device (default 1); on a GPU, small nets may train "
+                             "faster packed (docs/GPU.md, packing)")
 
 
 def _positive_int(text: str) -> int:
@@ -164,7 +167,7 @@ def _run_options(args: argparse.Namespace, **extra):
                       wandb_project=args.wandb_project, wandb_entity=args.wandb_entity, data_dir=args.data_dir,
                       download=args.download, epochs=args.epochs, overrides=tuple(args.overrides), yes=args.yes,
                       progress=not args.no_progress,
-                      cpu_threads=args.cpu_threads,
+                      cpu_threads=args.cpu_threads, workers_per_device=args.workers_per_device,
                       **extra)  # fmt: skip
 
 
@@ -237,6 +240,18 @@ def cmd_bench(args: argparse.Namespace) -> int:
     else:
         print(format_text(result))
     return EXIT_OK
+
+
+def cmd_gpu_check(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from bench.gpu_check import CheckConfig, format_text, passed, run_check, with_redo
+
+    config = CheckConfig(out=Path(args.out), device=args.device, tiny=args.tiny,
+                         work=Path(args.work) if args.work else None)  # fmt: skip
+    record = run_check(with_redo(config, args.redo))
+    print(format_text(record))
+    return EXIT_OK if passed(record) else EXIT_FAILED_RUNS
 
 
 def cmd_estimate(args: argparse.Namespace) -> int:
@@ -352,6 +367,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="tracker mode in the fixed-cost measurement (default offline)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     p.set_defaults(handler=cmd_bench)
+
+    p = sub.add_parser("gpu-check", help="what works on a GPU and how fast, in one call: OUT/gpu-check.json + .txt")
+    p.add_argument("--out", required=True, help="folder for gpu-check.json and .txt (a rerun skips what passed)")
+    p.add_argument("--device", default="cuda", help="cuda | cuda:N | cpu (the dry run; default cuda)")
+    p.add_argument("--tiny", action="store_true", help="toy sizes: the CPU dry run of the suite (docs/GPU.md)")
+    p.add_argument("--redo", default=None, metavar="STEP[,STEP]", help="run these steps again even if they passed")
+    p.add_argument("--work", default=None, help="where the check's runs train (default: a temp dir, removed after)")
+    p.set_defaults(handler=cmd_gpu_check)
 
     p = sub.add_parser("walltime", help="run a grid with a timer around every piece: where its wall time goes")
     p.add_argument("spec", help="grid file, e.g. ablations/quick.yaml")

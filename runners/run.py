@@ -52,26 +52,31 @@ class RunOptions:
     until_resolved: bool = False  # then seeds only where a verdict is open (runners.until_resolved)
     max_seeds: int | None = None  # --max-seeds (default sequential.DEFAULT_MAX_SEEDS)
     seeds_per_round: int | None = None  # --seeds-per-round (default sequential.DEFAULT_SEEDS_PER_ROUND)
+    workers_per_device: int = 1  # local workers sharing each listed device (small nets: `nin-ablate gpu-check`)
 
 
-def parse_devices(spec: str) -> list[torch.device]:
-    """auto | cpu | cuda (every visible GPU) | cuda:0,cuda:1 | cpu,cpu (several CPU workers)."""
+def parse_devices(spec: str, workers_per_device: int = 1) -> list[torch.device]:
+    """auto | cpu | cuda (every visible GPU) | cuda:0,cuda:1 | cpu,cpu (several CPU workers); one worker per entry,
+    or `workers_per_device` workers sharing each."""
     from nin.device import resolve_device
 
     if spec in ("auto", "cuda"):
         if torch.cuda.is_available():
-            return [torch.device("cuda", i) for i in range(torch.cuda.device_count())]
-        if spec == "cuda":
-            resolve_device("cuda")  # raises the clear no-GPU error
-        return [torch.device("cpu")]
+            devices = [torch.device("cuda", i) for i in range(torch.cuda.device_count())]
+        else:
+            if spec == "cuda":
+                resolve_device("cuda")  # raises the clear no-GPU error
+            devices = [torch.device("cpu")]
+        return [d for d in devices for _ in range(workers_per_device)]
     parts = [p.strip() for p in spec.split(",") if p.strip()]
     if not parts:
         raise InputError("--device is empty: use auto, cpu, cuda or a list such as cuda:0,cuda:1")
     devices = [resolve_device(p) for p in parts]
     gpus = [d for d in devices if d.type == "cuda"]
     if len(set(gpus)) != len(gpus):
-        raise InputError(f"--device {spec} lists a GPU twice: one worker per GPU")
-    return devices
+        raise InputError(f"--device {spec} lists a GPU twice: to share a GPU between workers, list it once and "
+                         f"add --workers-per-device N")  # fmt: skip
+    return [d for d in devices for _ in range(workers_per_device)]
 
 
 def run_grid(options: RunOptions, grid: Grid | None = None) -> int:
@@ -124,7 +129,9 @@ def _check(options: RunOptions, grid: Grid | None) -> _Checked:
     if grid is None:
         overrides = parse_overrides(options.overrides, epochs=options.epochs)
         grid = load_grid(options.spec, max_runs=None if options.yes else DEFAULT_MAX_RUNS, overrides=overrides)
-    devices = parse_devices(options.device)
+    if options.workers_per_device > 1 and options.executor == "ray":
+        raise InputError("--workers-per-device shares a device between local workers: use it with --executor local")
+    devices = parse_devices(options.device, options.workers_per_device)
     wandb_mode = resolve_mode(options.wandb)
     if options.executor not in ("local", "ray"):
         raise InputError(f"--executor must be local or ray, got {options.executor!r}")
