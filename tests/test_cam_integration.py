@@ -17,7 +17,7 @@ from nin.data import CANVAS_SEED, load_dataset, on_canvas
 from nin.layout import CAM_FILE, NUMERIC_OUTCOME_KEYS, TEXT_OUTCOME_KEYS, TIMING_KEYS, GridDir, read_result
 from nin.pipeline import DeviceData
 from nin.variant import Variant
-from tests.conftest import REPO, run_cli
+from tests.conftest import REPO, cli
 
 # Ids computed with nin/variant.py as of commit a35e67c (before the canvas field existed): a variant without a
 # canvas must keep them, or every finished run of every existing grid would turn stale.
@@ -217,7 +217,7 @@ def test_bad_canvas_is_one_line_exit_2_nothing_written(tmp_path: Path, canvas, o
     grid.write_text(GRID_TEXT.replace("CANVAS", canvas))
     out = tmp_path / "out"
     args = ["run", str(grid), "--out", str(out), "--device", "cpu", "--wandb", "disabled", "--no-progress"]
-    done = run_cli(*args, *(["--set", override] if override else []))
+    done = cli(*args, *(["--set", override] if override else []))
     assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1, lines
@@ -234,7 +234,7 @@ def test_the_cam_grid_runs_on_mnist_files(tmp_path: Path) -> None:
     out = tmp_path / "out"
     sets = ("dataset=mnist", "canvas=40", "epochs=2", "seeds=1")  # epochs 2: the grid warms up for one
     args = ["run", "ablations/cam.yaml", *(f"--set={s}" for s in sets), "--data-dir", str(tmp_path / "data")]
-    done = run_cli(*args, "--out", str(out), "--wandb", "disabled", "--device", "cpu", "--no-progress")
+    done = cli(*args, "--out", str(out), "--wandb", "disabled", "--device", "cpu", "--no-progress")
     assert done.returncode == 0, done.stderr[-2000:]
     grid = GridDir(out / "cam")
     results = [read_result(grid.result_path(run_id)) for run_id in grid.finished_ids()]

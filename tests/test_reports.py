@@ -15,7 +15,7 @@ from scipy import stats as sps
 
 from judge import stats as rstats
 from reports import load_results, write_report
-from tests.conftest import run_cli
+from tests.conftest import cli
 from tests.reports_fixtures import result, write_grid, write_run
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -244,7 +244,7 @@ def test_partial_grid_reports_what_exists(tmp_path: Path) -> None:
 
 def test_cli_report_prints_the_page_path(tmp_path: Path) -> None:
     grid_dir = write_grid(tmp_path, "cli", _grid_results()[:3])
-    done = run_cli("report", str(grid_dir))
+    done = cli("report", str(grid_dir))
     assert done.returncode == 0, done.stderr
     assert Path(done.stdout.strip().splitlines()[-1]) == grid_dir / "report" / "report.html"
     assert (grid_dir / "report" / "summary.csv").is_file()
@@ -258,7 +258,7 @@ def test_cli_report_refuses_what_is_not_a_results_directory(tmp_path: Path, case
     if case == "no-spec-no-runs":
         (target / "notes.txt").write_text("hello")
         write_run(target / "elsewhere", result(0.8, 0.9))  # runs one level too deep do not count
-    done = run_cli("report", str(target))
+    done = cli("report", str(target))
     assert done.returncode == 2
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and str(target) in lines[0] and "OUT/<grid name>" in lines[0]
@@ -422,14 +422,14 @@ def test_ablation_tex_compiles_with_pdflatex_and_renders(report, tmp_path: Path)
 def test_cli_report_format_prints_the_table_and_writes_nothing(tmp_path: Path, report) -> None:
     grid_dir = write_grid(tmp_path, "fmt", _grid_results(), axes={"head": ["gap", "fc"], "cccp": [2, 0]})
     before = sorted(p.relative_to(grid_dir) for p in grid_dir.rglob("*"))
-    md = run_cli("report", str(grid_dir), "--format", "md")
-    tex = run_cli("report", str(grid_dir), "--format", "tex")
+    md = cli("report", str(grid_dir), "--format", "md")
+    tex = cli("report", str(grid_dir), "--format", "tex")
     assert md.returncode == 0 and tex.returncode == 0, md.stderr + tex.stderr
     assert md.stdout == report.documents["md"].read_text()  # the same table as the report writes
     assert tex.stdout == report.documents["tex"].read_text()
     assert md.stderr == "" and sorted(p.relative_to(grid_dir) for p in grid_dir.rglob("*")) == before
     assert not (grid_dir / "report").exists() and not (grid_dir / "wandb").exists()
-    bad = run_cli("report", str(grid_dir), "--format", "pdf")
+    bad = cli("report", str(grid_dir), "--format", "pdf")
     assert bad.returncode == 2 and "--format" in bad.stderr and not (grid_dir / "report").exists()
 
 

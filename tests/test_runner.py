@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from nin import layout
-from tests.conftest import run_cli
+from tests.conftest import cli, run_cli
 from tests.reliability import helpers as reliability_helpers
 from tests.reliability.helpers import results, without_timing
 
@@ -22,7 +22,7 @@ def write_grid(path: Path, body: str) -> Path:
 
 def test_run_writes_the_layout_then_a_rerun_trains_nothing(tmp_path):
     spec = write_grid(tmp_path / "g.yaml", "axes: {head: [gap, fc]}\n")
-    first = run_cli("run", str(spec), "--out", str(tmp_path / "out"), *QUIET)
+    first = cli("run", str(spec), "--out", str(tmp_path / "out"), *QUIET)
     assert first.returncode == 0, first.stderr
     grid_dir = tmp_path / "out" / "t"
     resolved = yaml.safe_load((grid_dir / "spec.yaml").read_text())
@@ -36,7 +36,7 @@ def test_run_writes_the_layout_then_a_rerun_trains_nothing(tmp_path):
     assert str(grid_dir / "report" / "report.html") in first.stdout
 
     before = {p: p.stat().st_mtime_ns for p in grid_dir.glob("runs/*/*")}
-    second = run_cli("run", str(spec), "--out", str(tmp_path / "out"), *QUIET)
+    second = cli("run", str(spec), "--out", str(tmp_path / "out"), *QUIET)
     assert second.returncode == 0
     assert "already finished; nothing to train" in second.stdout
     assert {p: p.stat().st_mtime_ns for p in grid_dir.glob("runs/*/*")} == before
@@ -53,7 +53,7 @@ def test_failed_and_diverged_variants_do_not_stop_the_grid(tmp_path):
           - {head: fc, lr: 10.0, momentum: 0.99}
     """,
     )
-    result = run_cli("run", str(spec), "--out", str(tmp_path / "out"), *QUIET)
+    result = cli("run", str(spec), "--out", str(tmp_path / "out"), *QUIET)
     assert result.returncode == 1, result.stderr
     by_status: dict[str, list[dict]] = {}
     for run in results(tmp_path / "out" / "t").values():
@@ -68,17 +68,17 @@ def test_failed_and_diverged_variants_do_not_stop_the_grid(tmp_path):
 
 def test_only_diverged_is_a_result_not_a_failure(tmp_path):
     spec = write_grid(tmp_path / "g.yaml", "include: [{head: fc, lr: 10.0, momentum: 0.99}]\n")
-    result = run_cli("run", str(spec), "--out", str(tmp_path / "out"), *QUIET)
+    result = cli("run", str(spec), "--out", str(tmp_path / "out"), *QUIET)
     assert result.returncode == 0
     assert "0 ok, 1 diverged, 0 failed" in result.stdout
 
 
 def test_changed_grid_trains_new_ids_and_lists_stale_runs(tmp_path):
     spec = write_grid(tmp_path / "g.yaml", "axes: {head: [fc]}\n")
-    assert run_cli("run", str(spec), "--out", str(tmp_path / "out"), *QUIET).returncode == 0
+    assert cli("run", str(spec), "--out", str(tmp_path / "out"), *QUIET).returncode == 0
     old_ids = set(results(tmp_path / "out" / "t"))
     spec.write_text(spec.read_text().replace("lr: 0.05", "lr: 0.04"))
-    rerun = run_cli("run", str(spec), "--out", str(tmp_path / "out"), *QUIET)
+    rerun = cli("run", str(spec), "--out", str(tmp_path / "out"), *QUIET)
     assert rerun.returncode == 0, rerun.stderr
     assert "earlier version of this grid" in rerun.stderr and next(iter(old_ids)) in rerun.stderr
     new_ids = set(results(tmp_path / "out" / "t")) - old_ids
@@ -89,18 +89,18 @@ def test_changed_grid_trains_new_ids_and_lists_stale_runs(tmp_path):
 
 def test_train_one_variant_by_id_prefix(tmp_path):
     spec = write_grid(tmp_path / "g.yaml", "axes: {head: [gap, fc]}\n")
-    listing = json.loads(run_cli("list", str(spec), "--json").stdout)
+    listing = json.loads(cli("list", str(spec), "--json").stdout)
     wanted = listing[1]["variant_id"]
-    result = run_cli("train", str(spec), "--variant", wanted[:-3], "--out", str(tmp_path / "out"), *QUIET)
+    result = cli("train", str(spec), "--variant", wanted[:-3], "--out", str(tmp_path / "out"), *QUIET)
     assert result.returncode == 0, result.stderr
     assert list(results(tmp_path / "out" / "t")) == [wanted]
-    unknown = run_cli("train", str(spec), "--variant", "nope", "--out", str(tmp_path / "out"), *QUIET)
+    unknown = cli("train", str(spec), "--variant", "nope", "--out", str(tmp_path / "out"), *QUIET)
     assert unknown.returncode == 2 and "matches no variant" in unknown.stderr
 
 
 def test_epochs_override_changes_ids_and_epochs(tmp_path):
     spec = write_grid(tmp_path / "g.yaml", "axes: {head: [fc]}\n")
-    result = run_cli("run", str(spec), "--out", str(tmp_path / "out"), "--epochs", "1", *QUIET)
+    result = cli("run", str(spec), "--out", str(tmp_path / "out"), "--epochs", "1", *QUIET)
     assert result.returncode == 0, result.stderr
     [run] = results(tmp_path / "out" / "t").values()
     assert run["epochs"] == 1 and run["epochs_done"] == 1
@@ -109,8 +109,8 @@ def test_epochs_override_changes_ids_and_epochs(tmp_path):
 def test_two_cpu_workers_give_the_same_results_as_one(tmp_path):
     spec = write_grid(tmp_path / "g.yaml", "axes: {head: [gap, fc], dropout: [true, false]}\n")
     # CPU results are bit-identical at equal thread counts (reduction order depends on the count).
-    one = run_cli("run", str(spec), "--out", str(tmp_path / "one"), "--cpu-threads", "1", *QUIET)
-    two = run_cli("run", str(spec), "--out", str(tmp_path / "two"), "--device", "cpu,cpu", "--cpu-threads", "1", *QUIET)
+    one = cli("run", str(spec), "--out", str(tmp_path / "one"), "--cpu-threads", "1", *QUIET)
+    two = cli("run", str(spec), "--out", str(tmp_path / "two"), "--device", "cpu,cpu", "--cpu-threads", "1", *QUIET)
     assert one.returncode == 0 and two.returncode == 0, two.stderr
     a, b = results(tmp_path / "one" / "t"), results(tmp_path / "two" / "t")
     assert a.keys() == b.keys() and len(a) == 4
@@ -123,7 +123,7 @@ def test_ray_executor_produces_the_same_result_files_as_local(tmp_path):
     spec = write_grid(tmp_path / "g.yaml", "axes: {head: [gap, fc]}\n")
     # Grown by --until-resolved on both sides: one seed has no interval, so look 1 adds seed 1 to both heads.
     grow = ("--until-resolved", "--max-seeds", "2")
-    local = run_cli("run", str(spec), "--out", str(tmp_path / "local"), "--cpu-threads", "1", *grow, *QUIET)
+    local = cli("run", str(spec), "--out", str(tmp_path / "local"), "--cpu-threads", "1", *grow, *QUIET)
     ray = run_cli(
         "run",
         str(spec),
@@ -191,7 +191,7 @@ def test_ctrl_c_loses_only_the_epoch_in_flight(tmp_path):
     assert "Run the same command to resume" in stderr and "Traceback" not in stderr
     [checkpointed] = [p.parent for p in first_metrics.glob("*/checkpoint.pt")]
     assert not (checkpointed / "result.json").exists()
-    rerun = run_cli("run", str(spec), "--out", str(tmp_path / "out"), *QUIET)
+    rerun = cli("run", str(spec), "--out", str(tmp_path / "out"), *QUIET)
     assert rerun.returncode == 0, rerun.stderr  # the lock did not outlive the interrupted runner
     assert "resuming after epoch" in rerun.stdout + rerun.stderr
     assert all(r["status"] == "ok" and r["epochs_done"] == 6 for r in results(tmp_path / "out" / "t").values())

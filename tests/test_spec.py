@@ -12,7 +12,7 @@ import pytest
 from nin.profile import profile_variant
 from nin.variant import Variant
 from runners.spec import SpecError, load_grid, parse_grid
-from tests.conftest import REPO, run_cli
+from tests.conftest import REPO, cli
 
 
 def grid(text: str, **kwargs):
@@ -127,7 +127,7 @@ def test_huge_grid_needs_confirmation():
 
 
 def test_list_json_reports_paper_grid_sizes():
-    result = run_cli("list", "ablations/paper.yaml", "--json")
+    result = cli("list", "ablations/paper.yaml", "--json")
     assert result.returncode == 0, result.stderr
     rows = json.loads(result.stdout)
     assert len(rows) == 57
@@ -140,7 +140,7 @@ def test_list_json_reports_paper_grid_sizes():
 
 
 def test_list_table_is_human_readable():
-    result = run_cli("list", "ablations/quick.yaml")
+    result = cli("list", "ablations/quick.yaml")
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines()[0].split()[:4] == ["variant_id", "model", "arch", "head"]
     assert "in grid 'quick'" in result.stdout
@@ -159,7 +159,7 @@ def test_cli_bad_grid_exits_2_with_one_line_and_writes_nothing(tmp_path, text, n
     spec = tmp_path / "bad.yaml"
     spec.write_text(text)
     before = sorted(p.name for p in tmp_path.iterdir())
-    result = run_cli("list", str(spec), cwd=tmp_path)
+    result = cli("list", str(spec), cwd=tmp_path)
     assert result.returncode == 2
     assert result.stdout == ""
     lines = result.stderr.strip().splitlines()
@@ -169,7 +169,7 @@ def test_cli_bad_grid_exits_2_with_one_line_and_writes_nothing(tmp_path, text, n
 
 
 def test_cli_missing_grid_file(tmp_path):
-    result = run_cli("list", str(tmp_path / "nope.yaml"))
+    result = cli("list", str(tmp_path / "nope.yaml"))
     assert result.returncode == 2 and "grid file not found" in result.stderr
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from nin import layout, store
 from reports import load_results
-from tests.conftest import REPO, run_cli
+from tests.conftest import REPO, cli
 from tests.reliability.helpers import QUIET, metrics, results, temp_files, without_timing, write_grid
 
 KILL_SEED = 20240611
@@ -61,7 +61,7 @@ def killed_by_hook(spec: Path, out: Path, log: Path, kill_at: str) -> str:
 
 def test_sigkill_at_random_times_and_mid_write_then_rerun_equals_uninterrupted(tmp_path):
     spec = write_grid(tmp_path / "grid.yaml")
-    reference = run_cli("run", str(spec), "--out", str(tmp_path / "ref"), *QUIET)
+    reference = cli("run", str(spec), "--out", str(tmp_path / "ref"), *QUIET)
     assert reference.returncode == 0, reference.stderr
     ref_dir = tmp_path / "ref" / "rel"
     expected = results(ref_dir)
@@ -109,7 +109,7 @@ def test_sigkill_at_random_times_and_mid_write_then_rerun_equals_uninterrupted(t
     assert landed >= 1  # at least one random kill hit a grid that still had work left
 
     # 5. Rerun to completion.
-    final = run_cli("run", str(spec), "--out", str(out), *QUIET)
+    final = cli("run", str(spec), "--out", str(out), *QUIET)
     assert final.returncode == 0, final.stdout + final.stderr
     assert "3 ok, 0 diverged, 0 failed of 3 runs" in final.stdout
     assert sorted(p.parent.name for p in grid.glob("runs/*/result.json")) == sorted(expected)
