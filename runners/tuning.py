@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 import statistics
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +27,7 @@ from pydantic import ValidationError
 
 from nin.layout import GridDir, read_result
 from nin.variant import Variant
+from runners.overrides import Override
 
 if TYPE_CHECKING:
     from runners.spec import Grid
@@ -270,6 +271,104 @@ def record(grid: Grid, plans: Sequence[ArmPlan]) -> dict[str, Any]:
         "picks": {p.arm_id: p.pick for p in plans},
         "arms": [p.as_record(grid.tune) for p in plans],
     }
+
+
+def parse_block(
+    value: Any,
+    settings: dict[str, Any],
+    axes: dict[str, list],
+    include: list[dict[str, Any]],
+    seeds: list[int],
+    seeds_where: tuple,
+    grid_level: dict[str, Any],
+    *,
+    fail: Callable[[tuple, str], Exception],
+    unknown_field: Callable[[tuple, Any, tuple[str, ...], str], Exception],
+) -> Tune | None:
+    """The `tune:` block of a grid file as a Tune, checked against the rest of the grid; None without one. `fail`
+    and `unknown_field` make the grid reader's one-line error at a place in the file (runners.spec passes its own)."""
+    if value is None:
+        return None
+    where = ("tune",)
+    if not isinstance(value, dict):
+        raise fail(where, "tune must be a mapping, e.g. {lr: auto, seeds: [100, 101, 102], pick: val_acc}")
+    for key in value:
+        if key not in TUNE_KEYS:
+            raise unknown_field((*where, key), key, TUNE_KEYS, "tune key")
+    tuned = [key for key in value if key in TUNABLE_KEYS]
+    if len(tuned) != 1:
+        raise fail(where, f"tune names {'no' if not tuned else 'more than one'} setting to tune: give one of "
+                               f"{', '.join(TUNABLE_KEYS)} with its candidates (e.g. lr: auto)")  # fmt: skip
+    key = tuned[0]
+    if grid_level.get("validation") is None:
+        raise fail(where, "tune picks on the validation split: set validation: F (e.g. validation: 0.1) at "
+                               "the top level of the grid, so that no pick reads the test set")  # fmt: skip
+    if key in axes:
+        raise fail(("axes", key), f"'{key}' is tuned (tune.{key}): it cannot also be an axis")
+    for index, row in enumerate(include):
+        if key in row:
+            raise fail(("include", index, key), f"'{key}' is tuned (tune.{key}) for every row, include rows "
+                                                     f"too: remove it here")  # fmt: skip
+    candidates, base = _candidates(value[key], key, settings, fail)
+    tune_seeds = value.get("seeds")
+    if tune_seeds is None:
+        raise fail(where, "tune needs its own seeds, disjoint from the grid's, e.g. seeds: [100, 101, 102]")
+    if (
+        not isinstance(tune_seeds, list)
+        or not tune_seeds
+        or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in tune_seeds)
+    ):
+        raise fail((*where, "seeds"), "tune.seeds must be a non-empty list of non-negative integers, "
+                                           "e.g. [100, 101, 102]")  # fmt: skip
+    if len(set(tune_seeds)) != len(tune_seeds):
+        raise fail((*where, "seeds"), "a tuning seed is listed twice")
+    shared = sorted(set(tune_seeds) & set(seeds))
+    if shared:
+        place = seeds_where[0].flag if isinstance(seeds_where[0], Override) else "seeds"
+        raise fail((*where, "seeds"), f"tuning seed(s) {', '.join(map(str, shared))} are also grid seeds "
+                                           f"({place}): the two must be disjoint, or an arm would be judged on the "
+                                           f"runs its value was picked on")  # fmt: skip
+    pick = value.get("pick")
+    if pick not in PICKS:
+        raise fail((*where, "pick") if "pick" in value else where,
+                        f"tune.pick must be one of {', '.join(PICKS)}, got {pick!r}")  # fmt: skip
+    if pick == "val_acc" and len(tune_seeds) < MIN_SEEDS_FOR_ACC:
+        raise fail((*where, "seeds"), f"pick val_acc needs at least {MIN_SEEDS_FOR_ACC} tuning seeds (a "
+                                           f"small hold-out moves val_acc in coarse steps), got "
+                                           f"{len(tune_seeds)}: add seeds or pick val_loss")  # fmt: skip
+    widen = value.get("widen", DEFAULT_WIDEN)
+    if isinstance(widen, bool) or not isinstance(widen, int) or not 0 <= widen <= MAX_WIDEN:
+        raise fail(
+            (*where, "widen"),
+            f"tune.widen (the ×2 steps an arm's candidates may grow by at an edge) must be an integer from 0 to "
+            f"{MAX_WIDEN}, got {widen!r}",
+        )
+    return Tune(key=key, candidates=candidates, seeds=tuple(tune_seeds), pick=pick, widen=widen, base=base)
+
+def _candidates(
+    value: Any, key: str, settings: dict[str, Any], fail: Callable[[tuple, str], Exception]
+) -> tuple[tuple[float, ...], float | None]:
+    where = ("tune", key)
+    if value == AUTO:
+        base = settings.get(key)
+        if base is None:
+            raise fail(where, f"{key}: auto takes ×½, ×1 and ×2 of the grid's shared {key}: set it under "
+                                   f"settings (e.g. {key}: 0.002), or list the candidates")  # fmt: skip
+        if isinstance(base, bool) or not isinstance(base, (int, float)) or not base > 0:
+            raise fail(("settings", key), f"{key} must be a positive number for tune.{key}: auto, got "
+                                               f"{base!r}")  # fmt: skip
+        return tuple(float(base) * f for f in AUTO_FACTORS), float(base)
+    if not isinstance(value, list) or len(value) < 2:
+        raise fail(where, f"{key}: expected auto or a list of at least 2 candidate values "
+                               f"(e.g. [0.001, 0.002, 0.004]), got {value!r}")  # fmt: skip
+    for index, item in enumerate(value):
+        if isinstance(item, bool) or not isinstance(item, (int, float)) or not math.isfinite(item) or item <= 0:
+            raise fail((*where, index), f"{key}: each candidate must be a positive number, got {item!r}")
+    twice = next((i for i, item in enumerate(value) if item in value[:i]), None)  # numbers by now
+    if twice is not None:
+        raise fail((*where, twice), f"{key}: candidate {value[twice]!r} is listed twice")
+    return tuple(sorted(float(item) for item in value)), None
+
 
 
 def write_record(grid: Grid, grid_dir: GridDir, plans: Sequence[ArmPlan]) -> None:
