@@ -26,8 +26,8 @@ from nin.variant import Variant
 
 
 def train_set_evals(epochs: int, every: int) -> int:
-    """Eval-mode passes over the training set in a run: nin.train's schedule, counted."""
-    return sum(evaluates_train_set(epoch, epochs, every) for epoch in range(1, epochs + 1))
+    """Eval-mode passes over the training set in a run of `epochs` epochs: nin.train's schedule, counted."""
+    return sum(evaluates_train_set(epoch, epoch == epochs, every) for epoch in range(1, epochs + 1))
 
 
 def estimate_grid(name: str, variants: Sequence[Variant], bench: dict[str, Any], devices: int = 1) -> dict[str, Any]:

@@ -186,6 +186,9 @@ def _read_result(path: Path, notes: list[str]) -> dict[str, Any]:
     if isinstance(versions, dict):
         for key, value in versions.items():
             record[f"version_{key}"] = value
+    drops = record.get("lr_drop_epochs")
+    if isinstance(drops, list):  # one text cell in results.csv: the epochs after which the rate dropped
+        record["lr_drop_epochs"] = " ".join(str(epoch) for epoch in drops)
     tuned = record.pop("tuned", None)
     if isinstance(tuned, dict):
         # A value picked on validation for the run's arm (a grid with `tune:`) is part of the arm's treatment: as

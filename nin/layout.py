@@ -113,10 +113,15 @@ TEXT_OUTCOME_KEYS = (
     "started", "finished",
     "peak_source",  # where peak_flops came from: "measured" (a CPU's GEMM probe) or "datasheet" (a GPU's)
     "cam_method", "cam_resolution",  # the class maps' method (cam, gradcam) and native size ("8x8"), with a canvas
+    "stop_reason", "lr_drop_epochs",  # ENDING_KEYS' text: the drop epochs as a list in result.json
 )  # fmt: skip
 # With a `validation` hold-out (and only then): the final epoch's val_acc and val_loss, the 1-based epoch of the highest
 # val_acc (the earliest on a tie), the test accuracy of that epoch, and the held-out image count.
 VALIDATION_OUTCOME_KEYS = ("val_acc", "val_loss", "best_val_epoch", "test_acc_at_best_val", "n_val")
+# How training ended (nin.results.ending), for every run: why it stopped ("criterion", "cap" or "epochs"; null when it
+# diverged or failed first), how many times and after which epochs the rate dropped (result.json holds the epochs as a
+# list; a report shows them as text, e.g. "7 12"), and the training images it took.
+ENDING_KEYS = ("stop_reason", "lr_drops", "lr_drop_epochs", "train_images")
 NUMERIC_OUTCOME_KEYS = (
     "params", "trainable_params", "trunk_params", "head_params", "macs", "flops", "epochs_done",
     "train_acc", "test_acc", "train_loss", "test_loss", "gap_acc", "gap_loss", "running_train_acc",
@@ -125,6 +130,7 @@ NUMERIC_OUTCOME_KEYS = (
     # With a canvas (nin.cam): pointing-game hit rate, its chance level (mean box share), the positive map mass in the
     # box, each in [0, 1]; and the seconds the maps and measures took.
     "loc_pointing", "loc_pointing_chance", "loc_energy", "cam_seconds",
+    "lr_drops", "train_images",  # ENDING_KEYS' numbers
     *VALIDATION_OUTCOME_KEYS,
 )  # fmt: skip
 # Mappings: reports flatten `versions` into version_<name> columns, and `tuned` (a grid with `tune:`: the settings

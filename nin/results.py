@@ -6,6 +6,7 @@ import math
 import platform
 import traceback
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -58,27 +59,46 @@ def validation_outcomes(history: list[dict[str, Any]], n_val: int | None) -> dic
     }  # the keys of nin.layout.VALIDATION_OUTCOME_KEYS (a test holds them equal)
 
 
+@dataclass(frozen=True)
+class RunOutcome:
+    """How one run went, besides its variant, profile and epochs: what result.json records about it."""
+
+    status: str  # ok, diverged, failed
+    error: str | None = None
+    error_traceback: str | None = None
+    train_seconds: float = 0.0
+    best_test_acc: float | None = None
+    device: torch.device | None = None
+    precision: str | None = None
+    started: str = ""
+    n_train: int | None = None
+    n_test: int | None = None
+    n_val: int | None = None
+    localisation: Mapping[str, Any] | None = None
+    tuned: Mapping[str, Any] | None = None
+
+
+def ending(history: list[dict[str, Any]], n_train: int | None) -> dict[str, Any]:
+    """How training ended, from the epochs' rows (nin.train marks them): why it stopped (nin.plateau's CRITERION,
+    CAP or BUDGET; null for a run that diverged or failed first), the 1-based epochs after which the rate dropped,
+    and the training images it took (every epoch passes over the whole training split)."""
+    drops = [row["epoch"] for row in history if row.get("lr_drop")]
+    return {
+        "stop_reason": history[-1].get("stop") if history else None,
+        "lr_drops": len(drops),
+        "lr_drop_epochs": drops,
+        "train_images": len(history) * n_train if n_train is not None else None,
+    }  # the keys of nin.layout.ENDING_KEYS (a test holds them equal)
+
+
 def build_result(
-    variant: Variant,
-    profile: dict[str, Any],
-    history: list[dict[str, Any]],
-    status: str,
-    error: str | None,
-    train_seconds: float,
-    best_test_acc: float | None,
-    device: torch.device | None,
-    precision: str | None,
-    started: str,
-    n_train: int | None = None,
-    n_test: int | None = None,
-    error_traceback: str | None = None,
-    localisation: Mapping[str, Any] | None = None,
-    n_val: int | None = None,
-    tuned: Mapping[str, Any] | None = None,
+    variant: Variant, profile: dict[str, Any], history: list[dict[str, Any]], outcome: RunOutcome
 ) -> dict[str, Any]:
     """The result.json of a run, whatever its status (ok, diverged, failed). The validation outcomes are there only
     for a variant with `validation`, and `tuned` (the settings the caller picked for the variant on validation) only
     when given, so that other results keep exactly their keys."""
+    o = outcome
+    device, precision = o.device, o.precision
     last = history[-1] if history else {}
     evaluated = [row for row in history if "eval_train_acc" in row]
     final_eval = evaluated[-1] if evaluated else {}
@@ -89,9 +109,9 @@ def build_result(
     return {
         "variant_id": variant.id,
         "group_id": variant.group_id,
-        "status": status,
-        "error": error,
-        "traceback": error_traceback,
+        "status": o.status,
+        "error": o.error,
+        "traceback": o.error_traceback,
         **variant.config(),
         "params": profile["params"],
         "trainable_params": profile["trainable_params"],
@@ -108,22 +128,23 @@ def build_result(
         "gap_loss": _finite(final_eval.get("gap_loss")),
         "running_train_acc": _finite(last.get("train_acc")),
         "running_train_loss": _finite(last.get("train_loss")),
-        "best_test_acc": best_test_acc,
-        "n_train": n_train,
-        "n_test": n_test,
-        "train_seconds": train_seconds,
+        "best_test_acc": o.best_test_acc,
+        "n_train": o.n_train,
+        "n_test": o.n_test,
+        "train_seconds": o.train_seconds,
+        **ending(history, o.n_train),
         "images_per_s": images_per_s,
         "mfu": model_flops_utilization(profile["flops"], images_per_s or 0.0, peak.flops if peak else None),
         "peak_flops": peak.flops if peak else None,
         "peak_source": peak.source if peak else None,
-        **{key: (localisation or {}).get(key) for key in LOCALISATION_KEYS},
-        **(validation_outcomes(history, n_val) if variant.validation is not None else {}),
-        **({"tuned": dict(tuned)} if tuned else {}),
+        **{key: (o.localisation or {}).get(key) for key in LOCALISATION_KEYS},
+        **(validation_outcomes(history, o.n_val) if variant.validation is not None else {}),
+        **({"tuned": dict(o.tuned)} if o.tuned else {}),
         "device": str(device) if device is not None else None,
         "device_name": device_name(device) if device is not None else None,
         "precision": precision,
         "versions": versions(),
-        "started": started,
+        "started": o.started,
         "finished": now_iso(),
     }
 
@@ -149,7 +170,5 @@ def failed_result(
     trace = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
     seconds = sum(row.get("epoch_seconds") or 0.0 for row in history)
     best = max((row["test_acc"] for row in history), default=None)
-    return build_result(
-        variant, profile, history, "failed", message, seconds, best, device, None, started, error_traceback=trace,
-        tuned=tuned,
-    )  # fmt: skip
+    outcome = RunOutcome("failed", message, trace, seconds, best, device, started=started, tuned=tuned)
+    return build_result(variant, profile, history, outcome)

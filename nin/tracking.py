@@ -276,13 +276,16 @@ def epoch_row(metrics: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def result_summary(result: Mapping[str, Any]) -> dict[str, Any]:
-    """result.json's scalars; nested dicts (axes, versions) one level down as "axes/head", "versions/torch"."""
+    """result.json's scalars; nested dicts (axes, versions) one level down as "axes/head", "versions/torch"; a list
+    of numbers (lr_drop_epochs) as one text value."""
     summary: dict[str, Any] = {}
     for key, value in result.items():
         if isinstance(value, Mapping):
             summary.update({f"{key}/{sub}": v for sub, v in value.items() if _is_scalar(v)})
         elif _is_scalar(value):
             summary[key] = value
+        elif isinstance(value, list) and all(_is_number(v) for v in value):
+            summary[key] = " ".join(str(v) for v in value)  # e.g. lr_drop_epochs, as results.csv shows it
     return summary
 
 

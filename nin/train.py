@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,8 +26,9 @@ from nin._timm import create_optimizer_v2, create_scheduler_v2
 from nin.device import AUTOCAST_DTYPES, resolve_device, resolve_precision, synchronize
 from nin.layout import CAM_FILE, CHECKPOINT_FILE, METRICS_FILE, RESULT_FILE
 from nin.models import create_model
+from nin.plateau import BUDGET, CAP, CRITERION, DROP, STOP, Plateau
 from nin.profile import profile_variant
-from nin.results import build_result, now_iso
+from nin.results import RunOutcome, build_result, now_iso
 from nin.seeding import epoch_seed
 from nin.variant import Variant
 
@@ -39,10 +40,11 @@ def eval_batch_size(batch_size: int) -> int:
     return min(max(2 * batch_size, 256), 1024)
 
 
-def evaluates_train_set(epoch: int, epochs: int, every: int) -> bool:
+def evaluates_train_set(epoch: int, last: bool, every: int) -> bool:
     """Whether the eval-mode pass over the training set runs after 1-based `epoch`: every `every` epochs (0: never
-    before the end) and always after the last, which gives result.json its train_acc and gaps."""
-    return epoch == epochs or bool(every and epoch % every == 0)
+    before the end) and always after the last (the cap, a fixed budget's end, or where the stopping rule ended the
+    run), which gives result.json its train_acc and gaps."""
+    return last or bool(every and epoch % every == 0)
 
 
 @contextmanager
@@ -101,7 +103,10 @@ class Trainer:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.forward = torch.compile(self.model) if variant.compile else self.model
         self.optimizer = self._optimizer()
-        self.scheduler = self._scheduler()
+        self.plateau = self._plateau()
+        self.scheduler = self._scheduler() if self.plateau is None else None
+        if self.plateau is not None:
+            self._set_plateau_lr(0)
         dtype = AUTOCAST_DTYPES.get(self.precision)
         self.autocast = dict(device_type=device.type, dtype=dtype or torch.float32, enabled=dtype is not None)
         # fp16 gradients underflow without loss scaling; the scaler skips a step whose scaled gradients overflow and
@@ -116,6 +121,24 @@ class Trainer:
             opt = "sgd" if v.nesterov else "momentum"
             return create_optimizer_v2(self.model, opt=opt, lr=v.lr, momentum=v.momentum, weight_decay=v.weight_decay)
         return create_optimizer_v2(self.model, opt="adamw", lr=v.lr, weight_decay=v.weight_decay)
+
+    def _plateau(self) -> Plateau | None:
+        v = self.variant
+        if v.schedule != "plateau":
+            return None
+        return Plateau(monitor=v.monitor, patience=v.patience, min_delta=v.min_delta, drops=v.drops)
+
+    def _set_plateau_lr(self, epoch: int) -> None:
+        """The rate of 0-based `epoch` under the plateau rule: timm's linear warm-up from 1% of lr (as the other
+        schedules have it), then lr × gamma per drop so far. It reads the rule's state only, never the run's length."""
+        v = self.variant
+        if epoch < v.warmup_epochs:
+            start = v.lr * 0.01
+            lr = start + epoch * (v.lr - start) / v.warmup_epochs
+        else:
+            lr = v.lr * v.gamma**self.plateau.drops_done
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
 
     def _scheduler(self):
         v = self.variant
@@ -203,15 +226,24 @@ class Trainer:
             float(loss_sum) / max(images, 1), int(correct) / max(images, 1), images, time.perf_counter() - start
         )
 
-    def end_epoch(self, epoch: int) -> None:
+    def end_epoch(self, epoch: int, row: Mapping[str, Any]) -> str | None:
+        """Sets the next epoch's rate. Under the plateau rule, `row` (the epoch's metrics) feeds its monitor, and the
+        rule's DROP or STOP is returned; warm-up epochs feed nothing (their rate is not the one being judged)."""
+        if self.plateau is not None:
+            event = self.plateau.update(row[self.plateau.monitor]) if epoch >= self.variant.warmup_epochs else None
+            self._set_plateau_lr(epoch + 1)
+            return event
         if self.scheduler is not None:
             self.scheduler.step(epoch + 1)
+        return None
 
     def state_dict(self) -> dict[str, Any]:
         return {
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            # The rule's best, epochs since it and drops so far; the rate itself is in the optimizer's state.
+            "plateau": self.plateau.state_dict() if self.plateau is not None else None,
             "scaler": self.scaler.state_dict(),  # fp16's loss scale and growth count: part of an exact resume
             "rng": torch.get_rng_state(),
         }
@@ -221,9 +253,26 @@ class Trainer:
         self.optimizer.load_state_dict(state["optimizer"])
         if self.scheduler is not None and state.get("scheduler") is not None:
             self.scheduler.load_state_dict(state["scheduler"])
+        if self.plateau is not None and state.get("plateau") is not None:
+            self.plateau.load_state_dict(state["plateau"])
         if self.scaler.is_enabled() and state.get("scaler"):
             self.scaler.load_state_dict(state["scaler"])
         torch.set_rng_state(state["rng"])
+
+
+@dataclass(frozen=True)
+class TrainOptions:
+    """How to run one variant, besides the variant and its directory: where, from what data, what it reports to."""
+
+    device: torch.device
+    data: Any = None  # a nin.data.DataTensors the caller loaded (a worker loads each dataset once), or None
+    data_dir: str | Path | None = None
+    download: bool = False
+    tracker: Any = None  # a nin.tracking.Tracker, or None
+    progress: bool = True
+    progress_position: int = 0
+    log: Callable[[str], Any] = print
+    tuned: Mapping[str, Any] | None = None
 
 
 def train(
@@ -251,38 +300,28 @@ def train(
     caller (runners) records them as status 'failed'.
     """
     torch_device = resolve_device(device) if isinstance(device, str) else device
+    options = TrainOptions(torch_device, data, data_dir, download, tracker, progress, progress_position, log, tuned)
     with variant_settings(variant, torch_device, threads):
-        return _train(variant, Path(run_dir), torch_device, data, data_dir, download, tracker, progress,
-                      progress_position, log, tuned)  # fmt: skip
+        return _train(variant, Path(run_dir), options)
 
 
-def _train(
-    variant: Variant,
-    run_dir: Path,
-    torch_device: torch.device,
-    data,
-    data_dir: str | Path | None,
-    download: bool,
-    tracker,
-    progress: bool,
-    progress_position: int,
-    log,
-    tuned: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
+def _train(variant: Variant, run_dir: Path, options: TrainOptions) -> dict[str, Any]:
     from nin.data import load_dataset
     from nin.pipeline import DeviceData
 
+    torch_device, tracker, log = options.device, options.tracker, options.log
     run_dir.mkdir(parents=True, exist_ok=True)
     store.remove_temp_files(run_dir)
     started = now_iso()
     profile = profile_variant(variant)
+    data = options.data
     if data is None:
-        data = load_dataset(variant.dataset, data_dir, download=download)
+        data = load_dataset(variant.dataset, options.data_dir, download=options.download)
     device_data = DeviceData.from_variant(data, torch_device, variant)
     trainer = Trainer(variant, torch_device)
 
     history: list[dict[str, Any]] = []
-    first_epoch, prior_seconds, best_test_acc = 0, 0.0, None
+    first_epoch, prior_seconds, best_test_acc, stop_reason = 0, 0.0, None, None
     checkpoint_path = run_dir / CHECKPOINT_FILE
     if checkpoint_path.exists():
         try:
@@ -291,6 +330,7 @@ def _train(
             history, first_epoch = list(state["history"]), int(state["epoch"])
             prior_seconds, best_test_acc = float(state["train_seconds"]), state["best_test_acc"]
             started = state.get("started", started)
+            stop_reason = state.get("stop_reason")  # a run killed after its last checkpoint trains no further
             log(f"{variant.id}: resuming after epoch {first_epoch}")
         except store.CorruptCheckpointError as exc:
             log(f"{variant.id}: {exc}; training from scratch")
@@ -305,16 +345,18 @@ def _train(
     running: PassStats | None = None
     n_batches = math.ceil(device_data.n_train / variant.batch_size)
     eval_batch = eval_batch_size(variant.batch_size)
-    for epoch in range(first_epoch, variant.epochs):
+    # Under the plateau rule `epochs` is a cap, so the bar shows "up to".
+    of = f"≤{variant.epochs}" if trainer.plateau is not None else str(variant.epochs)
+    for epoch in range(first_epoch, variant.epochs if stop_reason is None else first_epoch):
         lr = trainer.lr
         epoch_start = time.perf_counter()
         with tqdm(
             total=n_batches,
-            desc=f"{variant.id} epoch {epoch + 1}/{variant.epochs}",
+            desc=f"{variant.id} epoch {epoch + 1}/{of}",
             unit="batch",
             leave=False,
-            disable=None if progress else True,
-            position=progress_position,
+            disable=None if options.progress else True,
+            position=options.progress_position,
             dynamic_ncols=True,
         ) as bar:
             try:
@@ -328,13 +370,6 @@ def _train(
         # The held-out part of the training split, every epoch, by the test set's eval pass (it is a fraction of the
         # training images: a small share of the epoch).
         val = trainer.evaluate(device_data.eval_batches("val", eval_batch)) if device_data.n_val else None
-        eval_train = None
-        if evaluates_train_set(epoch + 1, variant.epochs, variant.eval_train_every):
-            eval_train = trainer.evaluate(device_data.eval_batches("train", eval_batch))
-        trainer.end_epoch(epoch)
-        epoch_seconds = time.perf_counter() - epoch_start
-        train_seconds += epoch_seconds
-        best_test_acc = max(best_test_acc or 0.0, test.acc)
         row: dict[str, Any] = {
             "epoch": epoch + 1,
             "train_loss": running.loss,
@@ -342,12 +377,31 @@ def _train(
             "test_loss": test.loss,
             "test_acc": test.acc,
             "lr": lr,
-            "epoch_seconds": epoch_seconds,
-            "images_per_s": running.images / running.seconds if running.seconds > 0 else None,
-            "skipped_steps": running.skipped_steps,
         }
         if val is not None:
             row.update(val_loss=val.loss, val_acc=val.acc)
+        # The stopping rule reads the epoch's training (or validation) numbers, never the test set's, before the
+        # train-set pass: whether this epoch is the last decides that pass.
+        event = trainer.end_epoch(epoch, row)
+        if event == DROP:
+            row["lr_drop"] = True  # the next epoch runs at lr × gamma
+        if event == STOP:
+            stop_reason = CRITERION
+        elif epoch + 1 == variant.epochs:
+            stop_reason = CAP if trainer.plateau is not None else BUDGET
+        if stop_reason is not None:
+            row["stop"] = stop_reason
+        eval_train = None
+        if evaluates_train_set(epoch + 1, stop_reason is not None, variant.eval_train_every):
+            eval_train = trainer.evaluate(device_data.eval_batches("train", eval_batch))
+        epoch_seconds = time.perf_counter() - epoch_start
+        train_seconds += epoch_seconds
+        best_test_acc = max(best_test_acc or 0.0, test.acc)
+        row.update(
+            epoch_seconds=epoch_seconds,
+            images_per_s=running.images / running.seconds if running.seconds > 0 else None,
+            skipped_steps=running.skipped_steps,
+        )
         if eval_train is not None:
             row.update(
                 eval_train_loss=eval_train.loss,
@@ -366,32 +420,33 @@ def _train(
                 "train_seconds": train_seconds,
                 "best_test_acc": best_test_acc,
                 "started": started,
+                "stop_reason": stop_reason,
             },
         )
         store.write_metrics(run_dir / METRICS_FILE, history)
         if tracker is not None:
             tracker.log_epoch(row)
+        if stop_reason is not None:
+            break
 
     localisation, cam_file = None, None
     if status == "ok" and variant.canvas is not None:  # also on a resume that found every epoch done
         localisation, cam_file = _localise(trainer.model, device_data, eval_batch, run_dir)
-    result = build_result(
-        variant,
-        profile.as_dict(),
-        history,
-        status,
-        error,
-        train_seconds,
-        best_test_acc,
-        torch_device,
-        trainer.precision,
-        started,
-        device_data.n_train,
-        device_data.n_test,
-        localisation=localisation,
+    outcome = RunOutcome(
+        status=status,
+        error=error,
+        train_seconds=train_seconds,
+        best_test_acc=best_test_acc,
+        device=torch_device,
+        precision=trainer.precision,
+        started=started,
+        n_train=device_data.n_train,
+        n_test=device_data.n_test,
         n_val=device_data.n_val,
-        tuned=tuned,
+        localisation=localisation,
+        tuned=options.tuned,
     )
+    result = build_result(variant, profile.as_dict(), history, outcome)
     store.write_json(run_dir / RESULT_FILE, result)
     if tracker is not None:
         tracker.finish(result, cam_file=cam_file)

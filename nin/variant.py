@@ -20,6 +20,7 @@ from nin.arches import (
 )
 from nin.canvas import NOT_POSITIVE, is_positive_int, too_small
 from nin.catalog import DATASETS
+from nin.plateau import MONITORS, PLATEAU_DEFAULTS, PLATEAU_FIELDS
 
 # The choices come from nin.arches and nin.catalog, where the variant space is declared once.
 ModelName = Literal[MODELS]  # type: ignore[valid-type]
@@ -29,10 +30,11 @@ CccpCount = Literal[CCCP_CHOICES]  # type: ignore[valid-type]
 InitScheme = Literal[INIT_SCHEMES]  # type: ignore[valid-type]
 Precision = Literal[PRECISIONS]  # type: ignore[valid-type]
 DatasetName = Literal[tuple(DATASETS)]  # type: ignore[valid-type]
+MonitorName = Literal[MONITORS]  # type: ignore[valid-type]
 NIN_ONLY_FIELDS = ("arch", "head", "cccp")
 # Settings added after ids were first published: left out of config() (hence the id) while unset, so that adding
 # one does not make every existing run stale.
-OMITTED_WHEN_UNSET = ("canvas", "validation")
+OMITTED_WHEN_UNSET = ("canvas", "validation", *PLATEAU_FIELDS)
 # Settings a grid file sets once, at its top level, for every row: never an axis, a shared setting or an include
 # key (a validation split that differed between arms would make their comparison unfair).
 GRID_LEVEL_FIELDS = ("validation",)
@@ -68,7 +70,7 @@ class Variant(BaseModel):
     # same images for every variant and seed; train_size then subsets what remains.
     validation: float | None = Field(None, gt=0, lt=1)
 
-    # How it learns.
+    # How it learns. Under schedule "plateau", `epochs` is the cap: the run stops earlier when the rule says so.
     epochs: int = Field(10, ge=1, le=10_000)
     batch_size: int = Field(128, ge=1, le=65_536)
     optimizer: Literal["sgd", "adamw"] = "sgd"
@@ -76,10 +78,17 @@ class Variant(BaseModel):
     momentum: float = Field(0.0, ge=0, lt=1)
     nesterov: bool = False
     weight_decay: float = Field(0.0, ge=0, le=1)
-    schedule: Literal["constant", "cosine", "step"] = "constant"
+    schedule: Literal["constant", "cosine", "step", "plateau"] = "constant"
     warmup_epochs: int = Field(0, ge=0)
     step_size: int = Field(10, ge=1)  # epochs between lr drops under schedule "step"
-    gamma: float = Field(0.1, gt=0, le=1)  # lr factor at each drop under schedule "step"
+    gamma: float = Field(0.1, gt=0, le=1)  # lr factor at each drop under schedule "step" or "plateau"
+    # Schedule "plateau" only (nin.plateau, the NiN paper's rule): the metric it watches, the epochs without a new
+    # best that make a plateau, the improvement that counts as one, and the drops before a plateau stops the run.
+    # Null under other schedules; filled with nin.plateau.PLATEAU_DEFAULTS under "plateau".
+    monitor: MonitorName | None = None
+    patience: int | None = Field(None, ge=1, le=1000)
+    min_delta: float | None = Field(None, ge=0, le=1)
+    drops: int | None = Field(None, ge=0, le=10)
     precision: Precision = "auto"
     channels_last: bool = True
     compile: bool = False
@@ -103,6 +112,10 @@ class Variant(BaseModel):
         if info is not None:
             data.setdefault("in_channels", info.channels)
             data.setdefault("num_classes", info.classes)
+        if data.get("schedule") == "plateau":
+            for key, value in PLATEAU_DEFAULTS.items():
+                if data.get(key) is None:
+                    data[key] = value
         model, arch = data.get("model", "nin"), data.get("arch", "d2l")
         if data.get("image_size") is None and (model == "alexnet" or arch in ARCHES):
             data["image_size"] = default_input_size(model, arch)
@@ -122,6 +135,22 @@ class Variant(BaseModel):
         info_ = DATASETS.get(info.data.get("dataset", ""))
         if value is not None and info_ is not None and value <= info_.native_size:
             raise ValueError(too_small(value, info_.native_size))
+        return value
+
+    @field_validator(*PLATEAU_FIELDS)
+    @classmethod
+    def _plateau_only(cls, value: Any, info: ValidationInfo) -> Any:
+        # Field checks (schedule and validation are validated before these), so that an error points at its line.
+        if value is None:
+            return value
+        if info.data.get("schedule") != "plateau":
+            name = info.field_name
+            raise ValueError(f"{name} applies to schedule plateau only (set schedule: plateau, or remove {name})")
+        if info.field_name == "monitor" and value.startswith("val_") and info.data.get("validation") is None:
+            raise ValueError(
+                f"monitor {value} needs a validation split (set validation: 0.1 at the grid's top level, or "
+                f"monitor {value.replace('val_', 'train_')})"
+            )
         return value
 
     @model_validator(mode="after")

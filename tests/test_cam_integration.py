@@ -159,10 +159,10 @@ def test_a_resume_after_the_last_epoch_writes_cam_npz_and_the_same_measures(canv
 
 
 def test_without_canvas_the_localisation_keys_are_null() -> None:
-    from nin.results import LOCALISATION_KEYS, build_result
+    from nin.results import LOCALISATION_KEYS, RunOutcome, build_result
 
     profile = dict.fromkeys(("params", "trainable_params", "trunk_params", "head_params", "macs", "flops"), 0)
-    result = build_result(Variant(dataset="digits", arch="cifar"), profile, [], "ok", None, 1.0, None, None, None, "")
+    result = build_result(Variant(dataset="digits", arch="cifar"), profile, [], RunOutcome("ok", train_seconds=1.0))
     assert all(result[key] is None for key in LOCALISATION_KEYS)
 
 
