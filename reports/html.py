@@ -20,14 +20,16 @@ from reports.cam_figure import CAM_PLOT
 
 RUN_COLUMNS = (
     "variant_id", "label", "seed", "status", "stalled", "underfit", "test_acc", "train_acc", "gap_acc", "gap_loss",
-    "running_train_acc", "epochs_done", "params", "macs", "train_seconds", "images_per_s", "device",
+    "running_train_acc", "epochs_done", "stop_reason", "lr_drop_epochs", "train_images", "params", "macs",
+    "train_seconds", "images_per_s", "device",
 )  # fmt: skip
 NOT_OK_COLUMNS = ("variant_id", "label", "seed", "status", "epochs_done", "error")
 PLOT_CAPTIONS = {
     "accuracy_vs_params": "Test accuracy vs parameter count.",
     "accuracy_vs_macs": "Test accuracy vs compute per image.",
     "gap_per_variant": "Overfitting gap per variant (train accuracy from an eval-mode pass over the training set).",
-    "learning_curves": "Learning curves of every ok run.",
+    "learning_curves": "Learning curves of every ok run; ▼ marks the epoch after which the learning rate dropped.",
+    "epochs_to_stop": "Epochs each run trained, per variant, by why it stopped; small ticks: learning-rate drops.",
     "effects": "Paired effect of each axis.",
 }
 
@@ -85,6 +87,7 @@ def render(
     parts.append(_class_maps(results, cam))
     parts.append("<h2>Summary per variant (across seeds)</h2>")
     parts.append(_summary(results, summary))
+    parts.append(_ending(results))
     stalled = int(results.runs["stalled"].sum())
     parts.append(
         "<h2>How to read this</h2><ul>"
@@ -282,6 +285,20 @@ def _summary(results: Results, summary: pd.DataFrame) -> str:
         "not-ok runs are counted, not averaged. Bold: best NiN variant per column. Every column, with 95% "
         "intervals and group ids: <a href='summary.csv'>summary.csv</a>; the same table for a paper: "
         "<a href='ablation.md'>ablation.md</a>, <a href='ablation.tex'>ablation.tex</a>.</p>"
+    )
+
+
+def _ending(results: Results) -> str:
+    """How each variant's runs ended: the stopping rule's record (stop_reason, epochs, drops) per variant."""
+    frame = tables.ending_frame(results)
+    if frame.empty:
+        return ""
+    return (
+        "<h2>How training ended</h2>"
+        + frame.to_html(index=False, border=0, escape=True)
+        + "<p class='note'>criterion: the stopping rule's (training accuracy, or the grid's monitor, stopped improving "
+        "after the last learning-rate drop); cap: the epoch cap came first; epochs: a fixed-length schedule. Per run: "
+        "stop_reason, epochs_done, lr_drop_epochs and train_images in results.csv.</p>"
     )
 
 

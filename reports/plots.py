@@ -25,7 +25,10 @@ from reports.tuning import TUNING_PLOT, tuning_figure
 STALLED_COLOR = "#d62728"
 STALLED_LABEL = f"stalled run (final test acc ≤ chance + {100 * STALL_MARGIN:g} points)"
 REFERENCE_LABEL = "AlexNet reference"
-PLOT_NAMES = ("accuracy_vs_params", "accuracy_vs_macs", "gap_per_variant", "learning_curves", "effects")
+PLOT_NAMES = (
+    "accuracy_vs_params", "accuracy_vs_macs", "gap_per_variant", "learning_curves", "epochs_to_stop", "effects",
+)  # fmt: skip
+STOP_COLORS = {"criterion": "C2", "cap": "C3", "epochs": "C7"}  # nin.plateau's stop reasons
 
 
 def write_plots(results: Results, summary: pd.DataFrame, effects: pd.DataFrame, plot_dir: Path) -> dict[str, Path]:
@@ -36,6 +39,7 @@ def write_plots(results: Results, summary: pd.DataFrame, effects: pd.DataFrame, 
         "accuracy_vs_macs": accuracy_vs(results, "macs", "MACs per image, forward (fvcore multiply-adds, log scale)"),
         "gap_per_variant": gap_bars(summary),
         "learning_curves": learning_curves(results),
+        "epochs_to_stop": epochs_to_stop(results),
         "effects": effect_plot(effects),
     }
     tuned = tuning_figure(results.grid_dir)  # a grid with `tune:` only; the page shows it with the picks
@@ -152,6 +156,7 @@ def learning_curves(results: Results) -> Figure:
         Line2D([], [], color="C2", marker="o", linestyle="none", label="train (eval mode)"),
         Line2D([], [], color="0.3", linestyle="-", label="dropout on"),
         Line2D([], [], color="0.3", linestyle="--", label="dropout off"),
+        Line2D([], [], color="k", marker="v", linestyle="none", label="learning rate dropped after this epoch"),
     ]
     if epochs["stalled"].astype(bool).any():
         handles.append(Line2D([], [], color=STALLED_COLOR, marker="x", label=STALLED_LABEL))
@@ -188,6 +193,39 @@ def _draw_run(ax: Any, run: pd.DataFrame) -> None:
     ax.plot(run["epoch"], 100 * run["test_acc"], color=test_color, linestyle=style, marker=marker, alpha=0.9)
     if "eval_train_acc" in run and run["eval_train_acc"].notna().any():
         ax.plot(run["epoch"], 100 * run["eval_train_acc"], color="C2", marker="o", linestyle="none", alpha=0.8)
+    if "lr_drop" in run:
+        drops = run[run["lr_drop"].fillna(False).astype(bool)]
+        ax.plot(drops["epoch"], 100 * drops["train_acc"], color="k", marker="v", linestyle="none", markersize=5)
+
+
+def epochs_to_stop(results: Results) -> Figure:
+    """Each run's epochs per variant, coloured by why it stopped, with its learning-rate drops as small ticks: where
+    a stopping rule is in use, which variants need long to reach it and which hit the cap."""
+    runs = results.runs[results.runs["epochs_done"].notna()]
+    labels = list(pd.unique(runs["label"]))
+    figure = Figure(figsize=(9, 1.2 + 0.35 * max(len(labels), 1)), layout="constrained")
+    ax = figure.add_subplot()
+    if runs.empty or "stop_reason" not in runs or runs["stop_reason"].isna().all():
+        return _empty(figure, ax, "no run recorded why it stopped (results from before stop_reason)")
+    jitter = np.linspace(-0.25, 0.25, max(int(runs.groupby("label").size().max()), 1))
+    for y, label in enumerate(labels):
+        group = runs[runs["label"] == label].reset_index(drop=True)
+        for i, run in group.iterrows():
+            yi = y + (jitter[i] if len(group) > 1 else 0.0)
+            ax.plot(run["epochs_done"], yi, "o", color=STOP_COLORS.get(run["stop_reason"], STALLED_COLOR))
+            drops = [int(d) for d in str(run.get("lr_drop_epochs") or "").split()]
+            ax.plot(drops, [yi] * len(drops), "|", color="0.4", markersize=7)
+    ax.set_yticks(range(len(labels)), labels)
+    ax.invert_yaxis()
+    ax.set_xlabel("epochs trained")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    reasons = [r for r in STOP_COLORS if (runs["stop_reason"] == r).any()]
+    handles = [
+        Line2D([], [], color=STOP_COLORS[r], marker="o", linestyle="none", label=f"stopped: {r}") for r in reasons
+    ]
+    handles.append(Line2D([], [], color="0.4", marker="|", linestyle="none", label="learning-rate drop"))
+    ax.legend(handles=handles, loc="best", fontsize="small")
+    return figure
 
 
 def effect_plot(effects: pd.DataFrame) -> Figure:

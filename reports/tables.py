@@ -182,3 +182,29 @@ def _tex_text(text: str) -> str:
 
 def _latex_escape(text: str) -> str:
     return text.replace("%", "\\%").replace("+/-", "$\\pm$").replace("_", "\\_").replace(">=", "$\\geq$")
+
+
+ENDING_HEADERS = ("Variant", "Runs", "Stopped by", "Epochs (median, range)", "LR drops after epoch", "Train s (mean)")
+
+
+def ending_frame(results: Results) -> pd.DataFrame:
+    """How training ended, per variant (every run that trained, ok or diverged): how many stopped by the stopping
+    rule's criterion, by its epoch cap or at a fixed budget, the epochs trained, the epochs after which the rate
+    dropped (each run's list), and the mean training seconds. Empty for results from before stop_reason existed."""
+    runs = results.runs
+    if "stop_reason" not in runs or runs["stop_reason"].isna().all():
+        return pd.DataFrame(columns=ENDING_HEADERS)
+    rows = []
+    for label, group in runs[runs["epochs_done"].notna()].groupby("label", sort=False):
+        reasons = group["stop_reason"].fillna(group["status"]).value_counts()
+        epochs = group["epochs_done"]
+        drops = [str(d) for d in group["lr_drop_epochs"].fillna("") if d] if "lr_drop_epochs" in group else []
+        rows.append({
+            "Variant": label,
+            "Runs": len(group),
+            "Stopped by": ", ".join(f"{reason} {count}" for reason, count in reasons.items()),
+            "Epochs (median, range)": f"{epochs.median():g} ({epochs.min():g}–{epochs.max():g})",
+            "LR drops after epoch": "; ".join(drops) or "–",
+            "Train s (mean)": f"{group['train_seconds'].mean():.0f}",
+        })  # fmt: skip
+    return pd.DataFrame(rows, columns=ENDING_HEADERS)

@@ -3,6 +3,8 @@ resume from a kill between two drops, and ids that do not move for grids that do
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from nin import layout
@@ -31,7 +33,10 @@ def test_loss_monitor_improves_downwards():
 
 # Accuracy can never beat its best by more than 1: every epoch after the first is "no improvement", so with
 # patience 2 the rate drops after epochs 3 and 5 and the run stops after epoch 7, whatever the data do.
-STRUCTURAL = dict(TINY, train_size=100, test_size=50, schedule="plateau", monitor="train_acc", min_delta=1.0, patience=2, drops=2, epochs=12)
+STRUCTURAL = dict(
+    TINY, train_size=100, test_size=50, schedule="plateau", monitor="train_acc", min_delta=1.0, patience=2, drops=2,
+    epochs=12,
+)
 
 
 def test_run_records_how_it_ended(tmp_path):
@@ -106,3 +111,34 @@ def test_bad_plateau_settings_are_one_line(settings, message):
     with pytest.raises(SpecError, match=message) as caught:
         parse_grid(text, source="g.yaml")
     assert "\n" not in str(caught.value) and str(caught.value).startswith("g.yaml:2")
+
+
+def test_report_shows_how_each_variant_ended(tmp_path):
+    from reports import load_results, write_report
+    from reports.tables import ending_frame
+    from tests.reports_fixtures import result, write_grid
+
+    runs = []
+    for seed in range(3):
+        for head, reason, drops in (("gap", CRITERION, [3, 5]), ("fc", CAP, [4])):
+            run = result(0.9, 0.95, head=head, seed=seed, schedule="plateau", epochs=7)
+            run.update(stop_reason=reason, lr_drops=len(drops), lr_drop_epochs=drops, train_images=7 * 500)
+            runs.append(run)
+    grid = write_grid(tmp_path, "ended", runs, axes={"head": ["gap", "fc"]})
+    for run in runs:  # the epoch rows nin.train marks
+        path = grid / "runs" / run["variant_id"] / layout.METRICS_FILE
+        rows = layout.read_metrics(path)
+        for row in rows:
+            row["lr_drop"] = row["epoch"] in run["lr_drop_epochs"]
+        path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    loaded = load_results(grid)
+    assert sorted(loaded.runs["lr_drop_epochs"]) == ["3 5"] * 3 + ["4"] * 3  # one text cell in results.csv
+    ending = ending_frame(loaded).set_index("Variant")
+    assert ending.loc["gap", "Stopped by"] == "criterion 3" and ending.loc["fc", "Stopped by"] == "cap 3"
+    assert ending.loc["gap", "LR drops after epoch"] == "3 5; 3 5; 3 5"
+    report = write_report(grid)
+    assert report.plots["epochs_to_stop"].is_file()
+    page = report.html.read_text()
+    assert "How training ended" in page and "criterion 3" in page
+    csv = (grid / "report" / "results.csv").read_text().splitlines()
+    assert {"stop_reason", "lr_drop_epochs", "train_images"} <= set(csv[0].split(","))
