@@ -39,9 +39,10 @@ def write_plots(results: Results, summary: pd.DataFrame, effects: pd.DataFrame, 
         "accuracy_vs_macs": accuracy_vs(results, "macs", "MACs per image, forward (fvcore multiply-adds, log scale)"),
         "gap_per_variant": gap_bars(summary),
         "learning_curves": learning_curves(results),
-        "epochs_to_stop": epochs_to_stop(results),
         "effects": effect_plot(effects),
     }
+    if _has_endings(results.runs):  # results from before stop_reason have no such plot
+        figures["epochs_to_stop"] = epochs_to_stop(results)
     tuned = tuning_figure(results.grid_dir)  # a grid with `tune:` only; the page shows it with the picks
     if tuned is not None:
         figures[TUNING_PLOT] = tuned
@@ -198,6 +199,10 @@ def _draw_run(ax: Any, run: pd.DataFrame) -> None:
         ax.plot(drops["epoch"], 100 * drops["train_acc"], color="k", marker="v", linestyle="none", markersize=5)
 
 
+def _has_endings(runs: pd.DataFrame) -> bool:
+    return "stop_reason" in runs and runs["stop_reason"].notna().any()
+
+
 def epochs_to_stop(results: Results) -> Figure:
     """Each run's epochs per variant, coloured by why it stopped, with its learning-rate drops as small ticks: where
     a stopping rule is in use, which variants need long to reach it and which hit the cap."""
@@ -205,7 +210,7 @@ def epochs_to_stop(results: Results) -> Figure:
     labels = list(pd.unique(runs["label"]))
     figure = Figure(figsize=(9, 1.2 + 0.35 * max(len(labels), 1)), layout="constrained")
     ax = figure.add_subplot()
-    if runs.empty or "stop_reason" not in runs or runs["stop_reason"].isna().all():
+    if not _has_endings(runs):
         return _empty(figure, ax, "no run recorded why it stopped (results from before stop_reason)")
     jitter = np.linspace(-0.25, 0.25, max(int(runs.groupby("label").size().max()), 1))
     for y, label in enumerate(labels):

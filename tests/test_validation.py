@@ -33,12 +33,15 @@ from tests.reliability.helpers import QUIET, assert_nothing_written, assert_one_
 from tests.test_train import _StopAfter
 
 # Computed at commit 9462d26, before `validation` existed: a grid without it must keep every id, or each finished
-# run of each existing grid would turn stale. (grid file, its first id, its last id)
+# run of each existing grid would turn stale. (grid file, its first id, its last id) The quick grid as it was before
+# it used `schedule: plateau` (tests/grids/quick_10_epochs.yaml) keeps them through the plateau keys too.
 GRID_IDS_BEFORE_VALIDATION = [
-    ("quick.yaml", 70, "d2l-gap-linear-cccp0-do1-w0.125-s0-34f45f", "alexnet-do1-w0.125-s4-565e93"),
-    ("cam.yaml", 15, "cifar-gap-linear-cccp2-do0-w0.125-s0-a26cc9", "cifar-alexnet-cccp2-do0-w0.125-s4-e1fd47"),
-    ("paper.yaml", 57, "d2l-gap-cccp0-do1-s0-be8a56", "alexnet-do1-s2-e2a56e"),
-]
+    ("tests/grids/quick_10_epochs.yaml", 70, "d2l-gap-linear-cccp0-do1-w0.125-s0-34f45f",
+     "alexnet-do1-w0.125-s4-565e93"),
+    ("ablations/cam.yaml", 15, "cifar-gap-linear-cccp2-do0-w0.125-s0-a26cc9",
+     "cifar-alexnet-cccp2-do0-w0.125-s4-e1fd47"),
+    ("ablations/paper.yaml", 57, "d2l-gap-cccp0-do1-s0-be8a56", "alexnet-do1-s2-e2a56e"),
+]  # fmt: skip
 TINY_RELIABILITY = dict(
     arch="cifar", width=0.125, dataset="synthetic", image_size=16, train_size=200, test_size=50, batch_size=50,
     epochs=3, lr=0.05, momentum=0.9, precision="fp32", cccp=1,
@@ -61,7 +64,7 @@ GRID = f"name: val\nsettings: {SETTINGS}\naxes: {{cccp: [0, 2]}}\nseeds: [0, 1]\
 
 @pytest.mark.parametrize("name,runs,first,last", GRID_IDS_BEFORE_VALIDATION)
 def test_grids_without_validation_keep_their_ids(name: str, runs: int, first: str, last: str) -> None:
-    variants = load_grid(REPO / "ablations" / name, max_runs=None).variants
+    variants = load_grid(REPO / name, max_runs=None).variants
     assert (len(variants), variants[0].id, variants[-1].id) == (runs, first, last)
     assert all(v.validation is None and "validation" not in v.config() for v in variants)
 
