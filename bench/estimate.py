@@ -9,8 +9,9 @@ BENCH.json is the output of `nin-ablate bench --json`. Per variant v (docs/BENCH
     T(grid) = dataset_first_load + tracker_first_start + sum_v T(v) / devices
 
 Scaling by FLOPs assumes compute-bound steps: it is close for the d2l-sized nets on one device and optimistic for
-nets too small to fill it. Checkpoint writes (one per epoch) are left out. The runner parses the grid and hands the
-variants over: bench knows nothing of grid files.
+nets too small to fill it. Checkpoint writes (one per epoch) are left out. Under `schedule: plateau` `epochs` is the
+cap, so the estimate is an upper bound: the stopping rule ends most runs earlier. The runner parses the grid and
+hands the variants over: bench knows nothing of grid files.
 """
 
 from __future__ import annotations

@@ -33,12 +33,12 @@ from tests.reliability.helpers import QUIET, assert_nothing_written, assert_one_
 from tests.test_train import _StopAfter
 
 # Computed at commit 9462d26, before `validation` existed: a grid without it must keep every id, or each finished
-# run of each existing grid would turn stale. (grid file, its first id, its last id) The quick grid as it was before
-# it used `schedule: plateau` (tests/grids/quick_10_epochs.yaml) keeps them through the plateau keys too.
+# run of each existing grid would turn stale. (grid file, its first id, its last id) The quick and cam grids as they
+# were before they used `schedule: plateau` (tests/grids/) keep them through the plateau keys too.
 GRID_IDS_BEFORE_VALIDATION = [
     ("tests/grids/quick_10_epochs.yaml", 70, "d2l-gap-linear-cccp0-do1-w0.125-s0-34f45f",
      "alexnet-do1-w0.125-s4-565e93"),
-    ("ablations/cam.yaml", 15, "cifar-gap-linear-cccp2-do0-w0.125-s0-a26cc9",
+    ("tests/grids/cam_8_epochs.yaml", 15, "cifar-gap-linear-cccp2-do0-w0.125-s0-a26cc9",
      "cifar-alexnet-cccp2-do0-w0.125-s4-e1fd47"),
     ("ablations/paper.yaml", 57, "d2l-gap-cccp0-do1-s0-be8a56", "alexnet-do1-s2-e2a56e"),
 ]  # fmt: skip
