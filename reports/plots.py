@@ -39,10 +39,9 @@ def write_plots(results: Results, summary: pd.DataFrame, effects: pd.DataFrame, 
         "accuracy_vs_macs": accuracy_vs(results, "macs", "MACs per image, forward (fvcore multiply-adds, log scale)"),
         "gap_per_variant": gap_bars(summary),
         "learning_curves": learning_curves(results),
+        "epochs_to_stop": epochs_to_stop(results),
         "effects": effect_plot(effects),
     }
-    if _has_endings(results.runs):  # results from before stop_reason have no such plot
-        figures["epochs_to_stop"] = epochs_to_stop(results)
     tuned = tuning_figure(results.grid_dir)  # a grid with `tune:` only; the page shows it with the picks
     if tuned is not None:
         figures[TUNING_PLOT] = tuned

@@ -185,9 +185,9 @@ def test_effects_intervals_are_over_seed_means_unadjusted(tmp_path: Path) -> Non
 
 
 def test_plots_are_png_files(report) -> None:
-    # No epochs_to_stop plot: these results predate stop_reason (tests/test_plateau.py draws one).
+    # epochs_to_stop says these results predate stop_reason (tests/test_plateau.py draws one with runs in it).
     assert set(report.plots) == {"accuracy_vs_params", "accuracy_vs_macs", "gap_per_variant", "learning_curves",
-                                 "effects", "cam"}  # fmt: skip
+                                 "epochs_to_stop", "effects", "cam"}  # fmt: skip
     for path in report.plots.values():
         assert path.parent.name == "plots" and path.suffix == ".png"
         data = path.read_bytes()
@@ -198,7 +198,7 @@ def test_page_is_self_contained_and_states_what_it_did(report, grid: Path) -> No
     page = report.html.read_text()
     assert report.html == grid / "report" / "report.html"
     assert "nin-ablate report: paper" in page and "15 of 16 variants done" in page
-    assert page.count("src='data:image/png;base64,") == len(report.plots) == 6  # every plot inlined, the CAM figure too
+    assert page.count("src='data:image/png;base64,") == len(report.plots) == 7  # every plot inlined, the CAM figure too
     assert "src='http" not in page and 'src="http' not in page
     assert "head gap vs fc: test accuracy" in page
     assert "left out of every mean, interval and effect" in page  # the stalled-run decision

@@ -16,6 +16,7 @@ import sys
 import pytest
 from pydantic import ValidationError
 
+from nin.plateau import PLATEAU_FIELDS
 from nin.variant import OMITTED_WHEN_UNSET, VARIANT_FIELDS, Variant
 from tests.conftest import REPO
 
@@ -29,7 +30,10 @@ CHANGED = {
     "optimizer": "adamw", "lr": 0.05, "momentum": 0.5, "nesterov": True, "weight_decay": 0.0005,
     "schedule": "cosine", "warmup_epochs": 1, "step_size": 5, "gamma": 0.5, "precision": "fp32",
     "channels_last": False, "compile": True, "deterministic": True, "eval_train_every": 1, "seed": 1,
+    # The stopping rule's settings exist under schedule plateau only: they are changed against PLATEAU_BASE.
+    "monitor": "train_loss", "patience": 5, "min_delta": 0.02, "drops": 1,
 }  # fmt: skip
+PLATEAU_BASE = dict(BASE, schedule="plateau")
 
 
 def _error(**settings) -> ValidationError:
@@ -109,8 +113,9 @@ def test_the_changed_values_table_names_every_field() -> None:
 
 @pytest.mark.parametrize("field", sorted(CHANGED))
 def test_a_change_in_any_setting_changes_the_id(field: str) -> None:
-    base = Variant(**BASE)
-    changed = Variant(**{**BASE, field: CHANGED[field]})
+    settings = PLATEAU_BASE if field in PLATEAU_FIELDS else BASE
+    base = Variant(**settings)
+    changed = Variant(**{**settings, field: CHANGED[field]})
     assert getattr(changed, field) != getattr(base, field)
     assert changed.id != base.id
     # The seed is the one setting that leaves the variant (its group) the same.
