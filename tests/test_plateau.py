@@ -142,3 +142,22 @@ def test_report_shows_how_each_variant_ended(tmp_path):
     assert "How training ended" in page and "criterion 3" in page
     csv = (grid / "report" / "results.csv").read_text().splitlines()
     assert {"stop_reason", "lr_drop_epochs", "train_images"} <= set(csv[0].split(","))
+
+
+def test_cli_refuses_a_bad_stopping_rule_in_one_line_and_writes_nothing(tmp_path):
+    from tests.conftest import run_cli
+    from tests.reliability.helpers import assert_nothing_written, assert_one_clear_line
+
+    grid = tmp_path / "g.yaml"
+    settings = "{dataset: synthetic, schedule: plateau, patience: 0}"
+    grid.write_text(f"name: g\nsettings: {settings}\naxes: {{head: [gap, fc]}}\n")
+    out = tmp_path / "out"
+    done = run_cli("run", str(grid), "--out", str(out), "--wandb", "disabled", "--device", "cpu", "--no-progress")
+    assert done.returncode == 2
+    assert_one_clear_line(done.stderr, "patience")
+    assert_nothing_written(out)
+    # An override too: the key is checked with the grid's rows.
+    done = run_cli("run", str(grid), "--set", "patience=3", "--set", "monitor=val_loss", "--out", str(out))
+    assert done.returncode == 2
+    assert_one_clear_line(done.stderr, "validation split")
+    assert_nothing_written(out)
