@@ -10,6 +10,7 @@ the metrics of an uninterrupted run.
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager, nullcontext
@@ -32,6 +33,24 @@ from nin.seeding import epoch_seed
 from nin.variant import Variant
 
 DIVERGENCE_CHECK_EVERY = 32  # steps between the (only) host syncs of an epoch
+
+
+class StopAfterEpoch(KeyboardInterrupt):
+    """Raised once the epoch in flight is checkpointed, when `request_stop` was called (a cluster's signal before its
+    time limit or a preemption): an interruption like Ctrl-C, so every caller already lets it through, but one that
+    loses nothing."""
+
+
+_stop_requested = threading.Event()
+
+
+def request_stop() -> None:
+    """Stop the training in this process after the checkpoint of the epoch in flight (safe in a signal handler)."""
+    _stop_requested.set()
+
+
+def stop_requested() -> bool:
+    return _stop_requested.is_set()
 
 
 def eval_batch_size(batch_size: int) -> int:
@@ -371,6 +390,8 @@ def _train(
         store.write_metrics(run_dir / METRICS_FILE, history)
         if tracker is not None:
             tracker.log_epoch(row)
+        if stop_requested() and epoch + 1 < variant.epochs:
+            raise StopAfterEpoch(f"{variant.id}: stopped after epoch {epoch + 1}, its checkpoint is written")
 
     localisation, cam_file = None, None
     if status == "ok" and variant.canvas is not None:  # also on a resume that found every epoch done

@@ -18,7 +18,7 @@ from nin.errors import InputError
 from nin.layout import GridDir, read_result
 from nin.tracking import resolve_mode
 from reports import sequential
-from runners import EXIT_FAILED_RUNS, EXIT_OK, tuning, until_resolved
+from runners import EXIT_FAILED_RUNS, EXIT_OK, slurm, tuning, until_resolved
 from runners.executor import run_local, run_ray
 from runners.lock import GridLock
 from runners.overrides import parse_overrides
@@ -52,6 +52,8 @@ class RunOptions:
     until_resolved: bool = False  # then seeds only where a verdict is open (runners.until_resolved)
     max_seeds: int | None = None  # --max-seeds (default sequential.DEFAULT_MAX_SEEDS)
     seeds_per_round: int | None = None  # --seeds-per-round (default sequential.DEFAULT_SEEDS_PER_ROUND)
+    slurm: tuple[str, ...] = ()  # --slurm KEY=VALUE pairs (runners.slurm.SlurmSettings), over --slurm-config
+    slurm_config: str | None = None
 
 
 def parse_devices(spec: str) -> list[torch.device]:
@@ -80,10 +82,14 @@ def run_grid(options: RunOptions, grid: Grid | None = None) -> int:
     if grid is None:
         overrides = parse_overrides(options.overrides, epochs=options.epochs)
         grid = load_grid(options.spec, max_runs=None if options.yes else DEFAULT_MAX_RUNS, overrides=overrides)
-    devices = parse_devices(options.device)
+    if options.executor not in ("local", "ray", "slurm"):
+        raise InputError(f"--executor must be local, ray or slurm, got {options.executor!r}")
+    if options.executor != "slurm" and (options.slurm or options.slurm_config):
+        raise InputError("--slurm and --slurm-config set Slurm jobs: add --executor slurm, or drop them")
+    slurm_settings = slurm.load_settings(options.slurm, options.slurm_config) if options.executor == "slurm" else None
+    # With Slurm, --device names what each job gets on its node, not what the login node has.
+    devices = slurm.job_devices(options.device, slurm_settings) if slurm_settings else parse_devices(options.device)
     wandb_mode = resolve_mode(options.wandb)
-    if options.executor not in ("local", "ray"):
-        raise InputError(f"--executor must be local or ray, got {options.executor!r}")
     if not options.download:
         from nin.data import load_dataset, with_validation
 
@@ -111,9 +117,13 @@ def run_grid(options: RunOptions, grid: Grid | None = None) -> int:
 
     if options.executor == "ray" and options.ray_address:
         connect_ray(options.ray_address)  # an unreachable cluster is bad input: one line, nothing written
+    if slurm_settings is not None:
+        slurm.check(slurm_settings)  # no controller or an unknown partition: one line, nothing written
     grid_dir = GridDir(Path(options.out) / grid.name)
     with GridLock(grid_dir):
         store.remove_temp_files(grid_dir.root)  # a runner killed while writing spec.yaml left its temp file
+        if slurm_settings is not None:
+            slurm.forget_lost(grid_dir)  # a job Slurm lost is trained again, from its checkpoint
         context = RunContext(
             grid_dir=grid_dir.root,
             grid_name=grid.name,
@@ -238,10 +248,15 @@ def _train(
         try:
             if pending and options.executor == "ray":
                 run_ray(pending, context, devices, on_result, address=options.ray_address)
+            elif pending and options.executor == "slurm":
+                settings = slurm.load_settings(options.slurm, options.slurm_config)
+                slurm.run_slurm(pending, context, devices, on_result, settings)
             elif pending:
                 run_local(pending, context, devices, on_result)
         except KeyboardInterrupt:
             bar.close()
+            if options.executor == "slurm":  # run_slurm said which jobs stay queued
+                raise
             print(
                 f"nin-ablate: interrupted after {done + len(results)} of {total} runs of {what}; "
                 f"the epoch in flight is lost, nothing else. Run the same command to resume.",
