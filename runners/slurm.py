@@ -258,6 +258,9 @@ class SlurmTask:
             train.request_stop()  # the in-process variant stops once the epoch in flight is checkpointed
 
         signal.signal(signal.SIGUSR2, stop)
+        # scancel (and a preemption that requeues by itself) sends SIGTERM, then SIGKILL after KillWait: stop after
+        # the epoch in flight, without requeueing. submitit would ignore it and let SIGKILL lose the epoch.
+        signal.signal(signal.SIGTERM, lambda signum, frame: train.request_stop())
         results: list[dict[str, Any]] = []
         try:
             run_local(variants, context, devices, results.append)

@@ -6,8 +6,9 @@ needs root (the daemons and the job's credentials) and Debian's slurmctld, slurm
 says in one line why it cannot start here.
 
 The settings make a test cluster quick rather than production-like: no accounting (so no sacct: job state comes
-from squeue and scontrol only), a requeued job waits for its credential to expire (cred_expire=10) instead of
-Slurm's minutes, a lost slurmd is declared down after SlurmdTimeout, and a finished job stays visible for MinJobAge.
+from squeue and scontrol only); a requeued job waits for its credential to expire (cred_expire=10) and the scheduler
+looks at pending jobs every second (sched_interval), instead of minutes; a lost slurmd is declared down after
+SlurmdTimeout; a finished job stays visible for MinJobAge; the node offers more job slots than the machine has cores.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ DAEMONS = ("munged", "slurmctld", "slurmd")
 CLIENTS = ("sbatch", "squeue", "scontrol", "scancel", "sinfo")
 NODE = "localhost"
 PARTITION = "debug"
+CPUS = 4  # job slots: more than the machine's cores is fine (config_overrides), the tests' jobs are tiny
 SLURMD_TIMEOUT_S = 6  # a silent slurmd is declared down after this long (Slurm's default is 300 s)
 MIN_JOB_AGE_S = 300  # how long a finished job stays in the controller's memory (squeue -t all, scontrol show job)
 
@@ -54,10 +56,12 @@ MpiDefault=none
 SelectType=select/cons_tres
 SelectTypeParameters=CR_CPU
 SchedulerType=sched/builtin
+SchedulerParameters=sched_interval=1
 AccountingStorageType=accounting_storage/none
 JobAcctGatherType=jobacct_gather/none
 JobCompType=jobcomp/none
 ReturnToService=2
+SlurmdParameters=config_overrides
 SlurmdTimeout={slurmd_timeout}
 MinJobAge={min_job_age}
 KillWait=5
@@ -128,6 +132,34 @@ class SlurmCluster:
         conf = str(self.root / "slurm.conf")
         self.procs["slurmd"] = _spawn(["slurmd", "-D", "-f", conf, "-N", NODE], self.root / "slurmd.out", self.env)
 
+    def job_pids(self) -> list[int]:
+        """This cluster's job processes: its slurmstepds (they carry SLURM_CONF from slurmd) and all under them."""
+        mark = f"SLURM_CONF={self.env['SLURM_CONF']}".encode()
+        children: dict[int, list[int]] = {}
+        steps = []
+        for entry in Path("/proc").iterdir():
+            with contextlib.suppress(OSError, IndexError, ValueError):
+                if not entry.name.isdigit():
+                    continue
+                pid = int(entry.name)
+                children.setdefault(int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]), []).append(pid)
+                if (entry / "comm").read_text().strip() == "slurmstepd" and \
+                        mark in (entry / "environ").read_bytes().split(b"\0"):  # fmt: skip
+                    steps.append(pid)
+        found, todo = [], list(steps)
+        while todo:
+            found.append(todo.pop())
+            todo.extend(children.get(found[-1], []))
+        return found
+
+    def lose_node(self) -> None:
+        """The node dies: SIGKILL to slurmd and to every job process, as a lost machine takes them all at once."""
+        doomed = self.job_pids()
+        self.stop("slurmd", signal.SIGKILL)
+        for pid in doomed:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
     def stop(self, name: str, sig: int = signal.SIGTERM, timeout: float = 15) -> None:
         """Stop one daemon this cluster started: `sig`, then SIGKILL after `timeout`."""
         proc = self.procs.pop(name, None)
@@ -157,7 +189,7 @@ def _spawn(argv: list[str], log: Path, env: dict[str, str], user: str | None = N
 
 
 @contextlib.contextmanager
-def slurm_cluster(cpus: int = 2, start_timeout: float = 60) -> Iterator[SlurmCluster]:
+def slurm_cluster(cpus: int = CPUS, start_timeout: float = 60) -> Iterator[SlurmCluster]:
     """Start munged, slurmctld and slurmd in a fresh folder; on the way out, whatever happened, stop each of them by
     pid and remove the folder. The jobs' processes are the daemons' children: slurmd's stop ends them."""
     # Not pytest's tmp_path: munged runs as the munge user, who must reach its folder (tmp_path is root-only).
@@ -199,6 +231,8 @@ def slurm_cluster(cpus: int = 2, start_timeout: float = 60) -> Iterator[SlurmClu
         cluster.wait_idle(max(1.0, deadline - time.monotonic()))
         yield cluster
     finally:
-        for name in ("slurmd", "slurmctld", "munged"):  # jobs end with their slurmd; clients, with the controller
+        # A slurmstepd outlives its slurmd by design: the jobs go first, by the pids found under our slurmstepds.
+        cluster.lose_node()
+        for name in ("slurmctld", "munged"):
             cluster.stop(name)
         shutil.rmtree(root, ignore_errors=True)

@@ -1,0 +1,226 @@
+"""`--executor slurm` against a real single-node Slurm (munged, slurmctld, slurmd started here: slurm_cluster.py).
+
+One cluster per pytest worker, shared by the cases. Each case drives the real CLI while it acts on the jobs as a
+cluster would: scancel, a preemption signal, a time limit, a lost node. The reference is the local executor at the
+same thread count, whose CPU results the Slurm runs must equal, timings and device aside.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+from tests.reliability.helpers import (
+    QUIET,
+    assert_nothing_written,
+    assert_one_clear_line,
+    comparable,
+    results,
+    write_grid,
+)
+from tests.reliability.slurm_cluster import PARTITION, SlurmCluster, missing, slurm_cluster
+
+pytestmark = pytest.mark.skipif(missing() is not None, reason=str(missing()))
+
+# 6 epochs of about a second each: long enough to act on a job mid-variant.
+EPOCHS = 6
+SETTINGS = (
+    "{arch: cifar, width: 0.125, dataset: synthetic, image_size: 16, train_size: 500, test_size: 50, "
+    f"batch_size: 25, epochs: {EPOCHS}, lr: 0.05, momentum: 0.9, precision: fp32}}"
+)
+GRID = "axes: {cccp: [1, 2]}\n"
+FLAGS = (*QUIET, "--cpu-threads", "1")  # one thread on both sides: CPU results are then bit-identical
+SLURM = ("--executor", "slurm", "--slurm", "poll_s=0.5", "--slurm", "timeout_min=30")
+WAIT_S = 240  # a hang guard, not a time limit
+
+
+@pytest.fixture(scope="session")
+def cluster():
+    with slurm_cluster() as started:
+        yield started
+
+
+@pytest.fixture(scope="session")
+def reference(tmp_path_factory) -> dict:
+    """The grid on the local executor, uninterrupted."""
+    out = tmp_path_factory.mktemp("local")
+    spec = write_grid(out / "grid.yaml", GRID, name="slurm", settings=SETTINGS)
+    done = subprocess.run([sys.executable, "-m", "runners", "run", str(spec), "--out", str(out), *FLAGS],
+                          cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True,
+                          timeout=WAIT_S)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return comparable(out / "slurm")
+
+
+def start_runner(cluster: SlurmCluster, spec: Path, out: Path, *extra: str) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1", **cluster.env}
+    return subprocess.Popen([sys.executable, "-m", "runners", "run", str(spec), "--out", str(out), *FLAGS, *SLURM,
+                             *extra], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)  # fmt: skip
+
+
+def finish(proc: subprocess.Popen) -> tuple[int, str, str]:
+    try:
+        out, err = proc.communicate(timeout=WAIT_S)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    return proc.returncode, out, err
+
+
+def wait_for(condition, proc: subprocess.Popen | None = None, what: str = "") -> None:
+    deadline = time.monotonic() + WAIT_S
+    while not condition():
+        assert proc is None or proc.poll() is None, f"the runner ended before {what}: {proc.communicate()}"
+        assert time.monotonic() < deadline, f"never: {what}"
+        time.sleep(0.1)
+
+
+def epochs(grid_dir: Path) -> dict[str, int]:
+    found = {}
+    for path in grid_dir.glob("runs/*/metrics.jsonl"):
+        found[path.parent.name] = len(path.read_text().splitlines())
+    return found
+
+
+def mid_variant(grid_dir: Path, done: int) -> bool:
+    """Both variants have `done` epochs or more and two or more to go: a signal now lands mid-variant."""
+    found = epochs(grid_dir)
+    return len(found) == 2 and all(done <= n <= EPOCHS - 2 for n in found.values()) and not results(grid_dir)
+
+
+def jobs(grid_dir: Path) -> dict[str, str]:
+    try:
+        return json.loads((grid_dir / "slurm" / "jobs.json").read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def job_log(grid_dir: Path, job: str) -> str:
+    return "".join(p.read_text(errors="replace") for p in (grid_dir / "slurm" / "logs").glob(f"{job}_*log.out"))
+
+
+def assert_equal(grid_dir: Path, expected: dict) -> None:
+    got = comparable(grid_dir)
+    assert sorted(got) == sorted(expected)
+    for variant_id, (result, rows) in expected.items():
+        assert got[variant_id][1] == rows, variant_id
+        assert got[variant_id][0] == result, variant_id
+
+
+def test_ctrl_c_collect_cancel_and_preemption(cluster, reference, tmp_path):
+    """Ctrl-C leaves the jobs queued and a second runner collects them without submitting again; then one job is
+    cancelled (a failed result naming CANCELLED) and the other preempted (it requeues itself and resumes from its
+    checkpoint); a rerun trains only the cancelled variant. Every result then equals the local executor's."""
+    spec = write_grid(tmp_path / "grid.yaml", GRID, name="slurm", settings=SETTINGS)
+    out, grid_dir = tmp_path / "out", tmp_path / "out" / "slurm"
+
+    first = start_runner(cluster, spec, out)
+    wait_for(lambda: len(jobs(grid_dir)) == 2, first, "the jobs were submitted")
+    first.send_signal(signal.SIGINT)
+    code, _, err = finish(first)
+    assert code == 130, err
+    assert "stay queued" in err and "run the same command to collect" in err, err
+    submitted = jobs(grid_dir)
+
+    second = start_runner(cluster, spec, out)
+    wait_for(lambda: mid_variant(grid_dir, 2), second, "both variants were mid-variant")
+    assert jobs(grid_dir) == submitted  # collected, not submitted again
+    cancelled, preempted = sorted(submitted)
+    cluster.run("scancel", submitted[cancelled])
+    cluster.run("scancel", "--signal=USR2", submitted[preempted])  # what Slurm sends before a preemption
+    code, stdout, err = finish(second)
+    assert code == 1, (err, {v: job_log(grid_dir, job) for v, job in submitted.items()})
+    found = results(grid_dir)
+    assert found[preempted]["status"] == "ok"
+    assert found[cancelled]["status"] == "failed"
+    assert "CANCELLED" in found[cancelled]["error"] and "cancelled" in found[cancelled]["error"]
+    assert found[cancelled]["slurm"]["state"] == "CANCELLED"
+    log = job_log(grid_dir, submitted[preempted])
+    assert "this job is preempted" in log
+    resumed = [int(line.split("resuming after epoch")[1].split()[0]) for line in log.splitlines()
+               if f"{preempted}: resuming after epoch" in line]  # fmt: skip
+    assert len(resumed) == 1 and 0 < resumed[0] < EPOCHS, log
+
+    third = start_runner(cluster, spec, out)
+    code, stdout, err = finish(third)
+    assert code == 0, err
+    assert "1 of 2 runs to train" in stdout and "1 resuming from a checkpoint" in stdout, stdout
+    assert jobs(grid_dir)[preempted] == submitted[preempted]
+    assert_equal(grid_dir, reference)
+
+
+def test_time_limit_checkpoints_and_requeues(cluster, tmp_path):
+    """A one-minute job told to checkpoint 58 s before its limit: Slurm's signal reaches it while it trains (the
+    controller checks time limits every 30 s or so), it checkpoints, requeues and resumes until it is done."""
+    long = SETTINGS.replace(f"epochs: {EPOCHS}", "epochs: 40")
+    spec = write_grid(tmp_path / "grid.yaml", "axes: {cccp: [1]}\n", name="limit", settings=long)
+    out, grid_dir = tmp_path / "out", tmp_path / "out" / "limit"
+    runner = start_runner(cluster, spec, out, "--slurm", "timeout_min=1", "--slurm", "signal_delay_s=58")
+    code, _, err = finish(runner)
+    assert code == 0, err
+    [(variant_id, job)] = jobs(grid_dir).items()
+    log = job_log(grid_dir, job)
+    assert "this job is timed-out" in log and "Requeued job" in log, log
+    assert f"{variant_id}: resuming after epoch" in log, log
+    rows = [json.loads(line) for line in (grid_dir / "runs" / variant_id / "metrics.jsonl").read_text().splitlines()]
+    assert [row["epoch"] for row in rows] == list(range(1, 41))
+    assert results(grid_dir)[variant_id]["status"] == "ok"
+
+
+def test_lost_node_fails_its_jobs_then_rerun_completes(cluster, reference, tmp_path):
+    """slurmd and its jobs die mid-grid: the runner does not wait on them, each becomes a failed result naming the
+    node failure; with slurmd back, a rerun trains them again from their checkpoints and equals the local run."""
+    spec = write_grid(tmp_path / "grid.yaml", GRID, name="slurm", settings=SETTINGS)
+    out, grid_dir = tmp_path / "out", tmp_path / "out" / "slurm"
+    runner = start_runner(cluster, spec, out)
+    try:
+        wait_for(lambda: mid_variant(grid_dir, 1), runner, "both variants were mid-variant")
+        cluster.lose_node()
+        lost_at = time.monotonic()
+        code, _, err = finish(runner)
+        print(f"lost slurmd: failed results after {time.monotonic() - lost_at:.1f} s")
+    finally:
+        if "slurmd" not in cluster.procs:
+            cluster.start_slurmd()
+        cluster.wait_idle()
+    assert code == 1, err
+    found = results(grid_dir)
+    assert sorted(found) == sorted(reference)
+    for result in found.values():
+        assert result["status"] == "failed" and "NODE_FAIL" in result["error"] and "node failure" in result["error"]
+
+    code, stdout, err = finish(start_runner(cluster, spec, out))
+    assert code == 0, err
+    assert "2 of 2 runs to train" in stdout, stdout
+    assert_equal(grid_dir, reference)
+
+
+@pytest.mark.parametrize(
+    ("setting", "named"),
+    [
+        (("--slurm", f"partition=no-{PARTITION}"), ("partition", f"no-{PARTITION}", PARTITION)),
+        (("--slurm", "timeout_min=0"), ("timeout_min", "greater than or equal to 1")),
+        (("--slurm", "array_parallelism=-2"), ("array_parallelism", "greater than or equal to 1")),
+        (("--slurm", "walltime=5"), ("walltime", "timeout_min")),
+    ],
+)
+def test_bad_settings_are_one_line_and_submit_nothing(cluster, tmp_path, monkeypatch, capsys, setting, named):
+    from runners.cli import main
+
+    spec = write_grid(tmp_path / "grid.yaml", GRID, name="slurm", settings=SETTINGS)
+    out = tmp_path / "out"
+    monkeypatch.setenv("SLURM_CONF", cluster.env["SLURM_CONF"])
+    before = cluster.run("squeue", "-h", "-t", "all", "-o", "%i")
+    assert main(["run", str(spec), "--out", str(out), *FLAGS, "--executor", "slurm", *setting]) == 2
+    assert_one_clear_line(capsys.readouterr().err, *named)
+    assert_nothing_written(out)
+    assert cluster.run("squeue", "-h", "-t", "all", "-o", "%i") == before
