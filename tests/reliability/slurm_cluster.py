@@ -6,7 +6,7 @@ needs root (the daemons and the job's credentials) and Debian's slurmctld, slurm
 says in one line why it cannot start here.
 
 The settings make a test cluster quick rather than production-like: no accounting (so no sacct: job state comes
-from squeue and scontrol only); a requeued job waits for its credential to expire (cred_expire=10) and the scheduler
+from squeue and scontrol only); a requeued job waits for its credential to expire (cred_expire=5) and the scheduler
 looks at pending jobs every second (sched_interval), instead of minutes; a lost slurmd is declared down after
 SlurmdTimeout; a finished job stays visible for MinJobAge; the node offers more job slots than the machine has cores.
 """
@@ -42,7 +42,7 @@ SlurmdPort={slurmd_port}
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
-AuthInfo=socket={root}/munge/munge.socket,cred_expire=10
+AuthInfo=socket={root}/munge/munge.socket,cred_expire=5
 CredType=cred/munge
 StateSaveLocation={root}/state
 SlurmdSpoolDir={root}/spool

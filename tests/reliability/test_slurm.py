@@ -36,6 +36,7 @@ SETTINGS = (
     "{arch: cifar, width: 0.125, dataset: synthetic, image_size: 16, train_size: 500, test_size: 50, "
     f"batch_size: 25, epochs: {EPOCHS}, lr: 0.05, momentum: 0.9, precision: fp32}}"
 )
+LONG_EPOCHS = 30  # longer than Slurm takes to send the time-limit signal
 GRID = "axes: {cccp: [1, 2]}\n"
 FLAGS = (*QUIET, "--cpu-threads", "1")  # one thread on both sides: CPU results are then bit-identical
 SLURM = ("--executor", "slurm", "--slurm", "poll_s=0.5", "--slurm", "timeout_min=30")
@@ -116,12 +117,21 @@ def assert_equal(grid_dir: Path, expected: dict) -> None:
         assert got[variant_id][0] == result, variant_id
 
 
-def test_ctrl_c_collect_cancel_and_preemption(cluster, reference, tmp_path):
+def test_ctrl_c_collect_cancel_preemption_and_time_limit(cluster, reference, tmp_path):
     """Ctrl-C leaves the jobs queued and a second runner collects them without submitting again; then one job is
     cancelled (a failed result naming CANCELLED) and the other preempted (it requeues itself and resumes from its
-    checkpoint); a rerun trains only the cancelled variant. Every result then equals the local executor's."""
+    checkpoint); a rerun trains only the cancelled variant. Every result then equals the local executor's.
+
+    Meanwhile, beside it (the node has the slots), a one-minute job told to checkpoint 50 s before its limit: Slurm's
+    own signal reaches it while it trains (the controller looks at time limits about every 30 s), and it checkpoints,
+    requeues and resumes until it is done."""
     spec = write_grid(tmp_path / "grid.yaml", GRID, name="slurm", settings=SETTINGS)
     out, grid_dir = tmp_path / "out", tmp_path / "out" / "slurm"
+    long = SETTINGS.replace(f"epochs: {EPOCHS}", f"epochs: {LONG_EPOCHS}")
+    limit_spec = write_grid(tmp_path / "limit.yaml", "axes: {cccp: [1]}\n", name="limit", settings=long)
+    # The signal 50 s before the limit, so each run trains a few epochs; as many requeues as a loaded machine needs.
+    limited = start_runner(cluster, limit_spec, tmp_path / "limit", "--slurm", "timeout_min=1", "--slurm",
+                           "signal_delay_s=50", "--slurm", "max_num_timeout=20")  # fmt: skip
 
     first = start_runner(cluster, spec, out)
     wait_for(lambda: len(jobs(grid_dir)) == 2, first, "the jobs were submitted")
@@ -157,23 +167,16 @@ def test_ctrl_c_collect_cancel_and_preemption(cluster, reference, tmp_path):
     assert jobs(grid_dir)[preempted] == submitted[preempted]
     assert_equal(grid_dir, reference)
 
-
-def test_time_limit_checkpoints_and_requeues(cluster, tmp_path):
-    """A one-minute job told to checkpoint 58 s before its limit: Slurm's signal reaches it while it trains (the
-    controller checks time limits every 30 s or so), it checkpoints, requeues and resumes until it is done."""
-    long = SETTINGS.replace(f"epochs: {EPOCHS}", "epochs: 40")
-    spec = write_grid(tmp_path / "grid.yaml", "axes: {cccp: [1]}\n", name="limit", settings=long)
-    out, grid_dir = tmp_path / "out", tmp_path / "out" / "limit"
-    runner = start_runner(cluster, spec, out, "--slurm", "timeout_min=1", "--slurm", "signal_delay_s=58")
-    code, _, err = finish(runner)
+    code, _, err = finish(limited)
     assert code == 0, err
-    [(variant_id, job)] = jobs(grid_dir).items()
-    log = job_log(grid_dir, job)
+    limit_dir = tmp_path / "limit" / "limit"
+    [(variant_id, job)] = jobs(limit_dir).items()
+    log = job_log(limit_dir, job)
     assert "this job is timed-out" in log and "Requeued job" in log, log
     assert f"{variant_id}: resuming after epoch" in log, log
-    rows = [json.loads(line) for line in (grid_dir / "runs" / variant_id / "metrics.jsonl").read_text().splitlines()]
-    assert [row["epoch"] for row in rows] == list(range(1, 41))
-    assert results(grid_dir)[variant_id]["status"] == "ok"
+    rows = [json.loads(line) for line in (limit_dir / "runs" / variant_id / "metrics.jsonl").read_text().splitlines()]
+    assert [row["epoch"] for row in rows] == list(range(1, LONG_EPOCHS + 1))
+    assert results(limit_dir)[variant_id]["status"] == "ok"
 
 
 def test_lost_node_fails_its_jobs_then_rerun_completes(cluster, reference, tmp_path):
