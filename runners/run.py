@@ -122,8 +122,7 @@ def run_grid(options: RunOptions, grid: Grid | None = None) -> int:
     grid_dir = GridDir(Path(options.out) / grid.name)
     with GridLock(grid_dir):
         store.remove_temp_files(grid_dir.root)  # a runner killed while writing spec.yaml left its temp file
-        if slurm_settings is not None:
-            slurm.forget_lost(grid_dir)  # a job Slurm lost is trained again, from its checkpoint
+        slurm.forget_lost(grid_dir)  # a variant whose Slurm job was lost trains again, from its checkpoint
         context = RunContext(
             grid_dir=grid_dir.root,
             grid_name=grid.name,
