@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -401,7 +402,7 @@ def _executor(folder: Path, settings: SlurmSettings, devices: Sequence[Any], con
         cpus_per_task=settings.cpus_per_task or (context.cpu_threads or 1) * len(devices),
         array_parallelism=settings.array_parallelism,
         additional_parameters=dict(settings.additional_parameters),
-        setup=[f"export PYTHONPATH={_quote(str(root))}${{PYTHONPATH:+:$PYTHONPATH}}", *settings.setup],
+        setup=[f"export PYTHONPATH={shlex.quote(str(root))}${{PYTHONPATH:+:$PYTHONPATH}}", *settings.setup],
         signal_delay_s=settings.signal_delay_s,
         stderr_to_stdout=True,
     )
@@ -411,12 +412,6 @@ def _executor(folder: Path, settings: SlurmSettings, devices: Sequence[Any], con
         params["mem"] = f"{max(1, round(settings.mem_gb * 1024))}MB"
     executor.update_parameters(**{k: v for k, v in params.items() if v is not None})
     return executor
-
-
-def _quote(text: str) -> str:
-    import shlex
-
-    return shlex.quote(text)
 
 
 def _submit(executor: Any, task: SlurmTask, variants: Sequence[Any], pack: int, limits: Limits) -> dict[str, str]:

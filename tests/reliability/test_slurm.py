@@ -27,6 +27,7 @@ from tests.reliability.helpers import (
     write_grid,
 )
 from tests.reliability.slurm_cluster import PARTITION, SlurmCluster, missing, slurm_cluster
+from tests.wandb_records import offline_runs
 
 pytestmark = pytest.mark.skipif(missing() is not None, reason=str(missing()))
 
@@ -133,7 +134,8 @@ def test_ctrl_c_collect_cancel_preemption_and_time_limit(cluster, reference, tmp
     limited = start_runner(cluster, limit_spec, tmp_path / "limit", "--slurm", "timeout_min=1", "--slurm",
                            "signal_delay_s=50", "--slurm", "max_num_timeout=20")  # fmt: skip
 
-    first = start_runner(cluster, spec, out)
+    tracked = ("--wandb", "offline")  # the preempted variant's W&B run must resume, not open a second one
+    first = start_runner(cluster, spec, out, *tracked)
     wait_for(lambda: len(jobs(grid_dir)) == 2, first, "the jobs were submitted")
     first.send_signal(signal.SIGINT)
     code, _, err = finish(first)
@@ -141,7 +143,7 @@ def test_ctrl_c_collect_cancel_preemption_and_time_limit(cluster, reference, tmp
     assert "stay queued" in err and "run the same command to collect" in err, err
     submitted = jobs(grid_dir)
 
-    second = start_runner(cluster, spec, out)
+    second = start_runner(cluster, spec, out, *tracked)
     wait_for(lambda: mid_variant(grid_dir, 2), second, "both variants were mid-variant")
     assert jobs(grid_dir) == submitted  # collected, not submitted again
     cancelled, preempted = sorted(submitted)
@@ -160,12 +162,19 @@ def test_ctrl_c_collect_cancel_preemption_and_time_limit(cluster, reference, tmp
                if f"{preempted}: resuming after epoch" in line]  # fmt: skip
     assert len(resumed) == 1 and 0 < resumed[0] < EPOCHS, log
 
-    third = start_runner(cluster, spec, out)
+    third = start_runner(cluster, spec, out, *tracked)
     code, stdout, err = finish(third)
     assert code == 0, err
     assert "1 of 2 runs to train" in stdout and "1 resuming from a checkpoint" in stdout, stdout
     assert jobs(grid_dir)[preempted] == submitted[preempted]
     assert_equal(grid_dir, reference)
+    # One W&B run per variant, by its id: the requeued job's part resumes it (offline, each part is a folder).
+    parts = [r for r in offline_runs(grid_dir) if r.run is not None and r.run.job_type == "train"]
+    preempted_parts = sorted((r for r in parts if r.run.run_id == preempted), key=lambda r: bool(r.run.resume))
+    assert [bool(r.run.resume) for r in preempted_parts] == [False, True]
+    epochs_logged = [row["epoch"] for part in preempted_parts for row in part.history]
+    assert epochs_logged == list(range(1, resumed[0] + 1)) + list(range(resumed[0] + 1, EPOCHS + 1))
+    assert {r.run.run_id for r in parts} == set(submitted)
 
     code, _, err = finish(limited)
     assert code == 0, err
