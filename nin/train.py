@@ -391,6 +391,7 @@ def _train(
         if tracker is not None:
             tracker.log_epoch(row)
         if stop_requested() and epoch + 1 < variant.epochs:
+            _stop_requested.clear()  # answered: whatever runs next in this process is not stopped by it
             raise StopAfterEpoch(f"{variant.id}: stopped after epoch {epoch + 1}, its checkpoint is written")
 
     localisation, cam_file = None, None
