@@ -352,22 +352,20 @@ def run_slurm(
                 room = limits.max_jobs - len(set(waiting.values()))
                 if to_submit and room > 0:
                     batch, to_submit = to_submit[: room * pack], to_submit[room * pack :]
-                    waiting.update(_submit(executor, task, batch, pack, limits))
-                    book.jobs.update({vid: job for vid, job in waiting.items()})
-                    book.save()
+                    waiting.update(_submit(executor, task, batch, pack, limits, book))
                 states = queue_states(sorted(set(waiting.values())))
                 down = down_nodes() if waiting else set()
+                lost = {job: _lost(states.get(job), down) for job in set(waiting.values())}
+                for job, why in lost.items():
+                    suspects[job] = suspects.get(job, 0) + 1 if why else 0
                 for vid, job in list(waiting.items()):
                     if grid.is_finished(vid):
                         on_result(read_result(grid.result_path(vid)))
                         del waiting[vid]
                         bar.update(1)
-                        continue
-                    lost = _lost(states.get(job), down)
-                    suspects[job] = suspects.get(job, 0) + 1 if lost else 0
-                    if lost and suspects[job] >= 2:  # two polls: a result written between squeue and our look
+                    elif lost[job] and suspects[job] >= 2:  # two polls: a result written between squeue and our look
                         scancel([job])  # a job on a lost node must not come back and train after its result
-                        on_result(_write_lost(grid, by_id[vid], job, lost, context))
+                        on_result(_write_lost(grid, by_id[vid], job, lost[job], context))
                         del waiting[vid]
                         bar.update(1)
                 counts: dict[str, int] = {}
@@ -378,7 +376,8 @@ def run_slurm(
                 if waiting or to_submit:
                     time.sleep(settings.poll_s)
         except KeyboardInterrupt:
-            queued = sorted(set(waiting.values()))
+            queued = sorted({book.jobs[vid] for vid in by_id if vid in book.jobs and not grid.is_finished(vid)}
+                            | set(waiting.values()))  # fmt: skip
             if queued:
                 print(f"nin-ablate: {len(queued)} Slurm job(s) stay queued ({', '.join(queued[:4])}"
                       f"{' ...' if len(queued) > 4 else ''}); run the same command to collect their results, or "
@@ -414,19 +413,29 @@ def _executor(folder: Path, settings: SlurmSettings, devices: Sequence[Any], con
     return executor
 
 
-def _submit(executor: Any, task: SlurmTask, variants: Sequence[Any], pack: int, limits: Limits) -> dict[str, str]:
-    """Submit `variants` `pack` to a job, in arrays of at most MaxArraySize; returns {variant id: job id}."""
+def _submit(
+    executor: Any, task: SlurmTask, variants: Sequence[Any], pack: int, limits: Limits, book: JobBook
+) -> dict[str, str]:
+    """Submit `variants` `pack` to a job, in arrays of at most MaxArraySize, each recorded in `book` as soon as
+    sbatch answers; returns {variant id: job id}."""
     packs = [list(variants[i : i + pack]) for i in range(0, len(variants), pack)]
     assigned: dict[str, str] = {}
     for start in range(0, len(packs), limits.max_array_size):
         chunk = packs[start : start + limits.max_array_size]
+        # Ctrl-C waits until the array is on record: a job submitted but not recorded would be submitted again.
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
         try:
-            jobs = executor.map_array(task, [[v.config() for v in group] for group in chunk])
-        except Exception as exc:  # sbatch refused: one line; what was submitted before stays recorded
-            lines = str(exc).strip().splitlines() or [type(exc).__name__]
-            raise InputError(f"sbatch refused the jobs: {lines[-1]}") from None
-        for group, job in zip(chunk, jobs):
-            assigned.update({v.id: str(job.job_id) for v in group})
+            try:
+                jobs = executor.map_array(task, [[v.config() for v in group] for group in chunk])
+            except Exception as exc:  # sbatch refused: one line; what was submitted before stays recorded
+                lines = str(exc).strip().splitlines() or [type(exc).__name__]
+                raise InputError(f"sbatch refused the jobs: {lines[-1]}") from None
+            for group, job in zip(chunk, jobs):
+                assigned.update({v.id: str(job.job_id) for v in group})
+            book.jobs.update(assigned)
+            book.save()
+        finally:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     return assigned
 
 
