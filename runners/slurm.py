@@ -341,6 +341,10 @@ def run_slurm(
     live = queue_states(sorted(set(earlier.values())))
     waiting = {vid: job for vid, job in earlier.items() if job in live and live[job].state not in ENDED}
     to_submit = [v for v in variants if v.id not in waiting]
+    if waiting:
+        print(f"{context.grid_name}: collecting {len(waiting)} run(s) from Slurm jobs an earlier run left queued "
+              f"({', '.join(sorted(set(waiting.values()))[:4])}{' ...' if len(set(waiting.values())) > 4 else ''})",
+              flush=True)  # fmt: skip
     pack = max(1, len(devices))
     task = SlurmTask(replace(context, progress=False), tuple(str(d) for d in devices))
     executor = _executor(folder, settings, devices, context)

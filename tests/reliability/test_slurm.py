@@ -50,16 +50,32 @@ def cluster():
         yield started
 
 
+class Reference:
+    """The grid on the local executor, uninterrupted: it trains while the Slurm case runs, and is read when needed."""
+
+    def __init__(self, out: Path):
+        spec = write_grid(out / "grid.yaml", GRID, name="slurm", settings=SETTINGS)
+        self.grid_dir = out / "slurm"
+        self.proc = subprocess.Popen([sys.executable, "-m", "runners", "run", str(spec), "--out", str(out), *FLAGS],
+                                     cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True)  # fmt: skip
+        self._files: dict | None = None
+
+    def files(self) -> dict:
+        if self._files is None:
+            code, _, err = finish(self.proc)
+            assert code == 0, err
+            self._files = comparable(self.grid_dir)
+        return self._files
+
+
 @pytest.fixture(scope="session")
-def reference(tmp_path_factory) -> dict:
-    """The grid on the local executor, uninterrupted."""
-    out = tmp_path_factory.mktemp("local")
-    spec = write_grid(out / "grid.yaml", GRID, name="slurm", settings=SETTINGS)
-    done = subprocess.run([sys.executable, "-m", "runners", "run", str(spec), "--out", str(out), *FLAGS],
-                          cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True,
-                          timeout=WAIT_S)  # fmt: skip
-    assert done.returncode == 0, done.stderr
-    return comparable(out / "slurm")
+def reference(tmp_path_factory):
+    ref = Reference(tmp_path_factory.mktemp("local"))
+    yield ref
+    if ref.proc.poll() is None:
+        ref.proc.kill()
+        ref.proc.wait()
 
 
 def start_runner(cluster: SlurmCluster, spec: Path, out: Path, *extra: str) -> subprocess.Popen:
@@ -76,6 +92,17 @@ def finish(proc: subprocess.Popen) -> tuple[int, str, str]:
         if proc.poll() is None:
             proc.kill()
     return proc.returncode, out, err
+
+
+def read_until(proc: subprocess.Popen, text: str) -> None:
+    """Read the runner's stdout up to the line holding `text` (that line says what the runner does next)."""
+    assert proc.stdout is not None
+    seen = []
+    for line in proc.stdout:
+        seen.append(line)
+        if text in line:
+            return
+    raise AssertionError(f"the runner ended without saying {text!r}: {''.join(seen)}{proc.communicate()[1]}")
 
 
 def wait_for(condition, proc: subprocess.Popen | None = None, what: str = "") -> None:
@@ -135,7 +162,9 @@ def test_ctrl_c_collect_cancel_preemption_and_time_limit(cluster, reference, tmp
                            "signal_delay_s=50", "--slurm", "max_num_timeout=20")  # fmt: skip
 
     tracked = ("--wandb", "offline")  # the preempted variant's W&B run must resume, not open a second one
-    first = start_runner(cluster, spec, out, *tracked)
+    # Held (sbatch --hold, through additional_parameters) until the second runner watches them: they cannot finish
+    # while no runner does.
+    first = start_runner(cluster, spec, out, *tracked, "--slurm", "additional_parameters={hold: true}")
     wait_for(lambda: len(jobs(grid_dir)) == 2, first, "the jobs were submitted")
     first.send_signal(signal.SIGINT)
     code, _, err = finish(first)
@@ -144,8 +173,10 @@ def test_ctrl_c_collect_cancel_preemption_and_time_limit(cluster, reference, tmp
     submitted = jobs(grid_dir)
 
     second = start_runner(cluster, spec, out, *tracked)
-    wait_for(lambda: mid_variant(grid_dir, 2), second, "both variants were mid-variant")
+    read_until(second, "collecting 2 run(s) from Slurm jobs")  # from here on, it watches the queue
     assert jobs(grid_dir) == submitted  # collected, not submitted again
+    cluster.run("scontrol", "release", *submitted.values())
+    wait_for(lambda: mid_variant(grid_dir, 2), second, "both variants were mid-variant")
     cancelled, preempted = sorted(submitted)
     cluster.run("scancel", submitted[cancelled])
     cluster.run("scancel", "--signal=USR2", submitted[preempted])  # what Slurm sends before a preemption
@@ -167,7 +198,7 @@ def test_ctrl_c_collect_cancel_preemption_and_time_limit(cluster, reference, tmp
     assert code == 0, err
     assert "1 of 2 runs to train" in stdout and "1 resuming from a checkpoint" in stdout, stdout
     assert jobs(grid_dir)[preempted] == submitted[preempted]
-    assert_equal(grid_dir, reference)
+    assert_equal(grid_dir, reference.files())
     # One W&B run per variant, by its id: the requeued job's part resumes it (offline, each part is a folder).
     parts = [r for r in offline_runs(grid_dir) if r.run is not None and r.run.job_type == "train"]
     preempted_parts = sorted((r for r in parts if r.run.run_id == preempted), key=lambda r: bool(r.run.resume))
@@ -206,14 +237,14 @@ def test_lost_node_fails_its_jobs_then_rerun_completes(cluster, reference, tmp_p
         cluster.wait_idle()
     assert code == 1, err
     found = results(grid_dir)
-    assert sorted(found) == sorted(reference)
+    assert sorted(found) == sorted(reference.files())
     for result in found.values():
         assert result["status"] == "failed" and "NODE_FAIL" in result["error"] and "node failure" in result["error"]
 
     code, stdout, err = finish(start_runner(cluster, spec, out))
     assert code == 0, err
     assert "2 of 2 runs to train" in stdout, stdout
-    assert_equal(grid_dir, reference)
+    assert_equal(grid_dir, reference.files())
 
 
 @pytest.mark.parametrize(
