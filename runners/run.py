@@ -120,6 +120,8 @@ def run_grid(options: RunOptions, grid: Grid | None = None) -> int:
     if slurm_settings is not None:
         slurm.check(slurm_settings)  # no controller or an unknown partition: one line, nothing written
     grid_dir = GridDir(Path(options.out) / grid.name)
+    if slurm_settings is None:
+        slurm.refuse_live_jobs(grid_dir)  # runs an earlier --executor slurm left queued are not trained twice
     with GridLock(grid_dir):
         store.remove_temp_files(grid_dir.root)  # a runner killed while writing spec.yaml left its temp file
         slurm.forget_lost(grid_dir)  # a variant whose Slurm job was lost trains again, from its checkpoint

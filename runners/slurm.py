@@ -16,7 +16,6 @@ grid's directory, which the cluster's nodes must share; result.json is the only 
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import shutil
 import signal
@@ -24,7 +23,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from nin import store
 from nin.errors import InputError
 from nin.layout import GridDir, read_result
+from runners.slurm_job import SlurmTask
 
 SLURM_DIR = "slurm"  # OUT/<grid>/slurm/: jobs.json and the jobs' logs (logs/<job id>_0_log.out)
 JOBS_FILE = "jobs.json"
@@ -227,58 +227,6 @@ def scancel(job_ids: Sequence[str]) -> None:
         subprocess.run(["scancel", *job_ids], capture_output=True, timeout=COMMAND_TIMEOUT_S, check=False)
 
 
-# --- inside the job ---------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class SlurmTask:
-    """What one array element runs: its variants (one per device) with run_variant. Pickled by submitit."""
-
-    context: Any  # runners.worker.RunContext
-    devices: tuple[str, ...]
-
-    def __call__(self, configs: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        import torch
-
-        from nin import train
-        from nin.variant import Variant
-        from runners.executor import run_local
-
-        variants = [Variant.model_validate(c) for c in configs]
-        devices = [torch.device(d) for d in self.devices][: len(variants)]
-        cpus = len(os.sched_getaffinity(0))
-        threads = self.context.cpu_threads or max(1, cpus // max(1, sum(d.type == "cpu" for d in devices)))
-        context = replace(self.context, cpu_threads=threads, progress=False)
-        requeue = signal.getsignal(signal.SIGUSR2)  # submitit's: checkpoint (self.checkpoint), requeue, exit
-        caught: list[Any] = []
-
-        def stop(signum: int, frame: Any) -> None:
-            caught.append((signum, frame))
-            if len(devices) > 1:
-                raise train.StopAfterEpoch("stopping the workers")  # they keep their last epoch's checkpoint
-            train.request_stop()  # the in-process variant stops once the epoch in flight is checkpointed
-
-        signal.signal(signal.SIGUSR2, stop)
-        # scancel (and a preemption that requeues by itself) sends SIGTERM, then SIGKILL after KillWait: stop after
-        # the epoch in flight, without requeueing. submitit would ignore it and let SIGKILL lose the epoch.
-        signal.signal(signal.SIGTERM, lambda signum, frame: train.request_stop())
-        results: list[dict[str, Any]] = []
-        try:
-            run_local(variants, context, devices, results.append)
-        except train.StopAfterEpoch:
-            pass
-        if caught and len(results) < len(variants) and callable(requeue):
-            print(f"nin-ablate: {len(variants) - len(results)} variant(s) checkpointed; requeueing", flush=True)
-            requeue(*caught[0])  # exits the process
-        return results
-
-    def checkpoint(self, configs: list[dict[str, Any]]) -> Any:
-        """submitit's hook on its signal: the same call again, which resumes every variant from its checkpoint."""
-        from submitit.helpers import DelayedSubmission
-
-        return DelayedSubmission(self, configs)
-
-
 # --- the runner -------------------------------------------------------------------------------------------------
 
 
@@ -302,6 +250,27 @@ def forget_lost(grid_dir: GridDir) -> list[str]:
                 path.unlink(missing_ok=True)
                 forgotten.append(variant_id)
     return forgotten
+
+
+def refuse_live_jobs(grid_dir: GridDir) -> None:
+    """Another executor must not train a variant that a Slurm job an earlier run submitted is still training: one
+    line naming the jobs. Silent where no job was ever submitted, or where Slurm cannot be asked."""
+    for layout in (grid_dir, grid_dir.tuning):
+        book = JobBook(layout.root / SLURM_DIR)
+        open_jobs = sorted({job for vid, job in book.jobs.items() if not layout.is_finished(vid)})
+        if not open_jobs:
+            continue
+        try:
+            states = queue_states(open_jobs)
+        except SlurmUnavailable:
+            return
+        live = [job for job in open_jobs if job in states and states[job].state not in ENDED]
+        if live:
+            raise InputError(
+                f"{len(live)} Slurm job(s) an earlier run submitted still train runs of {grid_dir.root} "
+                f"({', '.join(live[:4])}{' ...' if len(live) > 4 else ''}): add --executor slurm to collect them, "
+                f"or scancel them first"
+            )
 
 
 class JobBook:
@@ -346,7 +315,7 @@ def run_slurm(
               f"({', '.join(sorted(set(waiting.values()))[:4])}{' ...' if len(set(waiting.values())) > 4 else ''})",
               flush=True)  # fmt: skip
     pack = max(1, len(devices))
-    task = SlurmTask(replace(context, progress=False), tuple(str(d) for d in devices))
+    task = SlurmTask(asdict(replace(context, progress=False)), tuple(str(d) for d in devices))
     executor = _executor(folder, settings, devices, context)
     suspects: dict[str, int] = {}  # job -> polls in a row it looked lost
     with tqdm(total=len(variants), desc="slurm jobs", unit="run", position=1, leave=False, dynamic_ncols=True,

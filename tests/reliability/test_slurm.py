@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from runners.cli import main
 from tests.conftest import REPO
 from tests.reliability.helpers import (
     QUIET,
@@ -37,7 +38,7 @@ SETTINGS = (
     "{arch: cifar, width: 0.125, dataset: synthetic, image_size: 16, train_size: 500, test_size: 50, "
     f"batch_size: 25, epochs: {EPOCHS}, lr: 0.05, momentum: 0.9, precision: fp32}}"
 )
-LONG_EPOCHS = 30  # longer than Slurm takes to send the time-limit signal
+LONG_EPOCHS = 10_000  # never done in a test: the time-limited job trains until it is cancelled
 GRID = "axes: {cccp: [1, 2]}\n"
 FLAGS = (*QUIET, "--cpu-threads", "1")  # one thread on both sides: CPU results are then bit-identical
 SLURM = ("--executor", "slurm", "--slurm", "poll_s=0.5", "--slurm", "timeout_min=30")
@@ -120,10 +121,12 @@ def epochs(grid_dir: Path) -> dict[str, int]:
     return found
 
 
-def mid_variant(grid_dir: Path, done: int) -> bool:
-    """Both variants have `done` epochs or more and two or more to go: a signal now lands mid-variant."""
-    found = epochs(grid_dir)
-    return len(found) == 2 and all(done <= n <= EPOCHS - 2 for n in found.values()) and not results(grid_dir)
+def hit_mid_variant(cluster: SlurmCluster, grid_dir: Path, actions: dict[str, tuple[str, ...]]) -> bool:
+    """Run each variant's Slurm command (once) when it has 1 or 2 epochs done; True when all have run."""
+    for variant_id, done in epochs(grid_dir).items():
+        if variant_id in actions and 1 <= done <= EPOCHS - 4:
+            cluster.run(*actions.pop(variant_id))
+    return not actions
 
 
 def jobs(grid_dir: Path) -> dict[str, str]:
@@ -145,21 +148,22 @@ def assert_equal(grid_dir: Path, expected: dict) -> None:
         assert got[variant_id][0] == result, variant_id
 
 
-def test_ctrl_c_collect_cancel_preemption_and_time_limit(cluster, reference, tmp_path):
-    """Ctrl-C leaves the jobs queued and a second runner collects them without submitting again; then one job is
-    cancelled (a failed result naming CANCELLED) and the other preempted (it requeues itself and resumes from its
-    checkpoint); a rerun trains only the cancelled variant. Every result then equals the local executor's.
+def test_ctrl_c_collect_cancel_preemption_and_time_limit(cluster, reference, tmp_path, monkeypatch, capsys):
+    """Ctrl-C leaves the jobs queued, a local run refuses to train their variants, and a second runner collects them
+    without submitting again; then one job is cancelled (a failed result naming CANCELLED) and the other preempted
+    (it requeues itself and resumes from its checkpoint); a rerun trains only the cancelled variant. Every result
+    then equals the local executor's.
 
-    Meanwhile, beside it (the node has the slots), a one-minute job told to checkpoint 50 s before its limit: Slurm's
-    own signal reaches it while it trains (the controller looks at time limits about every 30 s), and it checkpoints,
-    requeues and resumes until it is done."""
+    Meanwhile, beside it (the node has the slots), a one-minute job told to checkpoint 45 s before its limit, on a
+    variant longer than the test: Slurm's own signal reaches it while it trains (the controller looks at time limits
+    about every 30 s), and it checkpoints, requeues itself and resumes from the checkpoint; then it is cancelled."""
     spec = write_grid(tmp_path / "grid.yaml", GRID, name="slurm", settings=SETTINGS)
     out, grid_dir = tmp_path / "out", tmp_path / "out" / "slurm"
     long = SETTINGS.replace(f"epochs: {EPOCHS}", f"epochs: {LONG_EPOCHS}")
     limit_spec = write_grid(tmp_path / "limit.yaml", "axes: {cccp: [1]}\n", name="limit", settings=long)
-    # The signal 50 s before the limit, so each run trains a few epochs; as many requeues as a loaded machine needs.
     limited = start_runner(cluster, limit_spec, tmp_path / "limit", "--slurm", "timeout_min=1", "--slurm",
-                           "signal_delay_s=50", "--slurm", "max_num_timeout=20")  # fmt: skip
+                           "signal_delay_s=45", "--slurm", "max_num_timeout=20")  # fmt: skip
+    limit_dir = tmp_path / "limit" / "limit"
 
     tracked = ("--wandb", "offline")  # the preempted variant's W&B run must resume, not open a second one
     # Held (sbatch --hold, through additional_parameters) until the second runner watches them: they cannot finish
@@ -171,15 +175,21 @@ def test_ctrl_c_collect_cancel_preemption_and_time_limit(cluster, reference, tmp
     assert code == 130, err
     assert "stay queued" in err and "run the same command to collect" in err, err
     submitted = jobs(grid_dir)
+    # The local executor must not train what those jobs will: one line, nothing trained.
+    monkeypatch.setenv("SLURM_CONF", cluster.env["SLURM_CONF"])
+    assert main(["run", str(spec), "--out", str(out), *FLAGS]) == 2
+    assert_one_clear_line(capsys.readouterr().err, "2 Slurm job(s)", "--executor slurm")
+    assert not results(grid_dir) and not epochs(grid_dir)
 
     second = start_runner(cluster, spec, out, *tracked)
     read_until(second, "collecting 2 run(s) from Slurm jobs")  # from here on, it watches the queue
     assert jobs(grid_dir) == submitted  # collected, not submitted again
     cluster.run("scontrol", "release", *submitted.values())
-    wait_for(lambda: mid_variant(grid_dir, 2), second, "both variants were mid-variant")
     cancelled, preempted = sorted(submitted)
-    cluster.run("scancel", submitted[cancelled])
-    cluster.run("scancel", "--signal=USR2", submitted[preempted])  # what Slurm sends before a preemption
+    # Each job is hit once its variant is mid-variant: an epoch or more done, three or more to go.
+    actions = {cancelled: ("scancel", submitted[cancelled]),
+               preempted: ("scancel", "--signal=USR2", submitted[preempted])}  # what Slurm sends to preempt
+    wait_for(lambda: hit_mid_variant(cluster, grid_dir, actions), second, "both variants were hit mid-variant")
     code, stdout, err = finish(second)
     assert code == 1, (err, {v: job_log(grid_dir, job) for v, job in submitted.items()})
     found = results(grid_dir)
@@ -207,16 +217,17 @@ def test_ctrl_c_collect_cancel_preemption_and_time_limit(cluster, reference, tmp
     assert epochs_logged == list(range(1, resumed[0] + 1)) + list(range(resumed[0] + 1, EPOCHS + 1))
     assert {r.run.run_id for r in parts} == set(submitted)
 
-    code, _, err = finish(limited)
-    assert code == 0, err
-    limit_dir = tmp_path / "limit" / "limit"
     [(variant_id, job)] = jobs(limit_dir).items()
+    wait_for(lambda: f"{variant_id}: resuming after epoch" in job_log(limit_dir, job), limited,
+             "the time-limited job resumed")  # fmt: skip
     log = job_log(limit_dir, job)
     assert "this job is timed-out" in log and "Requeued job" in log, log
-    assert f"{variant_id}: resuming after epoch" in log, log
+    resumed_at = int(log.split(f"{variant_id}: resuming after epoch")[1].split()[0])
+    cluster.run("scancel", job)
+    code, _, err = finish(limited)
+    assert code == 1 and results(limit_dir)[variant_id]["slurm"]["state"] == "CANCELLED", err
     rows = [json.loads(line) for line in (limit_dir / "runs" / variant_id / "metrics.jsonl").read_text().splitlines()]
-    assert [row["epoch"] for row in rows] == list(range(1, LONG_EPOCHS + 1))
-    assert results(limit_dir)[variant_id]["status"] == "ok"
+    assert 0 < resumed_at < len(rows) and [row["epoch"] for row in rows] == list(range(1, len(rows) + 1))
 
 
 def test_lost_node_fails_its_jobs_then_rerun_completes(cluster, reference, tmp_path):
@@ -226,7 +237,9 @@ def test_lost_node_fails_its_jobs_then_rerun_completes(cluster, reference, tmp_p
     out, grid_dir = tmp_path / "out", tmp_path / "out" / "slurm"
     runner = start_runner(cluster, spec, out)
     try:
-        wait_for(lambda: mid_variant(grid_dir, 1), runner, "both variants were mid-variant")
+        # Lost while both are in flight: one has finished an epoch or more, neither has a result.
+        wait_for(lambda: not results(grid_dir) and any(1 <= n <= EPOCHS - 2 for n in epochs(grid_dir).values()),
+                 runner, "a variant was mid-variant")  # fmt: skip
         cluster.lose_node()
         lost_at = time.monotonic()
         code, _, err = finish(runner)
@@ -257,8 +270,6 @@ def test_lost_node_fails_its_jobs_then_rerun_completes(cluster, reference, tmp_p
     ],
 )
 def test_bad_settings_are_one_line_and_submit_nothing(cluster, tmp_path, monkeypatch, capsys, setting, named):
-    from runners.cli import main
-
     spec = write_grid(tmp_path / "grid.yaml", GRID, name="slurm", settings=SETTINGS)
     out = tmp_path / "out"
     monkeypatch.setenv("SLURM_CONF", cluster.env["SLURM_CONF"])
