@@ -190,6 +190,19 @@ def test_ctrl_c_collect_cancel_preemption_and_time_limit(cluster, reference, tmp
     actions = {cancelled: ("scancel", submitted[cancelled]),
                preempted: ("scancel", "--signal=USR2", submitted[preempted])}  # what Slurm sends to preempt
     wait_for(lambda: hit_mid_variant(cluster, grid_dir, actions), second, "both variants were hit mid-variant")
+
+    [(variant_id, job)] = jobs(limit_dir).items()
+    wait_for(lambda: f"{variant_id}: resuming after epoch" in job_log(limit_dir, job), limited,
+             "the time-limited job resumed")  # fmt: skip
+    log = job_log(limit_dir, job)
+    assert "this job is timed-out" in log and "Requeued job" in log, log
+    resumed_at = int(log.split(f"{variant_id}: resuming after epoch")[1].split()[0])
+    cluster.run("scancel", job)
+    code, _, err = finish(limited)
+    assert code == 1 and results(limit_dir)[variant_id]["slurm"]["state"] == "CANCELLED", err
+    rows = [json.loads(line) for line in (limit_dir / "runs" / variant_id / "metrics.jsonl").read_text().splitlines()]
+    assert 0 < resumed_at < len(rows) and [row["epoch"] for row in rows] == list(range(1, len(rows) + 1))
+
     code, stdout, err = finish(second)
     assert code == 1, (err, {v: job_log(grid_dir, job) for v, job in submitted.items()})
     found = results(grid_dir)
@@ -217,17 +230,6 @@ def test_ctrl_c_collect_cancel_preemption_and_time_limit(cluster, reference, tmp
     assert epochs_logged == list(range(1, resumed[0] + 1)) + list(range(resumed[0] + 1, EPOCHS + 1))
     assert {r.run.run_id for r in parts} == set(submitted)
 
-    [(variant_id, job)] = jobs(limit_dir).items()
-    wait_for(lambda: f"{variant_id}: resuming after epoch" in job_log(limit_dir, job), limited,
-             "the time-limited job resumed")  # fmt: skip
-    log = job_log(limit_dir, job)
-    assert "this job is timed-out" in log and "Requeued job" in log, log
-    resumed_at = int(log.split(f"{variant_id}: resuming after epoch")[1].split()[0])
-    cluster.run("scancel", job)
-    code, _, err = finish(limited)
-    assert code == 1 and results(limit_dir)[variant_id]["slurm"]["state"] == "CANCELLED", err
-    rows = [json.loads(line) for line in (limit_dir / "runs" / variant_id / "metrics.jsonl").read_text().splitlines()]
-    assert 0 < resumed_at < len(rows) and [row["epoch"] for row in rows] == list(range(1, len(rows) + 1))
 
 
 def test_lost_node_fails_its_jobs_then_rerun_completes(cluster, reference, tmp_path):
