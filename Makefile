@@ -45,8 +45,10 @@ test: $(STAMP) browser
 	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist worksteal --durations=15  # the slowest tests: keep it short
 
 # The report tests screenshot report.html in a real browser (Debian's chromium) and compile ablation.tex with pdflatex,
-# rendering it with pdftoppm: installed where we may (root + apt).
+# rendering it with pdftoppm; the Slurm tests need slurmctld, slurmd and munged: installed where we may (root + apt).
 LATEX_PACKAGES := texlive-latex-base texlive-latex-recommended poppler-utils
+# The --executor slurm tests start a real single-node Slurm (tests/reliability/slurm_cluster.py): Debian's 22.05.
+SLURM_PACKAGES := slurmctld slurmd munge
 browser:
 	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
 	  { apt-get install -y -q chromium >/dev/null 2>&1 || \
@@ -58,6 +60,11 @@ browser:
 	    { apt-get update -q >/dev/null 2>&1 && \
 	      apt-get install -y -q --no-install-recommends $(LATEX_PACKAGES) >/dev/null 2>&1; }; }; } || \
 	  echo "pdflatex could not be installed: the ablation.tex test will skip (apt-get install $(LATEX_PACKAGES))"
+	@{ command -v slurmctld >/dev/null 2>&1 && command -v slurmd >/dev/null 2>&1 && command -v munged >/dev/null 2>&1; } || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  { apt-get install -y -q $(SLURM_PACKAGES) >/dev/null 2>&1 || \
+	    { apt-get update -q >/dev/null 2>&1 && apt-get install -y -q $(SLURM_PACKAGES) >/dev/null 2>&1; }; }; } || \
+	  echo "Slurm could not be installed: the --executor slurm tests will skip (apt-get install $(SLURM_PACKAGES))"
 
 # The embedded quick grid on CPU (scikit-learn's digits: no download), then its report; resumes if interrupted.
 # One single-threaded worker per core: the demo's nets are too small to keep two threads busy (docs/BENCHMARKS.md).

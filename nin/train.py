@@ -10,6 +10,7 @@ the metrics of an uninterrupted run.
 from __future__ import annotations
 
 import math
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager, nullcontext
@@ -33,6 +34,24 @@ from nin.seeding import epoch_seed
 from nin.variant import Variant
 
 DIVERGENCE_CHECK_EVERY = 32  # steps between the (only) host syncs of an epoch
+
+
+class StopAfterEpoch(KeyboardInterrupt):
+    """Raised once the epoch in flight is checkpointed, when `request_stop` was called (a cluster's signal before its
+    time limit or a preemption): an interruption like Ctrl-C, so every caller already lets it through, but one that
+    loses nothing."""
+
+
+_stop_requested = threading.Event()
+
+
+def request_stop() -> None:
+    """Stop the training in this process after the checkpoint of the epoch in flight (safe in a signal handler)."""
+    _stop_requested.set()
+
+
+def stop_requested() -> bool:
+    return _stop_requested.is_set()
 
 
 def eval_batch_size(batch_size: int) -> int:
@@ -428,6 +447,9 @@ def _train(variant: Variant, run_dir: Path, options: TrainOptions) -> dict[str, 
             tracker.log_epoch(row)
         if stop_reason is not None:
             break
+        if stop_requested() and epoch + 1 < variant.epochs:
+            _stop_requested.clear()  # answered: whatever runs next in this process is not stopped by it
+            raise StopAfterEpoch(f"{variant.id}: stopped after epoch {epoch + 1}, its checkpoint is written")
 
     localisation, cam_file = None, None
     if status == "ok" and variant.canvas is not None:  # also on a resume that found every epoch done

@@ -177,7 +177,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     options = _run_options(args, executor=args.executor, ray_address=args.ray_address,
                            until_resolved=args.until_resolved, max_seeds=args.max_seeds,
-                           seeds_per_round=args.seeds_per_round)  # fmt: skip
+                           seeds_per_round=args.seeds_per_round, slurm=tuple(args.slurm),
+                           slurm_config=args.slurm_config)  # fmt: skip
     return run_grid(options, grid)
 
 
@@ -316,8 +317,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="train every unfinished variant of a grid, then write its report")
     _add_grid_args(p)
     _add_training_args(p)
-    p.add_argument("--executor", choices=("local", "ray"), default="local",
-                   help="local: one worker per device; ray: one Ray task per variant")
+    p.add_argument("--executor", choices=("local", "ray", "slurm"), default="local",
+                   help="local: one worker per device; ray: one Ray task per variant; slurm: job arrays through "
+                        "submitit, one job per variant (per --device list), docs/SLURM.md")
+    p.add_argument("--slurm", action="append", default=[], metavar="KEY=VALUE",
+                   help="a Slurm job setting (timeout_min, partition, gpus_per_node, cpus_per_task, mem_gb, "
+                        "array_parallelism, additional_parameters, setup, ...); repeatable, over --slurm-config")
+    p.add_argument("--slurm-config", default=None, metavar="FILE", help="Slurm job settings as a YAML mapping")
     p.add_argument("--ray-address", default=None, metavar="HEAD:PORT",
                    help="join the Ray cluster whose head 'ray start --head' started there; default: start one")
     p.add_argument("--until-resolved", action="store_true",

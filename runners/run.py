@@ -18,7 +18,7 @@ from nin import store
 from nin.errors import InputError
 from nin.layout import GridDir, read_result
 from nin.tracking import resolve_mode
-from runners import EXIT_FAILED_RUNS, EXIT_OK, tuning, until_resolved
+from runners import EXIT_FAILED_RUNS, EXIT_OK, slurm, tuning, until_resolved
 from runners.executor import run_local, run_ray
 from runners.lock import GridLock
 from runners.overrides import parse_overrides
@@ -53,6 +53,8 @@ class RunOptions:
     max_seeds: int | None = None  # --max-seeds (default sequential.DEFAULT_MAX_SEEDS)
     seeds_per_round: int | None = None  # --seeds-per-round (default sequential.DEFAULT_SEEDS_PER_ROUND)
     workers_per_device: int = 1  # local workers sharing each listed device (small nets: `nin-ablate gpu-check`)
+    slurm: tuple[str, ...] = ()  # --slurm KEY=VALUE pairs (runners.slurm.SlurmSettings), over --slurm-config
+    slurm_config: str | None = None
 
 
 def parse_devices(spec: str, workers_per_device: int = 1) -> list[torch.device]:
@@ -85,6 +87,7 @@ def run_grid(options: RunOptions, grid: Grid | None = None) -> int:
     run = _check(options, grid)  # everything that can be wrong with the input, before the first byte is written
     with GridLock(run.grid_dir):
         store.remove_temp_files(run.grid_dir.root)  # a runner killed while writing spec.yaml left its temp file
+        slurm.forget_lost(run.grid_dir)  # a variant whose Slurm job was lost trains again, from its checkpoint
         context = _context(run)
         plans: list[tuning.ArmPlan] = []
         base = run.grid
@@ -129,12 +132,20 @@ def _check(options: RunOptions, grid: Grid | None) -> _Checked:
     if grid is None:
         overrides = parse_overrides(options.overrides, epochs=options.epochs)
         grid = load_grid(options.spec, max_runs=None if options.yes else DEFAULT_MAX_RUNS, overrides=overrides)
-    if options.workers_per_device > 1 and options.executor == "ray":
+    if options.executor not in ("local", "ray", "slurm"):
+        raise InputError(f"--executor must be local, ray or slurm, got {options.executor!r}")
+    if options.executor != "slurm" and (options.slurm or options.slurm_config):
+        raise InputError("--slurm and --slurm-config set Slurm jobs: add --executor slurm, or drop them")
+    if options.workers_per_device > 1 and options.executor != "local":
         raise InputError("--workers-per-device shares a device between local workers: use it with --executor local")
-    devices = parse_devices(options.device, options.workers_per_device)
+    slurm_settings = slurm.load_settings(options.slurm, options.slurm_config) if options.executor == "slurm" else None
+    # With Slurm, --device names what each job gets on its node, not what the login node has.
+    devices = (
+        slurm.job_devices(options.device, slurm_settings)
+        if slurm_settings
+        else parse_devices(options.device, options.workers_per_device)
+    )
     wandb_mode = resolve_mode(options.wandb)
-    if options.executor not in ("local", "ray"):
-        raise InputError(f"--executor must be local or ray, got {options.executor!r}")
     if not options.download:
         _check_data(grid, options)
     if grid.tune is not None and options.only:
@@ -150,6 +161,10 @@ def _check(options: RunOptions, grid: Grid | None) -> _Checked:
         until_resolved.check(grid, grid_dir, sequence, options.spec)
     if options.executor == "ray" and options.ray_address:
         connect_ray(options.ray_address)  # an unreachable cluster is bad input: one line, nothing written
+    if slurm_settings is not None:
+        slurm.check(slurm_settings)  # no controller or an unknown partition: one line, nothing written
+    else:
+        slurm.refuse_live_jobs(grid_dir)  # runs an earlier --executor slurm left queued are not trained twice
     return _Checked(options, grid, grid_dir, devices, wandb_mode, sequence)
 
 
@@ -309,10 +324,15 @@ def _train(
         try:
             if pending and options.executor == "ray":
                 run_ray(pending, context, devices, on_result, address=options.ray_address)
+            elif pending and options.executor == "slurm":
+                settings = slurm.load_settings(options.slurm, options.slurm_config)
+                slurm.run_slurm(pending, context, devices, on_result, settings)
             elif pending:
                 run_local(pending, context, devices, on_result)
         except KeyboardInterrupt:
             bar.close()
+            if options.executor == "slurm":  # run_slurm said which jobs stay queued
+                raise
             print(
                 f"nin-ablate: interrupted after {done + len(results)} of {total} runs of {what}; "
                 f"the epoch in flight is lost, nothing else. Run the same command to resume.",

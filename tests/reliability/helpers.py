@@ -13,6 +13,8 @@ SETTINGS = (
 )
 QUIET = ("--wandb", "disabled", "--no-progress", "--device", "cpu")  # CPU: where resumed metrics are exact
 TIMING_KEYS = frozenset({"epoch_seconds", "images_per_s", "train_seconds", "started", "finished", "mfu"})
+# Where a run happened and how fast, not what it computed.
+NOT_COMPARED = TIMING_KEYS | {"peak_flops", "peak_source", "device", "device_name"}
 
 
 def write_grid(
@@ -25,6 +27,16 @@ def write_grid(
 
 def results(grid_dir: Path) -> dict[str, dict]:
     return {p.parent.name: json.loads(p.read_text()) for p in sorted(grid_dir.glob("runs/*/result.json"))}
+
+
+def comparable(grid_dir: Path) -> dict[str, tuple[dict, list[dict]]]:
+    """Per variant: result.json and metrics.jsonl lines, with what depends on the machine or the clock left out."""
+    out = {}
+    for variant_id, result in results(grid_dir).items():
+        lines = (grid_dir / "runs" / variant_id / "metrics.jsonl").read_text().splitlines()
+        rows = [{k: v for k, v in json.loads(line).items() if k not in NOT_COMPARED} for line in lines]
+        out[variant_id] = ({k: v for k, v in result.items() if k not in NOT_COMPARED}, rows)
+    return out
 
 
 def metrics(grid_dir: Path, variant_id: str) -> list[dict]:

@@ -154,7 +154,17 @@ BAD_INVOCATIONS = [
     ),
     ("device-unknown", lambda p: ["run", str(_valid_grid(p)), "--device", "tpu"], ("tpu",)),
     ("device-empty", lambda p: ["run", str(_valid_grid(p)), "--device", ","], ("--device",)),
-    ("executor-unknown", lambda p: ["run", str(_valid_grid(p)), "--executor", "slurm"], ("slurm",)),
+    ("executor-unknown", lambda p: ["run", str(_valid_grid(p)), "--executor", "pbs"], ("pbs",)),
+    (
+        "slurm-setting-without-slurm",
+        lambda p: ["run", str(_valid_grid(p)), "--slurm", "timeout_min=5"],
+        ("--slurm", "--executor slurm"),
+    ),
+    (
+        "slurm-config-missing",
+        lambda p: ["run", str(_valid_grid(p)), "--executor", "slurm", "--slurm-config", str(_valid_grid(p))[:-5]],
+        ("--slurm-config", "FileNotFoundError"),
+    ),
     ("wandb-unknown", lambda p: ["run", str(_valid_grid(p)), "--wandb", "maybe"], ("maybe",)),
     ("unknown-flag", lambda p: ["run", str(_valid_grid(p)), "--epocs", "2"], ("--epocs",)),
     ("no-command", lambda p: [], ("command",)),

@@ -8,7 +8,6 @@ every result.json and metrics.jsonl equal to a local run at the same thread coun
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import socket
@@ -23,9 +22,9 @@ import pytest
 from tests.conftest import REPO, run_cli
 from tests.reliability.helpers import (
     QUIET,
-    TIMING_KEYS,
     assert_nothing_written,
     assert_one_clear_line,
+    comparable,
     results,
     temp_files,
     write_grid,
@@ -43,8 +42,6 @@ SETTINGS = (
 )
 GRID = "seeds: [0, 1]\naxes: {cccp: [0, 1, 2]}\n"
 FLAGS = (*QUIET, "--cpu-threads", "1")  # equal threads on both sides: CPU results are then bit-identical
-# Where a run happened and how fast, not what it computed.
-NOT_COMPARED = TIMING_KEYS | {"peak_flops", "peak_source", "device", "device_name"}
 # Ray turns a loopback --ray-address into this machine's network address, assuming nodes on other hosts; this Ray
 # setting says the cluster is single-host, so the driver dials the head on 127.0.0.1 where the test cluster listens.
 SINGLE_HOST = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
@@ -54,16 +51,6 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind((LOOPBACK, 0))
         return sock.getsockname()[1]
-
-
-def comparable(grid_dir: Path) -> dict[str, tuple[dict, list[str]]]:
-    """Per variant: result.json and metrics.jsonl lines, with what depends on the machine or the clock left out."""
-    out = {}
-    for variant_id, result in results(grid_dir).items():
-        lines = (grid_dir / "runs" / variant_id / "metrics.jsonl").read_text().splitlines()
-        rows = [{k: v for k, v in json.loads(line).items() if k not in NOT_COMPARED} for line in lines]
-        out[variant_id] = ({k: v for k, v in result.items() if k not in NOT_COMPARED}, rows)
-    return out
 
 
 def epochs_done(grid_dir: Path) -> dict[str, int]:
