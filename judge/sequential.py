@@ -18,7 +18,7 @@ The seed-level t statistics at the looks have a joint law free of the mean and t
 normal, as by the t interval itself), so c is found once per schedule by Monte-Carlo (`nominal_levels`), seeded.
 Pocock's shape (one level at every look) and Bonferroni over looks are here for the comparison that chose O'Brien &
 Fleming's: it resolved the most claims at equal error control (docs/DECISIONS.md, "Seeds on demand"; simulations of
-the whole stopping loop in tests/test_sequential_simulation.py).
+the whole stopping loop in tests/judge/test_sequential_simulation.py).
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ A claim about a measured difference is judged on one interval per claim, with on
 Otherwise a claim is inconclusive, and the row says how many seeds would resolve the observed mean at the observed
 seed-level spread. Runs that under-fit their own training set (judge.load.underfit) are named where a verdict rests
 on them, with the verdict their pairs' absence gives. A claim about parameter counts is judged on the exact ratio
-GAP/other at matched settings (a count has no interval). Proved by simulation: tests/test_verdict_simulation.py.
+GAP/other at matched settings (a count has no interval). Proved by simulation: tests/judge/test_verdict_simulation.py.
 """
 
 from __future__ import annotations

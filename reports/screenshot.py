@@ -33,7 +33,7 @@ DEFAULT_PNG = Path("docs/img/verdicts.png")
 DEFAULT_README = Path("README.md")
 BEGIN = re.compile(r"<!-- verdicts-screenshot\b[^>]*-->")
 END = "<!-- /verdicts-screenshot -->"
-# The flags tests/test_reports.py renders report.html with; the page is 1200 px wide at most.
+# The flags tests/reports/test_reports.py renders report.html with; the page is 1200 px wide at most.
 CHROMIUM_FLAGS = (
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
     "--disable-sync", "--no-first-run", "--hide-scrollbars", "--window-size=1280,3000",

@@ -1,8 +1,9 @@
 """nin/variant.py: the Variant's validation messages, its id, config() and frozenness.
 
-Covered elsewhere, not repeated here: the id's prefix and a changed lr (tests/test_spec.py), errors on head, cccp and
-nesterov (tests/test_spec.py), ids pinned from before canvas and validation existed (tests/test_cam_integration.py,
-tests/test_validation.py), exact parameter counts (tests/test_models.py).
+Covered elsewhere, not repeated here: the id's prefix and a changed lr (tests/runners/test_spec.py), errors on head,
+cccp and nesterov (tests/runners/test_spec.py), ids pinned from before canvas and validation existed
+(tests/runners/test_cam_integration.py, tests/runners/test_validation.py), exact parameter counts
+(tests/nin/test_models.py).
 """
 
 from __future__ import annotations

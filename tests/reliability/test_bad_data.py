@@ -1,6 +1,6 @@
 """Bad data directories: one clear line, exit 2, before any training starts (nothing under the out dir).
 
-The files are tiny copies in the real formats (tests/test_data.py writes them), then damaged the way disks and
+The files are tiny copies in the real formats (tests/nin/test_data.py writes them), then damaged the way disks and
 half-finished downloads damage them.
 """
 
@@ -15,8 +15,8 @@ import pytest
 from nin.data import clear_cache
 from runners.cli import main
 from tests.conftest import run_cli
+from tests.nin.test_data import make_cifar10, make_mnist, write_idx
 from tests.reliability.helpers import QUIET, assert_nothing_written, assert_one_clear_line, results
-from tests.test_data import make_cifar10, make_mnist, write_idx
 
 FIX = ("--data-dir", "--download")
 TINY = "arch: cifar, width: 0.125, image_size: 16, batch_size: 32, epochs: 1, lr: 0.05, precision: fp32"

@@ -1,7 +1,7 @@
 """reports/html.py: the page leads with the verdicts, lists every run, renders hostile text inert and links only to
 files beside it.
 
-Covered elsewhere, not repeated here: the paper grid's page content and self-containment (tests/test_reports.py,
+Covered elsewhere, not repeated here: the paper grid's page content and self-containment (tests/reports/test_reports.py,
 test_page_is_self_contained_and_states_what_it_did), its summary table (test_page_summary_is_readable_and_links_the_
 full_csv) and a render in headless Chromium (test_page_renders_in_headless_chromium).
 """

@@ -1,8 +1,9 @@
 """reports/plots.py: every figure is written as a real PNG, also when there is little or nothing to draw, and what
 write_plots returns names exactly the files it wrote.
 
-Covered elsewhere, not repeated here: the full paper grid's plots (tests/test_reports.py, test_plots_are_png_files)
-and the effects axis not stretched by a mean without an interval (tests/test_reports.py).
+Covered elsewhere, not repeated here: the full paper grid's plots (tests/reports/test_reports.py,
+test_plots_are_png_files) and the effects axis not stretched by a mean without an interval
+(tests/reports/test_reports.py).
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """reports/tables.py: the ablation table's rows, order and bold cells, in Markdown and LaTeX.
 
-Covered elsewhere, not repeated here: the paper grid's Markdown table and its pdflatex build (tests/test_reports.py,
-test_ablation_markdown_rows_labels_bold_and_reference_last, test_ablation_tex_compiles_with_pdflatex_and_renders),
-`report --format` printing the same text (tests/test_reports.py), the split note (tests/test_verdicts.py).
+Covered elsewhere, not repeated here: the paper grid's Markdown table and its pdflatex build
+(tests/reports/test_reports.py, test_ablation_markdown_rows_labels_bold_and_reference_last,
+test_ablation_tex_compiles_with_pdflatex_and_renders), `report --format` printing the same text
+(tests/reports/test_reports.py), the split note (tests/judge/test_verdicts.py).
 """
 
 from __future__ import annotations

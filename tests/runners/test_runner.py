@@ -176,7 +176,7 @@ def test_ctrl_c_loses_only_the_epoch_in_flight(tmp_path):
         settings=reliability_helpers.SETTINGS.replace("epochs: 3", "epochs: 6"),
     )  # fmt: skip
     argv = [sys.executable, "-m", "runners", "run", str(spec), "--out", str(tmp_path / "out"), *QUIET]
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     # As at a terminal: a suite started in the background (`make test &`, a non-interactive shell) hands its children
     # SIGINT ignored, and a Python started so never sees the Ctrl-C this test sends.
     runner = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,

@@ -11,7 +11,7 @@ from nin import device as dev
 from nin import layout, store
 from nin.train import Trainer, train
 from nin.variant import Variant
-from tests.test_train import TINY, read_metrics
+from tests.nin.test_train import TINY, read_metrics
 
 
 @pytest.fixture

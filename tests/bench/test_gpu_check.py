@@ -128,7 +128,7 @@ def test_install_record_reads_the_stamp_the_makefile_writes(tmp_path):
     stamp.write_text("")  # a stamp from before the install was timed (touch)
     assert gc.install_record(stamp)["seconds"] is None and gc.install_record(stamp)["note"]
     # The Makefile's own line, run by the shell as make runs it.
-    makefile = Path(__file__).resolve().parents[1] / "Makefile"
+    makefile = Path(__file__).resolve().parents[2] / "Makefile"
     line = next(row for row in makefile.read_text().splitlines() if "> $(STAMP)" in row and "seconds=" in row)
     command = line.strip().lstrip("@").replace("$$", "$").replace("$(VENV)", str(tmp_path))
     command = command.replace("$(STAMP)", str(stamp))
@@ -163,7 +163,7 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys):
         err = capsys.readouterr().err
         assert len(err.strip().splitlines()) == 1 and "torch sees none here" in err
     assert not out.exists()
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     env = {k: v for k, v in os.environ.items() if not k.startswith("MAKE")}  # not the flags of a `make test` around us
     done = subprocess.run(["make", "-s", "gpu-check"], cwd=root, capture_output=True, text=True, env=env)
     assert done.returncode == 2 and "OUT is required" in done.stderr
@@ -211,7 +211,7 @@ def test_workers_per_device_shares_each_listed_device(monkeypatch, tmp_path, cap
     with pytest.raises(InputError, match="list it once and add --workers-per-device N"):
         parse_devices("cuda:0,cuda:0")
     # Ray places one task per GPU it counts: packing is the local executor's.
-    grid = Path(__file__).resolve().parents[1] / "ablations" / "quick.yaml"
+    grid = Path(__file__).resolve().parents[2] / "ablations" / "quick.yaml"
     out = tmp_path / "out"
     args = ["run", str(grid), "--out", str(out), "--executor", "ray", "--workers-per-device", "2"]
     assert main(args) == 2

@@ -16,7 +16,7 @@ import torch
 from nin import device as dev
 from nin.train import Trainer
 from nin.variant import Variant
-from tests.test_train import TINY
+from tests.nin.test_train import TINY
 
 BASE = "fpu vme de pse tsc msr pae mce cx8 apic sep mtrr sse sse2 ssse3 sse4_1 sse4_2 popcnt aes xsave"
 # name: (model name, flags beyond BASE, torch's capability string, what precision "auto" must resolve to)

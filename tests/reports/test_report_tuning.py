@@ -1,6 +1,6 @@
 """The report of a grid with `tune:` says how each arm was trained: the method line with the validation split's size,
 the pick per arm, the arms still at an edge, and plots/tuning.png. tuning.json comes from the real runner, with the
-stand-in trainer of tests/test_tuning.py writing each run's scores; a grid without it gets no such section."""
+stand-in trainer of tests/runners/test_tuning.py writing each run's scores; a grid without it gets no such section."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from nin.layout import GridDir
 from nin.variant import Variant
 from reports import tuning as report_tuning
 from reports import write_report
-from tests.test_tuning import BODY, HEAD, FakeTraining, grid_text, peak_at, run_fake, write
+from tests.runners.test_tuning import BODY, HEAD, FakeTraining, grid_text, peak_at, run_fake, write
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 SECTION = "<h2>How each arm was trained</h2>"
@@ -147,7 +147,7 @@ def test_fair_is_the_demo_grid_tuned_and_its_control_is_it_at_the_shared_lr() ->
     from runners import tuning
     from runners.spec import load_grid
 
-    ablations = Path(__file__).resolve().parents[1] / "ablations"
+    ablations = Path(__file__).resolve().parents[2] / "ablations"
     quick, fair, control = (
         load_grid(ablations / f"{name}.yaml", max_runs=None) for name in ("quick", "fair", "fair_control")
     )

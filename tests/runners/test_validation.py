@@ -29,8 +29,8 @@ from runners.cli import main
 from runners.overrides import parse_overrides
 from runners.spec import load_grid, parse_grid
 from tests.conftest import REPO
+from tests.nin.test_train import _StopAfter
 from tests.reliability.helpers import QUIET, assert_nothing_written, assert_one_clear_line, without_timing
-from tests.test_train import _StopAfter
 
 # Computed at commit 9462d26, before `validation` existed: a grid without it must keep every id, or each finished
 # run of each existing grid would turn stale. (grid file, its first id, its last id) The quick and cam grids as they

@@ -31,7 +31,7 @@ from tests.reliability.helpers import (
     without_timing,
     write_grid,
 )
-from tests.test_tuning import FakeTraining
+from tests.runners.test_tuning import FakeTraining
 
 QUICK = REPO / "ablations" / "quick.yaml"
 

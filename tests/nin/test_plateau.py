@@ -13,7 +13,7 @@ from nin.train import train
 from nin.variant import Variant
 from runners.grid_yaml import SpecError
 from runners.spec import parse_grid
-from tests.test_train import TINY, _StopAfter, read_metrics
+from tests.nin.test_train import TINY, _StopAfter, read_metrics
 
 TIMING = set(layout.METRICS_TIMING_KEYS)
 

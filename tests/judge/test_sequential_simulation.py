@@ -16,7 +16,7 @@ import pytest
 from judge import sequential
 from judge import verdicts as v
 from tests import verdict_simulation as sim
-from tests.test_verdict_simulation import at_least, at_most
+from tests.judge.test_verdict_simulation import at_least, at_most
 
 DELTA = v.DEFAULT_MARGINS["test_acc"]
 NI_CLAIMS = ("gap_accuracy_vs_fc", "gap_accuracy_vs_alexnet")

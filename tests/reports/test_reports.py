@@ -185,7 +185,7 @@ def test_effects_intervals_are_over_seed_means_unadjusted(tmp_path: Path) -> Non
 
 
 def test_plots_are_png_files(report) -> None:
-    # epochs_to_stop says these results predate stop_reason (tests/test_plateau.py draws one with runs in it).
+    # epochs_to_stop says these results predate stop_reason (tests/nin/test_plateau.py draws one with runs in it).
     assert set(report.plots) == {"accuracy_vs_params", "accuracy_vs_macs", "gap_per_variant", "learning_curves",
                                  "epochs_to_stop", "effects", "cam"}  # fmt: skip
     for path in report.plots.values():

@@ -13,7 +13,7 @@ import pytest
 
 from reports import write_report
 
-RECORDED = Path(__file__).parent / "fixtures" / "recorded_grid"
+RECORDED = Path(__file__).parents[1] / "fixtures" / "recorded_grid"
 TABLES = ("summary", "effects", "verdicts")
 
 
