@@ -34,7 +34,7 @@ import pandas as pd
 from scipy import stats as sps
 
 from judge import verdicts as rule
-from judge.load import Results, underfit
+from judge.load import Results
 from judge.stats import MIN_INTERVAL_N as MIN_N
 
 POCOCK, OBRIEN_FLEMING, BONFERRONI = "pocock", "obrien-fleming", "bonferroni"
@@ -299,9 +299,8 @@ def open_claims(design: Design, looks: Sequence[Mapping[str, Any]]) -> list[str]
 
 # ---- the report of a grown grid ------------------------------------------------------------------------------------
 def at_seeds(results: Results, seeds: Sequence[int]) -> Results:
-    """The results as a look saw them: the runs of these seeds only (under-fitted runs re-flagged among them)."""
+    """The results as a look saw them: the runs of these seeds only (each run's training flags are its own)."""
     runs = results.runs[results.runs["seed"].isin(list(seeds))].copy()
-    runs["underfit"] = underfit(runs)
     return replace(results, runs=runs.reset_index(drop=True))
 
 
@@ -368,7 +367,9 @@ def family_text(record: Mapping[str, Any]) -> str:
         f"before the first. One error budget: at each look each of the {k} difference claims is judged on a "
         f"{level} t interval — {describe(design.shape)} — so that for each claim the chance that any "
         f"look's interval misses the truth is 0.05/{k}, and the chance that any supported, contradicted or "
-        f"equivalent verdict here is wrong is at most 5%, wherever the sequence stopped. A verdict is frozen at the "
+        f"equivalent verdict here is wrong is at most 5%, wherever the sequence stopped, provided the seed-level "
+        f"differences are near normal (the exact trainability tests take the same levels, set for t statistics: "
+        f"an approximation for them). A verdict is frozen at the "
         f"look that closed it; {len(looks)} look(s) taken. {rule.SEED_UNIT}"
     )
 
