@@ -245,20 +245,26 @@ def next_look(
         found["closed_at_seeds"] = len(seeds) if found["closed_at"] else None
         claims[key] = found
     still_open = [key for key in design.family if claims[key]["closed_at"] is None]
+    # A trainability claim is judged at every look but holds no sequence open: where both heads train alike, more
+    # seeds cannot close it, and waiting on it would spend every look to --max-seeds.
+    holding = [key for key in still_open if rule.holds_sequence_open(key)]
     confidence = _number(design.confidence(len(looks)))
     look = {"look": number, "seeds": list(seeds), "n_seeds": len(seeds), "confidence": confidence,
             "claims": claims, "open": still_open, "decision": STOP, "reason": "", "added_seeds": [],
             "added_groups": [], "runs": runs}  # fmt: skip
     resolved = len(design.family) - len(still_open)
-    if not still_open:
+    if not holding:
         look["reason"] = f"every claim resolved ({resolved} of {len(design.family)}) at {len(seeds)} seeds"
+        if still_open:
+            look["reason"] += (f"; {len(still_open)} trainability claim(s) without a difference, judged at every look, "
+                               f"hold no sequence open")  # fmt: skip
         return look
     if len(seeds) >= design.max_seeds:
         look["reason"] = (f"{len(still_open)} of {len(design.family)} claims still open at {len(seeds)} seeds, the "
                           f"most this sequence plans (--max-seeds {design.max_seeds})")  # fmt: skip
         return look
     added = next_seeds(seeds, reserved, min(design.seeds_per_round, design.max_seeds - len(seeds)))
-    groups = sorted(groups_for(frozenset(still_open)))
+    groups = sorted(groups_for(frozenset(holding)))
     more = len(added) * len(groups)
     if ceiling is not None and runs + more > ceiling:
         look["reason"] = (f"{len(still_open)} of {len(design.family)} claims still open at {len(seeds)} seeds; the "

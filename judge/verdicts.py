@@ -143,7 +143,7 @@ def claims(results: Results) -> list[Claim | str]:
     # The seeds disagree on training time (one: NiN sometimes needs more; the other: fewer parameters train faster):
     # the claim is stated as "fewer", and its verdict says which way (contradicted: GAP needs more).
     for head, name in OTHER_HEADS.items():
-        out.append(Claim(f"gap_trains_as_often_as_{head}", f"GAP trains as often as the {name} head (share of runs "
+        out.append(Claim(f"{TRAINABILITY_KEY}{head}", f"GAP trains as often as the {name} head (share of runs "
                          f"that reach the criterion)", "head", "gap", head, "fit", +1, PAIRED_EXACT))  # fmt: skip
     for head, name in OTHER_HEADS.items():
         out.append(Claim(f"gap_epochs_to_fit_vs_{head}", f"GAP reaches the training criterion in fewer epochs than "
@@ -178,6 +178,15 @@ def judge_family(results: Results, margins: dict[str, float] | None = None, conf
         frame[column] = frame[column].astype("Int64")
     frame["sequence"] = frame["sequence"].astype("object").fillna("")
     return frame
+
+
+TRAINABILITY_KEY = "gap_trains_as_often_as_"  # the trainability claims' keys: this, then the other head
+
+
+def holds_sequence_open(key: str) -> bool:
+    """Whether an open claim keeps `run --until-resolved` adding seeds: not a trainability claim (judged at every
+    look; where both heads train alike no number of seeds closes it)."""
+    return not key.startswith(TRAINABILITY_KEY)
 
 
 def testable_claims(results: Results) -> list[Claim]:
