@@ -220,6 +220,7 @@ class Contrast:
     unpaired: int
     confounded: list[str]
     planned_settings: int = 0  # the settings the grid launched runs at on both sides, missing ones included
+    missing_seeds: tuple[Any, ...] = ()  # seeds with runs in the contrast but no pair at all: a run is missing
 
     @property
     def stalled(self) -> pd.Series:
@@ -351,7 +352,9 @@ def _pair(nin: pd.DataFrame, axis: str, a: Any, b: Any, others: list[str], subse
     pairs = keyed_a[kept].merge(keyed_b[kept], on="_key", suffixes=("_a", "_b"))
     unpaired = len(ok_a) + len(ok_b) - 2 * len(pairs)
     planned = set(_key(side_a, setting_columns)) & set(_key(side_b, setting_columns))
-    return Contrast(axis, a, b, subset, pairs, unpaired, confounded, len(planned))
+    launched = {plain(s) for s in pd.concat([side_a["seed"], side_b["seed"]]).dropna()}
+    missing = tuple(sorted(launched - {plain(s) for s in pairs["seed_a"].dropna()}))
+    return Contrast(axis, a, b, subset, pairs, unpaired, confounded, len(planned), missing)
 
 
 def _effect_rows(contrast: Contrast, metrics: tuple[str, ...]) -> list[dict[str, Any]]:

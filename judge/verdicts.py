@@ -441,7 +441,8 @@ class _Context:
         n = plain["n"]
         out = {"mean": plain["mean"], "ci_low": plain["ci_low"], "ci_high": plain["ci_high"],
                "ci_low_adjusted": adjusted["ci_low"], "ci_high_adjusted": adjusted["ci_high"], "n_seeds": n,
-               "n_pairs": by_seed.n_pairs, "seeds_left_out": len(by_seed.seeds_left_out), "seeds_needed": None,
+               "n_pairs": by_seed.n_pairs, "seeds_needed": None,
+               "seeds_left_out": len(by_seed.seeds_left_out) + len(contrast.missing_seeds),
                "qualifier": "", "reason": "", "settings": by_seed.settings,
                "planned_settings": max(contrast.planned_settings, by_seed.settings)}  # fmt: skip
         out["text"] = stats.difference_text(plain["mean"], adjusted["ci_low"], adjusted["ci_high"], n,
