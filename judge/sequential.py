@@ -245,8 +245,8 @@ def next_look(
         found["closed_at_seeds"] = len(seeds) if found["closed_at"] else None
         claims[key] = found
     still_open = [key for key in design.family if claims[key]["closed_at"] is None]
-    # A trainability claim is judged at every look but holds no sequence open: where both heads train alike, more
-    # seeds cannot close it, and waiting on it would spend every look to --max-seeds.
+    # Trainability and wall-time claims are judged at every look but hold no sequence open (verdicts.
+    # holds_sequence_open): more seeds cannot close the one, and the other must not buy seeds with the clock.
     holding = [key for key in still_open if rule.holds_sequence_open(key)]
     confidence = _number(design.confidence(len(looks)))
     look = {"look": number, "seeds": list(seeds), "n_seeds": len(seeds), "confidence": confidence,
@@ -255,9 +255,8 @@ def next_look(
     resolved = len(design.family) - len(still_open)
     if not holding:
         look["reason"] = f"every claim resolved ({resolved} of {len(design.family)}) at {len(seeds)} seeds"
-        if still_open:
-            look["reason"] += (f"; {len(still_open)} trainability claim(s) without a difference, judged at every look, "
-                               f"hold no sequence open")  # fmt: skip
+        if still_open:  # no count: whether a wall-time claim closed depends on the clock
+            look["reason"] += "; the trainability and wall-time claims, judged at every look, hold no sequence open"
         return look
     if len(seeds) >= design.max_seeds:
         look["reason"] = (f"{len(still_open)} of {len(design.family)} claims still open at {len(seeds)} seeds, the "
