@@ -217,8 +217,7 @@ def _verdicts(claims: pd.DataFrame, exact_head: str | None, training: str = "", 
             details = "; ".join(part for part in (row.detail, row.note) if part)
             seeds = "–" if pd.isna(row.n_seeds) else f"{row.n_seeds} ({row.n_pairs} pairs)"
         else:
-            scale, unit = stats.UNITS.get(row.metric, (100.0, "pts"))
-            unit = {"epochs": "epochs", "points": "pts"}.get(unit, "log-%")
+            scale, unit = _unit(row.metric)
             number = "–" if pd.isna(row.mean) else f"{scale * row.mean:+.1f} {unit}"
             interval = ("–" if pd.isna(row.mean)
                         else _interval(row.ci_low_adjusted, row.ci_high_adjusted, row.n_seeds, scale))  # fmt: skip
@@ -309,8 +308,7 @@ def _sensitivity(frame: pd.DataFrame | None) -> str:
         return lead + "<p class='note'>No claim's pairs hold a run whose training failed: nothing to leave out.</p>"
     rows = []
     for row in frame.itertuples():
-        scale, unit = stats.UNITS.get(row.metric, (100.0, "pts"))
-        unit = {"epochs": "epochs", "points": "pts"}.get(unit, "log-%")
+        scale, unit = _unit(row.metric)
         without = "–" if pd.isna(row.mean) else f"{scale * row.mean:+.1f} {unit}"
         interval = _interval(row.ci_low_adjusted, row.ci_high_adjusted, row.n_seeds, scale)
         every = "–" if pd.isna(row.mean_all_runs) else f"{scale * row.mean_all_runs:+.1f} {unit}"
@@ -340,6 +338,12 @@ def _readable_effects(effects: pd.DataFrame) -> pd.DataFrame:
     frame = effects[[c for c in EFFECT_HEADERS if c in effects]].copy()
     frame["metric"] = frame["metric"].map(lambda m: stats.METRIC_NAMES.get(m, m))
     return frame.rename(columns=EFFECT_HEADERS)
+
+
+def _unit(metric: str) -> tuple[float, str]:
+    """A difference's scale and short unit in the page's tables: points, epochs, or log-% (100 × ln ratio)."""
+    scale, unit = stats.UNITS.get(metric, stats.DEFAULT_UNIT)
+    return scale, {"points": "pts", "epochs": "epochs"}.get(unit, "log-%")
 
 
 def _margins_text(margins: dict[str, float]) -> str:

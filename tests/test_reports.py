@@ -202,7 +202,14 @@ def test_page_is_self_contained_and_states_what_it_did(report, grid: Path) -> No
     assert "src='http" not in page and 'src="http' not in page
     assert "head gap vs fc: test accuracy" in page
     assert "stays in its pairs with its outcome" in page  # the failed-training decision
-    assert "<h2>Trainability per variant</h2>" in page and "Sensitivity analysis" in page
+    # a rate per variant: at cccp 0 every run ends below the 80% criterion, one GAP run stalled, one FC run diverged
+    assert "<h2>Trainability per variant</h2>" in page and "GAP, cccp 0: 3 of 3 seeds did not fit" in page
+    sensitivity = page.split("<h2>Sensitivity analysis")[1].split("<h2>")[0]
+    assert "outside the report" in sensitivity and "class='word" not in sensitivity  # numbers, no verdict words
+    assert not any(word in sensitivity for word in ("supported", "contradicted", "equivalent", "inconclusive"))
+    assert "provided each claim" in page and "the 5% guarantee is weakened" in page  # the 5% statement's condition
+    effects = page.split("<h2>Effects</h2>")[1].split("<h2>")[0]
+    assert "ci_note" not in effects and "ci_excludes_zero" not in effects and "Pairs with failed training" in effects
     assert "t(0.975, n−1)" in page  # the method
     not_ok = page.split("Runs that did not finish ok")[1].split("<h2>")[0]
     assert "d2l-fc-cccp0-do1-lr0.1-s1" in not_ok and "diverged" in not_ok and "broken-run" in not_ok
