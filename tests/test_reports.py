@@ -463,5 +463,8 @@ def test_report_run_carries_the_verdicts(report, tmp_path: Path) -> None:
         f"verdict/{key}": word for key, word in report.verdicts.items()
     }
     assert run.summary["verdict/gap_params_vs_fc"] == "supported"
+    for key in ("gap_trains_as_often_as_fc", "gap_epochs_to_fit_vs_fc", "gap_seconds_to_fit_vs_fc"):  # the seeds'
+        assert run.summary[f"verdict/{key}"] in ("supported", "contradicted", "equivalent", "inconclusive")
     (row,) = run.history
     assert row["tables/verdicts"]["nrows"] == len(pd.read_csv(report.tables["verdicts"]))
+    assert row["tables/sensitivity"]["nrows"] == len(pd.read_csv(report.tables["sensitivity"])) > 0

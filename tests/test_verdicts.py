@@ -380,3 +380,44 @@ def test_report_margin_flag_overrides_and_bad_ones_are_one_line_exit_2(tmp_path:
         assert main(["report", str(grid), "--margin", flag, "--wandb", "disabled"]) == 2
         lines = capsys.readouterr().err.strip().splitlines()
         assert len(lines) == 1 and words in lines[0], lines
+
+
+def test_a_claim_whose_settings_shrank_says_so_and_a_report_margin_is_marked_as_chosen_after_the_runs(
+    tmp_path: Path,
+) -> None:
+    runs = []
+    for cccp in (0, 2):
+        runs += paired_runs(0.80, {0: 0.02, 1: 0.03, 2: 0.025}, cccp=cccp)
+    grid = write_grid(tmp_path, "s", runs)
+    for run in runs:  # every FC run at cccp 0 crashed (not the method's doing): that setting is missing
+        if run["head"] == "fc" and run["cccp"] == 0:
+            run.update(status="failed", error="OOM", test_acc=None, train_acc=None, gap_acc=None)
+            (grid / "runs" / run["variant_id"] / "result.json").write_text(json.dumps(run))
+    row = verdicts(load_results(grid), {"test_acc": 0.02}).set_index("key").loc["gap_accuracy_vs_fc"]
+    assert (row["settings"], row["planned_settings"], row["n_seeds"]) == (1, 2, 3)
+    assert "averages over 1 of the 2 settings the grid launched" in row["sentence"]
+    assert bool(row["margin_chosen_after"]) and "margin 2 points (chosen after the runs: --margin)" in row["sentence"]
+    other = verdicts(load_results(grid)).set_index("key").loc["gap_overfitting_vs_fc"]
+    assert not bool(other["margin_chosen_after"]) and "chosen after" not in other["sentence"]
+
+
+def test_training_time_reads_the_stopping_rules_record_where_result_json_has_one(tmp_path: Path) -> None:
+    # GAP stops by the criterion after 6 epochs in 60 s; FC after 8 in 100 s, except seed 2's, capped at 10 epochs.
+    runs = paired_runs(0.90, {0: 0.0, 1: 0.0, 2: 0.0})
+    for run in runs:
+        gap = run["head"] == "gap"
+        capped = not gap and run["seed"] == 2
+        run.update(stop_reason="cap" if capped else "criterion", epochs_done=10 if capped else (6 if gap else 8),
+                   train_seconds=120.0 if capped else (60.0 if gap else 100.0))  # fmt: skip
+    results = load_results(write_grid(tmp_path, "time", runs))
+    by_run = results.runs.set_index(["head", "seed"])
+    assert by_run.loc[("gap", 0), "epochs_to_fit"] == 6 and by_run.loc[("fc", 2), "epochs_to_fit"] == 10
+    assert by_run.loc[("fc", 2), "training"] == "underfit" and by_run.loc[("fc", 0), "training"] == "fit"
+    frame = verdicts(results).set_index("key")
+    epochs = frame.loc["gap_epochs_to_fit_vs_fc"]
+    assert epochs["mean"] == pytest.approx(np.mean([-2, -2, -4]))
+    seconds = frame.loc["gap_seconds_to_fit_vs_fc"]
+    assert seconds["mean"] == pytest.approx(np.mean([math.log(0.6), math.log(0.6), math.log(0.5)]))
+    assert epochs["rule"] == "superiority" and epochs["margin"] == 1.0 and "margin 1 epoch" in epochs["sentence"]
+    trains = frame.loc["gap_trains_as_often_as_fc"]
+    assert trains["verdict"] == "inconclusive" and "GAP fit in 3 of 3 runs, the FC head in 2 of 3" in trains["sentence"]
