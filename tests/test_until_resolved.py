@@ -32,6 +32,7 @@ from tests.reliability.helpers import (
     without_timing,
     write_grid,
 )
+from tests.reports_fixtures import without_wall_time
 from tests.test_tuning import FakeTraining
 
 QUICK = REPO / "ablations" / "quick.yaml"
@@ -44,17 +45,6 @@ def jitter(variant: Variant, salt: str, size: float) -> float:
 
 
 TIMES = {"train_seconds": 60.0, "epochs_done": 10}  # every run alike: the training-time claims close as equivalent
-
-
-def without_wall_time(record: dict) -> dict:
-    """looks.json without the wall-time claims' numbers: wall seconds differ between any two runs of a variant (they
-    hold no sequence open, so every decision is equal)."""
-    timed = [k for k in record["design"]["family"] if not holds_sequence_open(k) and "seconds" in k]
-    for look in record["looks"]:
-        for key in timed:
-            look["claims"].pop(key, None)
-        look["open"] = [k for k in look["open"] if k not in timed]
-    return record
 
 
 def quick_outcomes(variant: Variant) -> dict:

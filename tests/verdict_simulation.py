@@ -222,7 +222,8 @@ def false_verdict(row: pd.Series | Mapping[str, Any], truth: float) -> bool:
     else:
         wrong = (verdict == v.SUPPORTED and d <= 0) or (verdict == v.CONTRADICTED and d >= 0)
         wrong |= verdict == v.EQUIVALENT and abs(d) >= margin
-    return bool(wrong or (qualifier == v.EQUIVALENT and abs(d) >= margin))
+    # The qualifiers are statements too: "equivalent" and "smaller than the margin" are false at |d| ≥ δ.
+    return bool(wrong or (qualifier in (v.EQUIVALENT, v.SMALLER_THAN_MARGIN) and abs(d) >= margin))
 
 
 def truths(scenario: Scenario) -> dict[str, float]:
