@@ -32,9 +32,9 @@ from nin.layout import (
 # How each run's training went, decided from training data alone (never the test set), per run:
 #   stalled   ok, and its final training accuracy (eval-mode pass, else the last epoch's running one) is within
 #             STALL_MARGIN of chance (1/num_classes): the optimiser never got going in that seed;
-#   underfit  ok, off chance, but it never reached the training criterion: result.json's stop_reason is not
-#             "criterion" where the run records one, else no epoch's training accuracy (metrics.jsonl) reached
-#             FIT_ACCURACY (a result without epochs: its final training accuracy);
+#   underfit  ok, off chance, but it never reached the training criterion: result.json's stop_reason is "cap"
+#             (not "criterion") where the run trained under the stopping rule, else no epoch's training accuracy
+#             (metrics.jsonl) reached FIT_ACCURACY (a result without epochs: its final training accuracy);
 #   diverged  status "diverged" (a non-finite loss): the method's doing, like a stall;
 #   missing   status failed / unreadable (an exception, an OOM, a lost file): not the method's doing;
 #   fit       the rest: ok, off chance, the criterion reached.
@@ -46,6 +46,9 @@ FIT, STALLED, UNDERFIT, DIVERGED, MISSING = "fit", "stalled", "underfit", "diver
 FAILED_TRAINING = (STALLED, UNDERFIT, DIVERGED)
 ANALYSED_STATUSES = ("ok", "diverged")  # the runs every verdict reads: the grid launched them and they ended
 CRITERION = "criterion"  # result.json's stop_reason of a run that met the stopping rule
+# The stop_reasons of a run trained under the stopping rule (its criterion met, or its epoch cap reached first); any
+# other (a plain epoch budget, null) leaves the criterion to FIT_ACCURACY.
+RULE_ENDINGS = (CRITERION, "cap")
 
 # What a run measured or how it ran (nin.layout owns the list). Every other scalar key of result.json is
 # configuration (a Variant field): reading the configuration from the data keeps reports independent of the training
@@ -249,7 +252,7 @@ def flag_training(runs: pd.DataFrame, reached: pd.Series | None = None) -> pd.Da
     met = reached.reindex(runs.index).astype("boolean").fillna(False).to_numpy(dtype=bool)
     if "stop_reason" in runs:  # the stopping rule's own record, where the run has one
         reason = runs["stop_reason"].astype("object")
-        recorded = reason.notna().to_numpy()
+        recorded = reason.isin(RULE_ENDINGS).to_numpy(dtype=bool)
         met = np.where(recorded, (reason == CRITERION).to_numpy(dtype=bool), met)
     diverged = (runs["status"] == "diverged").to_numpy()
     training = np.select([stalled, ok & ~met, ok, diverged], [STALLED, UNDERFIT, FIT, DIVERGED], MISSING)
@@ -293,7 +296,7 @@ def time_to_fit(runs: pd.DataFrame, epochs: pd.DataFrame) -> pd.Series:
     cap = pd.to_numeric(runs["epochs"], errors="coerce").astype("float64") if "epochs" in runs else done
     spent = pd.to_numeric(runs["train_seconds"], errors="coerce").astype("float64")
     if "stop_reason" in runs:
-        recorded = runs["stop_reason"].notna()
+        recorded = runs["stop_reason"].isin(RULE_ENDINGS)
         first = first.mask(recorded, done.where(runs["stop_reason"] == CRITERION))
         seconds = seconds.mask(recorded, spent.where(runs["stop_reason"] == CRITERION))
         cap = cap.mask(recorded, done)

@@ -259,8 +259,8 @@ def training_text(results: Results) -> str:
 
 
 def criterion_text() -> str:
-    return (f"the stopping rule's stop_reason \"criterion\" where result.json records one, else a training accuracy of "
-            f"{100 * FIT_ACCURACY:g}% in some epoch")  # fmt: skip
+    return (f"the stopping rule's stop_reason \"criterion\" (not \"cap\") where the run trained under it, else a "
+            f"training accuracy of {100 * FIT_ACCURACY:g}% in some epoch")  # fmt: skip
 
 
 def decide(rule: str, low: float, high: float, margin: float, direction: int) -> tuple[str, str]:

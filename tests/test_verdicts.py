@@ -421,3 +421,8 @@ def test_training_time_reads_the_stopping_rules_record_where_result_json_has_one
     assert epochs["rule"] == "superiority" and epochs["margin"] == 1.0 and "margin 1 epoch" in epochs["sentence"]
     trains = frame.loc["gap_trains_as_often_as_fc"]
     assert trains["verdict"] == "inconclusive" and "GAP fit in 3 of 3 runs, the FC head in 2 of 3" in trains["sentence"]
+    # A plain epoch budget (stop_reason "epochs") is no record of the criterion: the training accuracy decides.
+    for run in runs:
+        run["stop_reason"] = "epochs"
+    plain = load_results(write_grid(tmp_path, "budget", runs)).runs
+    assert (plain["training"] == "fit").all() and (plain["epochs_to_fit"] == 3).all()  # 0.95 at the last epoch
