@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 import yaml
 
@@ -28,18 +29,32 @@ from nin.layout import (
     read_tuning,
 )
 
-# A run whose final test accuracy is within this many accuracy units of chance (1/num_classes) never learned
-# anything: NiN at lr 0.1 stalls so in some seeds.
+# How each run's training went, decided from training data alone (never the test set), per run:
+#   stalled   ok, and its final training accuracy (eval-mode pass, else the last epoch's running one) is within
+#             STALL_MARGIN of chance (1/num_classes): the optimiser never got going in that seed;
+#   underfit  ok, off chance, but it never reached the training criterion: result.json's stop_reason is "cap"
+#             (not "criterion") where the run trained under the stopping rule, else no epoch's training accuracy
+#             (metrics.jsonl) reached FIT_ACCURACY (a result without epochs: its final training accuracy);
+#   diverged  status "diverged" (a non-finite loss): the method's doing, like a stall;
+#   missing   status failed / unreadable (an exception, an OOM, a lost file): not the method's doing;
+#   fit       the rest: ok, off chance, the criterion reached.
+# Failed training (stalled, underfit, diverged) is an outcome and stays in every pair (docs/DECISIONS.md,
+# "Failed training is an outcome"); missing runs are missing data.
 STALL_MARGIN = 0.02
-# A run whose eval-mode training accuracy is this far below the best seed of its own variant did not fit its own
-# training set at this budget, while a sibling seed did: it left chance (not stalled) but sits on another branch of the
-# outcome. Read from the training set only, never the test set (docs/DECISIONS.md, "Under-fitted runs").
-UNDERFIT_POINTS = 0.15
+FIT_ACCURACY = 0.80  # the stated training accuracy of the criterion where result.json records no stop_reason
+FIT, STALLED, UNDERFIT, DIVERGED, MISSING = "fit", "stalled", "underfit", "diverged", "missing"
+FAILED_TRAINING = (STALLED, UNDERFIT, DIVERGED)
+ANALYSED_STATUSES = ("ok", "diverged")  # the runs every verdict reads: the grid launched them and they ended
+CRITERION = "criterion"  # result.json's stop_reason of a run that met the stopping rule
+# The stop_reasons of a run trained under the stopping rule (its criterion met, or its epoch cap reached first); any
+# other (a plain epoch budget, null) leaves the criterion to FIT_ACCURACY.
+RULE_ENDINGS = (CRITERION, "cap")
 
 # What a run measured or how it ran (nin.layout owns the list). Every other scalar key of result.json is
 # configuration (a Variant field): reading the configuration from the data keeps reports independent of the training
 # code's version.
-NOT_CONFIG = (*OUTCOME_KEYS, "seed", "stalled", "underfit", "label")
+NOT_CONFIG = (*OUTCOME_KEYS, "seed", "stalled", "underfit", "label", "training", "fit", "imputed", "epochs_to_fit",
+              "log_seconds_to_fit", "stop_reason", "lr_drops", "lr_drop_epochs", "train_images")
 METRIC_COLUMNS = ("test_acc", "gap_acc", "gap_loss")
 
 
@@ -124,6 +139,8 @@ def load_results(grid_dir: str | Path) -> Results:
         run_id for run_id in layout.run_ids() if run_id not in finished and (expected is None or run_id in expected)
     ]
     epochs = _epochs_frame(layout, runs, notes)
+    if len(runs):
+        flag_training(runs, time_to_fit(runs, epochs))
     sequence = _read_sequence(layout, notes)
     return Results(grid_dir, name, expected, spec, runs, epochs, unfinished, notes, sequence)
 
@@ -214,24 +231,94 @@ def runs_frame(records: list[dict[str, Any]]) -> pd.DataFrame:
     runs["seed"] = pd.to_numeric(runs["seed"], errors="coerce").astype("Int64")
     # Results from before the AlexNet reference existed have no model key; an unreadable one has no model at all.
     runs["model"] = runs["model"].where(runs["status"] == "unreadable", runs["model"].fillna("nin"))
-    chance = 1.0 / pd.to_numeric(runs["num_classes"], errors="coerce").astype("float64")
-    runs["stalled"] = (runs["status"] == "ok") & (runs["test_acc"] <= chance + STALL_MARGIN)
-    runs["underfit"] = underfit(runs)
+    flag_training(runs)
     runs["label"] = labels(runs)
     return runs.sort_values(["label", "seed", "variant_id"], na_position="last").reset_index(drop=True)
 
 
-_TEXT_OUTCOMES = {*TEXT_OUTCOME_KEYS, "versions"}
+_TEXT_OUTCOMES = {*TEXT_OUTCOME_KEYS, "versions", "stop_reason", "lr_drop_epochs"}
 
 
-def underfit(runs: pd.DataFrame) -> pd.Series:
-    """Ok, non-stalled runs whose eval-mode train accuracy is UNDERFIT_POINTS or more below the best seed of their
-    variant (group_id). Works from 2 seeds on; a variant whose every seed under-fits alike is not flagged (that is
-    the variant, not the seed)."""
-    fitted = (runs["status"] == "ok") & ~runs["stalled"].astype(bool)
-    train = runs["train_acc"].where(fitted)
-    best = train.groupby(runs["group_id"]).transform("max")
-    return (fitted & (train <= best - UNDERFIT_POINTS)).fillna(False).astype(bool)
+def flag_training(runs: pd.DataFrame, reached: pd.Series | None = None) -> pd.DataFrame:
+    """Set each run's `training` (FIT, STALLED, UNDERFIT, DIVERGED, MISSING) and the booleans stalled, underfit and
+    fit, from training data only; `reached` (per row: the criterion met, from metrics.jsonl) where known. A diverged
+    run's missing outcomes become chance (test and train accuracy 1/num_classes, gap 0; `imputed` says so): a net
+    whose loss went non-finite predicts no better than chance, and it stays in its pairs as what the method gave."""
+    chance = 1.0 / pd.to_numeric(runs["num_classes"], errors="coerce").astype("float64")
+    ok = (runs["status"] == "ok").to_numpy()
+    final = pd.to_numeric(runs["train_acc"], errors="coerce").astype("float64")
+    if "running_train_acc" in runs:
+        final = final.fillna(pd.to_numeric(runs["running_train_acc"], errors="coerce").astype("float64"))
+    stalled = ok & (final <= chance + STALL_MARGIN).to_numpy()
+    if reached is None:
+        reached = final >= FIT_ACCURACY
+    met = reached.reindex(runs.index).astype("boolean").fillna(False).to_numpy(dtype=bool)
+    if "stop_reason" in runs:  # the stopping rule's own record, where the run has one
+        reason = runs["stop_reason"].astype("object")
+        recorded = reason.isin(RULE_ENDINGS).to_numpy(dtype=bool)
+        met = np.where(recorded, (reason == CRITERION).to_numpy(dtype=bool), met)
+    diverged = (runs["status"] == "diverged").to_numpy()
+    training = np.select([stalled, ok & ~met, ok, diverged], [STALLED, UNDERFIT, FIT, DIVERGED], MISSING)
+    runs["training"] = training
+    runs["stalled"] = stalled
+    runs["underfit"] = training == UNDERFIT
+    runs["fit"] = training == FIT
+    imputed = diverged & runs["test_acc"].isna().to_numpy()
+    runs["imputed"] = imputed
+    if imputed.any():
+        runs.loc[imputed, "test_acc"] = chance[imputed]
+        runs.loc[imputed & runs["train_acc"].isna().to_numpy(), "train_acc"] = chance[imputed]
+        runs.loc[imputed & runs["gap_acc"].isna().to_numpy(), "gap_acc"] = 0.0
+    return runs
+
+
+def time_to_fit(runs: pd.DataFrame, epochs: pd.DataFrame) -> pd.Series:
+    """Set epochs_to_fit and log_seconds_to_fit (natural log of wall seconds) of each analysed run, the training time
+    to the criterion; returns whether its epochs (metrics.jsonl) reached FIT_ACCURACY. Where result.json records
+    stop_reason, the stopping rule's own count is read: epochs_done and train_seconds. Otherwise the first epoch whose
+    training accuracy (the eval-mode pass where the epoch made one, else the running one) reached FIT_ACCURACY, and
+    the epochs' seconds up to it. A run that never reached it counts at
+    its whole budget (censored at the cap: a lower bound on its time, which can only pull a difference to zero)."""
+    reached = pd.Series(pd.NA, index=runs.index, dtype="boolean")
+    first = pd.Series(np.nan, index=runs.index)
+    seconds = pd.Series(np.nan, index=runs.index)
+    if len(epochs) and {"train_acc", "epoch"} <= set(epochs.columns):
+        rows = epochs.sort_values(["variant_id", "epoch"])
+        acc = pd.to_numeric(rows["train_acc"], errors="coerce")  # the running (train-mode) accuracy of the epoch
+        if "eval_train_acc" in rows:  # the eval-mode pass where the epoch made one: dropout off, the net as tested
+            acc = np.fmax(acc, pd.to_numeric(rows["eval_train_acc"], errors="coerce"))
+        per_epoch = pd.to_numeric(rows.get("epoch_seconds", pd.Series(np.nan, index=rows.index)), errors="coerce")
+        rows = rows.assign(_hit=acc >= FIT_ACCURACY, _elapsed=per_epoch.groupby(rows["variant_id"]).cumsum())
+        hits = rows[rows["_hit"]].groupby("variant_id").first()
+        where = runs["variant_id"].map(lambda v: v in hits.index)
+        measured = runs["variant_id"].isin(set(rows["variant_id"]))
+        reached = reached.mask(measured, where)
+        first = runs["variant_id"].map(hits["epoch"]).astype("float64")
+        seconds = runs["variant_id"].map(hits["_elapsed"]).astype("float64")
+    done = pd.to_numeric(runs["epochs_done"], errors="coerce").astype("float64")
+    cap = pd.to_numeric(runs["epochs"], errors="coerce").astype("float64") if "epochs" in runs else done
+    spent = pd.to_numeric(runs["train_seconds"], errors="coerce").astype("float64")
+    if "stop_reason" in runs:
+        recorded = runs["stop_reason"].isin(RULE_ENDINGS)
+        first = first.mask(recorded, done.where(runs["stop_reason"] == CRITERION))
+        seconds = seconds.mask(recorded, spent.where(runs["stop_reason"] == CRITERION))
+        cap = cap.mask(recorded, done)
+    analysed = runs["status"].isin(ANALYSED_STATUSES)
+    whole = spent * cap / done.where(done > 0)  # the budget's seconds at this run's pace
+    runs["epochs_to_fit"] = first.fillna(cap).where(analysed)
+    runs["log_seconds_to_fit"] = np.log(seconds.fillna(whole).where(analysed & (seconds.fillna(whole) > 0)))
+    return reached
+
+
+def training_rates(results: Results) -> list[tuple[str, int, int]]:
+    """Per variant, in label order: (its paper label, runs whose training failed, runs launched and not missing)."""
+    runs = results.runs
+    names = labels(runs, PAPER_LABELS, ", ")
+    out = []
+    for name, group in runs.groupby(names, sort=True):
+        launched = int((group["training"] != MISSING).sum())
+        out.append((str(name), int(group["training"].isin(FAILED_TRAINING).sum()), launched))
+    return out
 
 
 def config_columns(runs: pd.DataFrame) -> list[str]:

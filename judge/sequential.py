@@ -34,7 +34,7 @@ import pandas as pd
 from scipy import stats as sps
 
 from judge import verdicts as rule
-from judge.load import Results, underfit
+from judge.load import Results
 from judge.stats import MIN_INTERVAL_N as MIN_N
 
 POCOCK, OBRIEN_FLEMING, BONFERRONI = "pocock", "obrien-fleming", "bonferroni"
@@ -245,20 +245,25 @@ def next_look(
         found["closed_at_seeds"] = len(seeds) if found["closed_at"] else None
         claims[key] = found
     still_open = [key for key in design.family if claims[key]["closed_at"] is None]
+    # Trainability and wall-time claims are judged at every look but hold no sequence open (verdicts.
+    # holds_sequence_open): more seeds cannot close the one, and the other must not buy seeds with the clock.
+    holding = [key for key in still_open if rule.holds_sequence_open(key)]
     confidence = _number(design.confidence(len(looks)))
     look = {"look": number, "seeds": list(seeds), "n_seeds": len(seeds), "confidence": confidence,
             "claims": claims, "open": still_open, "decision": STOP, "reason": "", "added_seeds": [],
             "added_groups": [], "runs": runs}  # fmt: skip
     resolved = len(design.family) - len(still_open)
-    if not still_open:
+    if not holding:
         look["reason"] = f"every claim resolved ({resolved} of {len(design.family)}) at {len(seeds)} seeds"
+        if still_open:  # no count: whether a wall-time claim closed depends on the clock
+            look["reason"] += "; the trainability and wall-time claims, judged at every look, hold no sequence open"
         return look
     if len(seeds) >= design.max_seeds:
         look["reason"] = (f"{len(still_open)} of {len(design.family)} claims still open at {len(seeds)} seeds, the "
                           f"most this sequence plans (--max-seeds {design.max_seeds})")  # fmt: skip
         return look
     added = next_seeds(seeds, reserved, min(design.seeds_per_round, design.max_seeds - len(seeds)))
-    groups = sorted(groups_for(frozenset(still_open)))
+    groups = sorted(groups_for(frozenset(holding)))
     more = len(added) * len(groups)
     if ceiling is not None and runs + more > ceiling:
         look["reason"] = (f"{len(still_open)} of {len(design.family)} claims still open at {len(seeds)} seeds; the "
@@ -299,9 +304,8 @@ def open_claims(design: Design, looks: Sequence[Mapping[str, Any]]) -> list[str]
 
 # ---- the report of a grown grid ------------------------------------------------------------------------------------
 def at_seeds(results: Results, seeds: Sequence[int]) -> Results:
-    """The results as a look saw them: the runs of these seeds only (under-fitted runs re-flagged among them)."""
+    """The results as a look saw them: the runs of these seeds only (each run's training flags are its own)."""
     runs = results.runs[results.runs["seed"].isin(list(seeds))].copy()
-    runs["underfit"] = underfit(runs)
     return replace(results, runs=runs.reset_index(drop=True))
 
 
@@ -368,7 +372,9 @@ def family_text(record: Mapping[str, Any]) -> str:
         f"before the first. One error budget: at each look each of the {k} difference claims is judged on a "
         f"{level} t interval — {describe(design.shape)} — so that for each claim the chance that any "
         f"look's interval misses the truth is 0.05/{k}, and the chance that any supported, contradicted or "
-        f"equivalent verdict here is wrong is at most 5%, wherever the sequence stopped. A verdict is frozen at the "
+        f"equivalent verdict here is wrong is at most 5%, wherever the sequence stopped, provided the seed-level "
+        f"differences are near normal (the exact trainability tests take the same levels, set for t statistics: "
+        f"an approximation for them). A verdict is frozen at the "
         f"look that closed it; {len(looks)} look(s) taken. {rule.SEED_UNIT}"
     )
 

@@ -1,22 +1,23 @@
 """Per-variant summaries across seeds and paired effects of each axis, with Student-t 95% intervals.
 
-Which runs enter the statistics: status "ok" only (the others are listed apart), and of those only runs that left
-chance accuracy. A stalled run says the optimiser never got going in that seed, not how the architecture
-generalises; one stall in a paired difference (~80 points against ~1) would swamp the effect. Stalls are counted in
-every table's `stalled` column instead, so a variant that stalls often is visible as such.
+Which runs enter the statistics: every run the grid launched that ended (status ok or diverged), whatever its
+training did. A run that stalled, under-fit or diverged is what the method gave in that seed: it stays in its pairs
+with its outcome (intention to treat; docs/DECISIONS.md, "Failed training is an outcome"). A run that failed for a
+reason not the method's (an exception, an OOM) is missing data: its seed leaves the contrasts it belongs to, and the
+line says so.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
-from judge.load import METRIC_COLUMNS, Results, config_columns, varying
+from judge.load import ANALYSED_STATUSES, FAILED_TRAINING, METRIC_COLUMNS, MISSING, Results, config_columns, varying
 
 CONFIDENCE = 0.95
 # No interval from fewer values: with 1 degree of freedom t(0.975) is 12.7 and the interval says nothing (it once
@@ -26,20 +27,23 @@ FEW = f"n < {MIN_INTERVAL_N}"
 EFFECT_METRICS = ("test_acc", "gap_acc")
 # Outcomes compared like EFFECT_METRICS once some run has measured them (class-map pointing game on a canvas).
 OPTIONAL_EFFECT_METRICS = ("loc_pointing",)
+# Training time to the criterion (judge.load.time_to_fit), compared like them once some run has epochs to read.
+TIME_METRICS = ("epochs_to_fit", "log_seconds_to_fit")
 METHOD = (
     "paired differences (level A minus level B) over runs equal in every other varying setting and the seed; the "
     "seed is the unit: each seed's pairs are averaged first, then mean ± t(0.975, n_seeds−1)·sd/√n_seeds over seeds "
     "(Student t via scipy.stats), ending where a difference can (±100 points of accuracy); a seed without a pair at "
-    "every setting of the contrast (a failed or stalled run) is left out of it; status-ok runs only; 95% intervals "
-    "unadjusted for the number of claims (the verdicts read adjusted ones)"
+    "every setting of the contrast (a run missing: failed for a reason not the method's) is left out of it; every "
+    "launched run that ended is in, stalled, under-fitted or diverged alike; 95% intervals unadjusted for the number "
+    "of claims (the verdicts read adjusted ones)"
 )
 SUMMARY_METHOD = (
     "mean ± t(0.975, n−1)·sd/√n over seeds (Student t via scipy.stats), ending where the metric does (accuracy at 0 "
-    "and 100%); status-ok, non-stalled runs"
+    "and 100%); every launched run that ended (stalled, under-fitted and diverged ones too)"
 )
 # The values each outcome can take. A t interval of accuracies near 100% would otherwise end at 101%: a bound past a
 # metric's range is set to the range's end (the mean and sd are untouched). gap_loss is unbounded.
-METRIC_RANGES = {"test_acc": (0.0, 1.0), "train_acc": (0.0, 1.0), "gap_acc": (-1.0, 1.0),
+METRIC_RANGES = {"test_acc": (0.0, 1.0), "train_acc": (0.0, 1.0), "gap_acc": (-1.0, 1.0), "fit": (0.0, 1.0),
                  "loc_pointing": (0.0, 1.0), "loc_energy": (0.0, 1.0)}  # fmt: skip
 
 
@@ -104,15 +108,15 @@ def interquartile_mean(values: Any) -> float:
 
 
 def used_in_statistics(runs: pd.DataFrame) -> pd.Series:
-    return (runs["status"] == "ok") & ~runs["stalled"].astype(bool)
+    return runs["status"].isin(ANALYSED_STATUSES)
 
 
 def summarize(results: Results) -> pd.DataFrame:
     """One row per group_id (a variant across seeds) with mean, sd, n and the t interval of each metric."""
     runs = results.runs
     shown = ["model"] + [c for c in varying(runs, results.config_columns) if c != "model"]
-    columns = ["group_id", "label", *shown, "params", "macs", "runs", "n", "stalled", "underfit", "not_ok", "ci_note",
-               "split", f"{SPLIT_METRIC}_median", f"{SPLIT_METRIC}_iqm"]  # fmt: skip
+    columns = ["group_id", "label", *shown, "params", "macs", "runs", "n", "stalled", "underfit", "did_not_fit",
+               "missing", "not_ok", "ci_note", "split", f"{SPLIT_METRIC}_median", f"{SPLIT_METRIC}_iqm"]  # fmt: skip
     columns += [f"{m}_{s}" for m in METRIC_COLUMNS for s in ("mean", "std", "ci_low", "ci_high")]
     rows = []
     for group_id, group in runs.groupby("group_id", sort=False):
@@ -122,6 +126,8 @@ def summarize(results: Results) -> pd.DataFrame:
         row.update({c: group[c].dropna().iloc[0] if group[c].notna().any() else math.nan for c in ("params", "macs")})
         row.update(runs=len(group), n=len(used), stalled=int(group["stalled"].sum()))
         row["underfit"] = int(group["underfit"].sum()) if "underfit" in group else 0
+        row["did_not_fit"] = int(group["training"].isin(FAILED_TRAINING).sum())
+        row["missing"] = int((group["training"] == MISSING).sum())
         row["split"] = split_outcomes(used[SPLIT_METRIC])
         row[f"{SPLIT_METRIC}_median"] = float(used[SPLIT_METRIC].median()) if len(used) else math.nan
         row[f"{SPLIT_METRIC}_iqm"] = interquartile_mean(used[SPLIT_METRIC])
@@ -136,7 +142,7 @@ def summarize(results: Results) -> pd.DataFrame:
 
 def effect_metrics(runs: pd.DataFrame) -> tuple[str, ...]:
     """EFFECT_METRICS plus each optional outcome that some run has measured."""
-    extra = [m for m in OPTIONAL_EFFECT_METRICS if m in runs.columns and runs[m].notna().any()]
+    extra = [m for m in (*OPTIONAL_EFFECT_METRICS, *TIME_METRICS) if m in runs.columns and runs[m].notna().any()]
     return (*EFFECT_METRICS, *extra)
 
 
@@ -156,7 +162,7 @@ def effects(results: Results) -> pd.DataFrame:
     columns = ["axis", "level_a", "level_b", "subset", "metric", "mean_diff", "std_diff", "n_pairs", "n_seeds",
                "seeds_left_out"]  # fmt: skip
     columns += ["ci_low", "ci_high", "ci_note"]
-    columns += ["ci_excludes_zero", "unpaired", "stalled", "confounded_with", "method"]
+    columns += ["ci_excludes_zero", "unpaired", "pairs_failed_training", "confounded_with", "method"]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -167,12 +173,13 @@ _PAIRINGS_KEPT = 64
 PAIR_COLUMNS = ("variant_id", "group_id", "seed", "status", "params", "label", "model", "arch", "width", "image_size",
                 "num_classes", "in_channels", "cccp", "dropout")  # fmt: skip
 REFRESHED_COLUMNS = ("params", "group_id", "label")  # read afresh too: no part of what pairs runs
-OUTCOME_COLUMNS = ("test_acc", "train_acc", "gap_acc", "gap_loss", *OPTIONAL_EFFECT_METRICS, "stalled", "underfit")
+OUTCOME_COLUMNS = ("test_acc", "train_acc", "gap_acc", "gap_loss", *OPTIONAL_EFFECT_METRICS, *TIME_METRICS, "stalled",
+                   "underfit", "fit", "training")  # fmt: skip
 
 
 def matched_pairs(results: Results, axis: str, a: Any, b: Any) -> list[Contrast]:
     """The NiN runs at level a and level b of an axis, paired as effects pairs them (ok runs equal in every other
-    varying setting and the seed), one Contrast per subset; stalled pairs included and flagged."""
+    varying setting and the seed), one Contrast per subset; pairs with a failed training included and counted."""
     config, structure, ids = _structure(results)
     key = (structure, axis, repr(a), repr(b))
     if key not in _PAIRINGS:
@@ -212,10 +219,24 @@ class Contrast:
     pairs: pd.DataFrame
     unpaired: int
     confounded: list[str]
+    planned_settings: int = 0  # the settings the grid launched runs at on both sides, missing ones included
+    missing_seeds: tuple[Any, ...] = ()  # seeds with runs in the contrast but no pair at all: a run is missing
 
     @property
     def stalled(self) -> pd.Series:
         return self.pairs["stalled_a"].astype(bool) | self.pairs["stalled_b"].astype(bool)
+
+    @property
+    def failed_training(self) -> pd.Series:
+        """Pairs with a run whose training failed (stalled, under-fitted, diverged): in every verdict, out of the
+        sensitivity analysis."""
+        return self.pairs["training_a"].isin(FAILED_TRAINING) | self.pairs["training_b"].isin(FAILED_TRAINING)
+
+    def failed_runs(self) -> frozenset[str]:
+        """The run ids whose training failed, among this contrast's pairs."""
+        pairs = self.pairs
+        return frozenset(pairs.loc[pairs["training_a"].isin(FAILED_TRAINING), "variant_id_a"]) | frozenset(
+            pairs.loc[pairs["training_b"].isin(FAILED_TRAINING), "variant_id_b"])  # fmt: skip
 
     def with_outcomes(self, runs: pd.DataFrame, ids: pd.Index) -> Contrast:
         """The same pairs with each run's outcomes (OUTCOME_COLUMNS) read from `runs` (whose variant ids are `ids`)."""
@@ -224,7 +245,7 @@ class Contrast:
                  for column in (*OUTCOME_COLUMNS, *REFRESHED_COLUMNS) if column in runs.columns
                  for side in ("a", "b")}  # fmt: skip
         pairs = self.pairs.assign(**fresh)
-        return Contrast(self.axis, self.a, self.b, self.subset, pairs, self.unpaired, self.confounded)
+        return replace(self, pairs=pairs)
 
 
 @dataclass(frozen=True)
@@ -239,16 +260,17 @@ class SeedDifferences:
 
 
 def seed_differences(contrast: Contrast, metric: str, leave_out: frozenset[str] = frozenset()) -> SeedDifferences:
-    """The contrast's seed-level differences of `metric`. Pairs with a stalled run, or with a run in `leave_out`
-    (run ids), are not used; a seed that then lacks a pair at some setting is left out whole, so that every seed
-    averages the same settings and the seeds stay exchangeable (docs/DECISIONS.md, "Verdicts")."""
+    """The contrast's seed-level differences of `metric` over every pair, failed training included. Pairs with a run
+    in `leave_out` (run ids: the sensitivity analysis) are not used; a seed that then lacks a pair at some setting is
+    left out whole, so that every seed averages the same settings and the seeds stay exchangeable
+    (docs/DECISIONS.md, "Verdicts")."""
     pairs = contrast.pairs
     if pairs.empty:
         return SeedDifferences(pd.Series(dtype="float64"), 0, (), 0)
     a = pd.to_numeric(pairs[f"{metric}_a"], errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
     b = pd.to_numeric(pairs[f"{metric}_b"], errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
     measured = ~(np.isnan(a) | np.isnan(b))
-    usable = measured & ~contrast.stalled.to_numpy(dtype=bool)
+    usable = measured.copy()
     if leave_out:
         usable &= ~pairs["variant_id_a"].isin(leave_out).to_numpy() & ~pairs["variant_id_b"].isin(leave_out).to_numpy()
     seeds = pairs["seed_a"].to_numpy(dtype=object)
@@ -320,7 +342,7 @@ def _pair(nin: pd.DataFrame, axis: str, a: Any, b: Any, others: list[str], subse
     ]
     setting_columns = [c for c in others if c not in confounded]
     key_columns = setting_columns + ["seed"]
-    ok_a, ok_b = (side[side["status"] == "ok"] for side in (side_a, side_b))
+    ok_a, ok_b = (side[side["status"].isin(ANALYSED_STATUSES)] for side in (side_a, side_b))
     keyed_a, keyed_b = (
         side.assign(_key=_key(side, key_columns), _setting=_key(side, setting_columns)).drop_duplicates("_key")
         for side in (ok_a, ok_b)
@@ -329,11 +351,14 @@ def _pair(nin: pd.DataFrame, axis: str, a: Any, b: Any, others: list[str], subse
     kept = [c for c in side_a.columns if c in {*others, axis, *PAIR_COLUMNS, *OUTCOME_COLUMNS}] + ["_key", "_setting"]
     pairs = keyed_a[kept].merge(keyed_b[kept], on="_key", suffixes=("_a", "_b"))
     unpaired = len(ok_a) + len(ok_b) - 2 * len(pairs)
-    return Contrast(axis, a, b, subset, pairs, unpaired, confounded)
+    planned = set(_key(side_a, setting_columns)) & set(_key(side_b, setting_columns))
+    launched = {plain(s) for s in pd.concat([side_a["seed"], side_b["seed"]]).dropna()}
+    missing = tuple(sorted(launched - {plain(s) for s in pairs["seed_a"].dropna()}))
+    return Contrast(axis, a, b, subset, pairs, unpaired, confounded, len(planned), missing)
 
 
 def _effect_rows(contrast: Contrast, metrics: tuple[str, ...]) -> list[dict[str, Any]]:
-    stalled = contrast.stalled
+    failed = contrast.failed_training if len(contrast.pairs) else pd.Series(dtype=bool)
     rows = []
     for metric in metrics:
         by_seed = seed_differences(contrast, metric)
@@ -356,7 +381,7 @@ def _effect_rows(contrast: Contrast, metrics: tuple[str, ...]) -> list[dict[str,
                 "ci_note": ci_note(interval["n"]),
                 "ci_excludes_zero": bool(interval["ci_low"] > 0 or interval["ci_high"] < 0) if has_ci else None,
                 "unpaired": contrast.unpaired,
-                "stalled": int(stalled.sum()),
+                "pairs_failed_training": int(failed.sum()),
                 "confounded_with": ", ".join(contrast.confounded),
                 "method": METHOD,
             }
@@ -399,7 +424,20 @@ def pairs(table: pd.DataFrame) -> list[dict[str, Any]]:
     return [{row.metric: row for row in group.itertuples()} for _, group in table.groupby(keys, sort=False)]
 
 
-METRIC_NAMES = {"test_acc": "test accuracy", "gap_acc": "overfitting gap", "loc_pointing": "pointing-game hits"}
+METRIC_NAMES = {"test_acc": "test accuracy", "gap_acc": "overfitting gap", "loc_pointing": "pointing-game hits",
+                "epochs_to_fit": "epochs to the training criterion",
+                "log_seconds_to_fit": "wall time to the training criterion (log ratio)",
+                "fit": "share of runs that fit"}  # fmt: skip
+# How a difference of each metric reads: (scale, unit). Accuracy-like outcomes in points (0.01 = 1 point); epochs as
+# they are; log seconds ×100, about a percentage for small ratios.
+UNITS = {"epochs_to_fit": (1.0, "epochs"), "log_seconds_to_fit": (100.0, "log-% (100 × ln ratio)")}
+DEFAULT_UNIT = (100.0, "points")
+
+
+def margin_text(metric: str, margin: float) -> str:
+    scale, unit = UNITS.get(metric, DEFAULT_UNIT)
+    value = scale * margin
+    return f"{value:g} {unit if value != 1 or unit != 'points' else 'point'}".replace("1 epochs", "1 epoch")
 
 
 def sentences(table: pd.DataFrame) -> list[str]:
@@ -413,10 +451,11 @@ def sentences(table: pd.DataFrame) -> list[str]:
         tail = []
         if row.unpaired:
             tail.append(f"{count(row.unpaired, 'run')} left out without a pair")
-        if row.stalled:
-            tail.append(f"{count(row.stalled, 'pair')} with a stalled run left out")
+        if row.pairs_failed_training:
+            tail.append(f"{count(row.pairs_failed_training, 'pair')} with a failed training run, kept in")
         if row.seeds_left_out:
-            tail.append(f"{count(row.seeds_left_out, 'seed')} without a pair at every setting left out")
+            tail.append(f"{count(row.seeds_left_out, 'seed')} without a pair at every setting left out (a run "
+                        f"missing: failed for a reason not the method's)")  # fmt: skip
         if row.confounded_with:
             tail.append(f"confounded with {row.confounded_with}")
         out.append(head + "; ".join(parts) + (f" ({'; '.join(tail)})" if tail else "") + ".")
@@ -428,20 +467,23 @@ def count(n: int, noun: str) -> str:
 
 
 def difference_text(mean: float, low: float, high: float, n_seeds: int, n_pairs: int,
-                    interval: str = "95% CI") -> str:  # fmt: skip
-    """'+1.2 points (95% CI +0.3 to +2.1, 5 seeds, 20 pairs)', or without an interval below MIN_INTERVAL_N seeds."""
+                    interval: str = "95% CI", metric: str = "test_acc") -> str:  # fmt: skip
+    """'+1.2 points (95% CI +0.3 to +2.1, 5 seeds, 20 pairs)', or without an interval below MIN_INTERVAL_N seeds;
+    in the metric's unit (UNITS)."""
     if n_pairs == 0:
         return "no matched pairs"
+    scale, unit = UNITS.get(metric, DEFAULT_UNIT)
     units = f"{count(n_seeds, 'seed')}, {count(n_pairs, 'pair')}"
     if n_seeds < MIN_INTERVAL_N:
-        return f"{100 * mean:+.1f} points ({units}; {FEW} seeds: too few for an interval)"
-    return f"{100 * mean:+.1f} points ({interval} {100 * low:+.1f} to {100 * high:+.1f}, {units})"
+        return f"{scale * mean:+.1f} {unit} ({units}; {FEW} seeds: too few for an interval)"
+    return f"{scale * mean:+.1f} {unit} ({interval} {scale * low:+.1f} to {scale * high:+.1f}, {units})"
 
 
 def _clause(what: str, row: Any) -> str:
     if row.n_pairs == 0:
         return f"{what}: no matched pairs"
-    text = f"{what} {difference_text(row.mean_diff, row.ci_low, row.ci_high, row.n_seeds, row.n_pairs)}"
+    interval = difference_text(row.mean_diff, row.ci_low, row.ci_high, row.n_seeds, row.n_pairs, metric=row.metric)
+    text = f"{what} {interval}"
     if row.n_seeds < MIN_INTERVAL_N:
         return text
     return text + (": the unadjusted CI excludes zero" if row.ci_excludes_zero else ": the unadjusted CI includes zero")

@@ -11,10 +11,14 @@ A claim about a measured difference is judged on one interval per claim, with on
   claimed side of 0, contradicted when it lies on the other side, equivalent when it contains 0 inside (−δ, +δ);
   *non-inferiority* claims ("matches or beats") are supported when the interval's claimed-side end is past −δ,
   contradicted when it lies wholly beyond −δ. Margins δ come from the grid file's `margins:` (DEFAULT_MARGINS).
-Otherwise a claim is inconclusive, and the row says how many seeds would resolve the observed mean at the observed
-seed-level spread. Runs that under-fit their own training set (judge.load.underfit) are named where a verdict rests
-on them, with the verdict their pairs' absence gives. A claim about parameter counts is judged on the exact ratio
-GAP/other at matched settings (a count has no interval). Proved by simulation: tests/judge/test_verdict_simulation.py.
+Otherwise a claim is inconclusive, and the row gives a planning figure for a new, independent grid. Every run the grid
+launched that ended is judged, failed training included (judge.load: stalled, under-fitted, diverged runs stay in
+their pairs with their outcome); a run missing for a reason not the method's leaves its seed. The analysis without
+failed runs is a sensitivity analysis (`sensitivity`), outside the budget and without verdict words.
+Trainability ("GAP trains as often as the other head") is judged by an exact paired test on the runs that fit
+(McNemar), at the family's level; training time to the criterion by the superiority rule in epochs and in log wall
+seconds. A claim about parameter counts is judged on the exact ratio GAP/other at matched settings (a count has no
+interval). Proved by simulation: tests/judge/test_verdict_simulation.py.
 """
 
 from __future__ import annotations
@@ -30,23 +34,42 @@ import pandas as pd
 from scipy import stats as sps
 
 from judge import stats
-from judge.load import PAPER_LABELS, UNDERFIT_POINTS, Results, labels
+from judge.load import (
+    FAILED_TRAINING,
+    FIT_ACCURACY,
+    PAPER_LABELS,
+    STALL_MARGIN,
+    Results,
+    labels,
+    training_rates,
+)
 from nin.errors import InputError
 
 SUPPORTED, CONTRADICTED, EQUIVALENT, INCONCLUSIVE = "supported", "contradicted", "equivalent", "inconclusive"
 NOT_TESTED = "not tested by this grid"
 SUPERIORITY, NON_INFERIORITY, EXACT = "superiority", "non-inferiority", "exact count"
+PAIRED_EXACT = "exact paired test (McNemar)"  # the trainability claims: shares of runs that fit, paired
 SMALLER_THAN_MARGIN = "smaller than the margin"
 FAMILY_ERROR = 0.05  # the report's error budget: P(any wrong supported/contradicted/equivalent verdict) ≤ this
 # Margins δ (fractions: 0.01 = 1 accuracy point), chosen before any grid's results (docs/DECISIONS.md, "Margins").
-DEFAULT_MARGINS = {"test_acc": 0.01, "gap_acc": 0.01, "loc_pointing": 0.05}
+# Training time: 1 epoch to the criterion; 0.10 in log wall seconds (about 10%).
+DEFAULT_MARGINS = {"test_acc": 0.01, "gap_acc": 0.01, "loc_pointing": 0.05, "epochs_to_fit": 1.0,
+                   "log_seconds_to_fit": 0.10}  # fmt: skip
+MARGIN_LIMITS = {"epochs_to_fit": 100.0}  # a margin's upper end where it is not a fraction (below 1)
 MAX_SEEDS_NEEDED = 1000  # beyond this the row says "more than 1000 seeds"
+# runs_flagged: runs whose training failed among the claim's pairs (all judged); seeds_needed: a planning figure
+# for a new, independent grid; margin_chosen_after: a --margin given to the report, after the runs.
 CSV_COLUMNS = ("claim", "verdict", "rule", "margin", "mean", "ci_low", "ci_high", "confidence_adjusted",
                "ci_low_adjusted", "ci_high_adjusted", "family_size", "n_seeds", "n_pairs", "seeds_left_out",
-               "seeds_needed", "runs_flagged", "verdict_without_flagged", "resolved_at_seeds", "look",
-               "sentence")  # fmt: skip
-COLUMNS = ("key", *CSV_COLUMNS, "kind", "metric", "direction", "qualifier", "detail", "note", "flagged_text",
-           "without_text", "sequence")  # fmt: skip
+               "seeds_needed", "runs_flagged", "settings", "planned_settings", "margin_chosen_after",
+               "resolved_at_seeds", "look", "sentence")  # fmt: skip
+COLUMNS = ("key", *CSV_COLUMNS, "kind", "metric", "direction", "qualifier", "detail", "note", "sequence")
+SENSITIVITY_COLUMNS = ("claim", "metric", "runs_left_out", "n_seeds", "n_pairs", "mean", "ci_low_adjusted",
+                       "ci_high_adjusted", "confidence_adjusted", "mean_all_runs", "sentence")  # fmt: skip
+# Reports with any false verdict in the simulations of failed training (tests/verdict_simulation.py, 4,000 reports
+# of 5 seeds; docs/EVIDENCE.md "Failed training is an outcome"): what the page quotes where flags fire.
+WEAKENED = ("in simulations where a quarter of one arm's runs failed to train, 3–4% of 5-seed reports stated a false "
+            "verdict; where a fifth of the seeds fell on a failing branch together, 18%")  # fmt: skip
 OTHER_HEADS = {"fc": "FC", "alexnet": "AlexNet"}
 NO_CANVAS = "localisation not measured (no canvas)"
 SEED_UNIT = "The seed is the unit: pairs are averaged within each seed, then a t interval over seeds."
@@ -74,10 +97,10 @@ def parse_margins(value: Any) -> dict[str, float]:
     for metric, margin in value.items():
         if metric not in DEFAULT_MARGINS:
             raise ValueError(f"unknown margin metric {metric!r}: use {', '.join(DEFAULT_MARGINS)}")
-        if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not 0 < margin < 1:
-            raise ValueError(
-                f"margin {metric}: {margin!r} must be a number between 0 and 1 (a fraction: 0.01 = 1 accuracy point)"
-            )
+        top = MARGIN_LIMITS.get(metric, 1.0)
+        if isinstance(margin, bool) or not isinstance(margin, (int, float)) or not 0 < margin < top:
+            what = "epochs" if metric == "epochs_to_fit" else "a fraction: 0.01 = 1 accuracy point"
+            raise ValueError(f"margin {metric}: {margin!r} must be a number between 0 and {top:g} ({what})")
         out[metric] = float(margin)
     return out
 
@@ -118,6 +141,17 @@ def claims(results: Results) -> list[Claim | str]:
     for head, name in OTHER_HEADS.items():
         out.append(Claim(f"gap_localisation_vs_{head}", f"GAP's class maps localise better than the {name} head's",
                          "head", "gap", head, "loc_pointing", +1, SUPERIORITY))  # fmt: skip
+    # The seeds disagree on training time (one: NiN sometimes needs more; the other: fewer parameters train faster):
+    # the claim is stated as "fewer", and its verdict says which way (contradicted: GAP needs more).
+    for head, name in OTHER_HEADS.items():
+        out.append(Claim(f"{TRAINABILITY_KEY}{head}", f"GAP trains as often as the {name} head (share of runs "
+                         f"that reach the criterion)", "head", "gap", head, "fit", +1, PAIRED_EXACT))  # fmt: skip
+    for head, name in OTHER_HEADS.items():
+        out.append(Claim(f"gap_epochs_to_fit_vs_{head}", f"GAP reaches the training criterion in fewer epochs than "
+                         f"the {name} head", "head", "gap", head, "epochs_to_fit", -1, SUPERIORITY))  # fmt: skip
+        out.append(Claim(f"{WALL_TIME_KEY}{head}", f"GAP reaches the training criterion in less wall time "
+                         f"than the {name} head", "head", "gap", head, "log_seconds_to_fit", -1,
+                         SUPERIORITY))  # fmt: skip
     return out
 
 
@@ -141,10 +175,21 @@ def judge_family(results: Results, margins: dict[str, float] | None = None, conf
             for c in listed]  # fmt: skip
     frame = pd.DataFrame(rows, columns=list(COLUMNS))
     for column in ("seeds_needed", "n_pairs", "n_seeds", "seeds_left_out", "runs_flagged", "family_size",
-                   "resolved_at_seeds", "look"):  # fmt: skip
+                   "resolved_at_seeds", "look", "settings", "planned_settings"):  # fmt: skip
         frame[column] = frame[column].astype("Int64")
     frame["sequence"] = frame["sequence"].astype("object").fillna("")
     return frame
+
+
+TRAINABILITY_KEY = "gap_trains_as_often_as_"  # the trainability claims' keys: this, then the other head
+WALL_TIME_KEY = "gap_seconds_to_fit_vs_"  # the wall-time claims' keys
+
+
+def holds_sequence_open(key: str) -> bool:
+    """Whether an open claim keeps `run --until-resolved` adding seeds. Not a trainability claim (where both heads
+    train alike no number of seeds closes it) nor a wall-time claim (seeds must not be bought by the machine's
+    clock: a rerun elsewhere would decide otherwise). Both are judged at every look all the same."""
+    return not key.startswith((TRAINABILITY_KEY, WALL_TIME_KEY))
 
 
 def testable_claims(results: Results) -> list[Claim]:
@@ -169,33 +214,53 @@ def family_confidence(k: int) -> float:
     return 1 - FAMILY_ERROR / max(k, 1)
 
 
-def family_text(frame: pd.DataFrame) -> str:
-    """The family and its size, in a sentence for the page."""
+def family_text(frame: pd.DataFrame, results: Results | None = None) -> str:
+    """The family and its size, and the condition the 5% holds under, in sentences for the page; `results` adds
+    where this grid's runs weaken it."""
     sizes = frame["family_size"].dropna()
     if sizes.empty:
         return "No difference claim is tested by this grid."
     k = int(sizes.iloc[0])
     confidence = family_confidence(k)
     return (
-        f"One error budget for the report: the family is the {stats.count(k, 'difference claim')} this grid tests; "
-        f"each is judged on a {confidence:.2%} interval (Bonferroni, 1 − 0.05/{k}), so the chance that any supported, "
-        f"contradicted or equivalent verdict here is wrong is at most 5%. {SEED_UNIT}"
+        f"One error budget for the report: the family is the {stats.count(k, 'claim')} this grid tests; each "
+        f"interval is at {confidence:.2%} (Bonferroni, 1 − 0.05/{k}) and each exact test at 0.05/{k}, so the chance "
+        f"that any supported, contradicted or equivalent verdict here is wrong is at most 5%, provided each claim's "
+        f"seed-level differences are near normal (the t interval's condition; the exact tests need none). "
+        f"{SEED_UNIT}" + (f" {weakened_text(results)}" if results is not None and weakened_text(results) else "")
     )
 
 
-def underfit_text(results: Results) -> str:
-    """One sentence naming the grid's under-fitted runs by variant, or '' when there are none."""
+def weakened_text(results: Results) -> str:
+    """Where this grid's runs break the 5% statement's condition (failed training, seeds on two branches): one
+    sentence with the simulated figure; '' where they do not."""
     runs = results.runs
-    if "underfit" not in runs or not runs["underfit"].any():
+    failed = int(runs["training"].isin(FAILED_TRAINING).sum()) if "training" in runs else 0
+    if not failed:
         return ""
-    chosen = runs["underfit"].astype(bool)
-    where, budget = _by_variant(runs, chosen, labels(runs, PAPER_LABELS, ", "))
     return (
-        f"{stats.count(int(chosen.sum()), 'run')} never fit {'its' if chosen.sum() == 1 else 'their'} own training "
-        f"set ({where}): eval-mode train accuracy {100 * UNDERFIT_POINTS:.0f} or more points below the best seed of "
-        f"the same variant. Verdicts that rest on them hold at this budget ({budget}); the last column gives each "
-        f"verdict without their pairs. More epochs or a longer schedule would let those seeds fit."
+        f"Here {stats.count(failed, 'run')} failed to train: seed-level differences with a failed run on one side "
+        f"are far from normal, so the 5% guarantee is weakened ({WEAKENED})."
     )
+
+
+def training_text(results: Results) -> str:
+    """Each variant whose training failed in some seeds, as a rate ('GAP, cccp 2: 2 of 5 seeds did not fit'); ''
+    where every run fit."""
+    rates = [(name, failed, launched) for name, failed, launched in training_rates(results) if failed]
+    if not rates:
+        return ""
+    parts = "; ".join(f"{name}: {failed} of {launched} seeds did not fit" for name, failed, launched in rates)
+    return (
+        f"{parts}. Did not fit: stalled (final training accuracy ≤ chance + {100 * STALL_MARGIN:g} points), "
+        f"under-fitted (never reached the criterion: {criterion_text()}) or diverged; read from training data only, "
+        f"never the test set. Every one of them is judged with its outcome (intention to treat)."
+    )
+
+
+def criterion_text() -> str:
+    return (f"the stopping rule's stop_reason \"criterion\" (not \"cap\") where the run trained under it, else a "
+            f"training accuracy of {100 * FIT_ACCURACY:g}% in some epoch")  # fmt: skip
 
 
 def decide(rule: str, low: float, high: float, margin: float, direction: int) -> tuple[str, str]:
@@ -270,7 +335,9 @@ def csv_frame(frame: pd.DataFrame) -> pd.DataFrame:
 # ---- internals ----------------------------------------------------------------------------------------------------
 def _context(results: Results, margins: dict[str, float] | None = None) -> _Context:
     nin = results.runs[results.runs["model"] == "nin"]
-    return _Context(results, nin, _main_gap_relu(results, nin), report_margins(results, margins))
+    context = _Context(results, nin, _main_gap_relu(results, nin), report_margins(results, margins))
+    context.chosen_after = set(margins or {})
+    return context
 
 
 def _testable(context: _Context, listed: list[Claim | str]) -> list[Claim]:
@@ -284,8 +351,7 @@ class _Context:
         self._paper_labels: pd.Series | None = None
         self.metrics = stats.effect_metrics(results.runs)
         self._present: dict[str, set[str]] = {}  # axis → its levels among the NiN runs, as text
-        self.underfit = set(results.runs.loc[results.runs["underfit"].astype(bool), "variant_id"]) \
-            if "underfit" in results.runs else set()  # fmt: skip
+        self.chosen_after: set[str] = set()  # metrics whose margin this report was given (--margin)
 
     def missing(self, axis: str, a: Any, b: Any) -> str:
         """Why the grid cannot test a contrast of these levels ('' when it can)."""
@@ -301,6 +367,8 @@ class _Context:
 
     def untested(self, claim: Claim) -> str:
         """Why the grid cannot test this claim ('' when it can): such a claim is outside the report's family."""
+        if claim.rule == PAIRED_EXACT:
+            return self.missing(claim.axis, claim.a, claim.b)
         if claim.metric not in self.metrics:
             return NO_CANVAS if claim.metric == "loc_pointing" else f"{_what(claim.metric)} not measured"
         return self.missing(claim.axis, claim.a, claim.b)
@@ -322,14 +390,15 @@ class _Context:
         return self._contrasts[key]
 
     def judge(self, claim: Claim, confidence: float, family: int) -> dict:
-        margin = self.margins[claim.metric]
+        margin = self.margins.get(claim.metric, math.nan)
         row = {"key": claim.key, "claim": claim.text, "kind": "difference", "rule": claim.rule, "margin": margin,
                "metric": claim.metric, "direction": claim.direction, "mean": math.nan, "ci_low": math.nan,
                "ci_high": math.nan, "ci_low_adjusted": math.nan, "ci_high_adjusted": math.nan,
                "confidence_adjusted": math.nan, "family_size": None, "n_seeds": None, "n_pairs": None,
-               "seeds_left_out": None, "seeds_needed": None, "runs_flagged": None, "verdict_without_flagged": None,
-               "qualifier": "", "flagged_text": "", "without_text": ""}  # fmt: skip
-        rule = _rule_text(claim.rule, claim.metric, margin)
+               "seeds_left_out": None, "seeds_needed": None, "runs_flagged": None, "settings": None,
+               "planned_settings": None, "margin_chosen_after": claim.metric in self.chosen_after,
+               "qualifier": ""}  # fmt: skip
+        rule = _rule_text(claim.rule, claim.metric, margin, claim.metric in self.chosen_after)
         untested = self.untested(claim)
         if untested:
             return _finish(row, NOT_TESTED, untested)
@@ -338,29 +407,33 @@ class _Context:
         if contrast is None or contrast.pairs.empty:
             row.update(n_pairs=0, n_seeds=0)
             return _finish(row, INCONCLUSIVE, f"{stats.FEW}: no matched pairs", rule)
+        row["runs_flagged"] = len(contrast.failed_runs())
+        if claim.rule == PAIRED_EXACT:
+            return self._trainability(claim, contrast, confidence, row)
         judged = self._judged(claim, contrast, confidence, margin)
         row.update({k: v for k, v in judged.items() if k in row})  # the intervals, counts, qualifier, seeds needed
         verdict, qualifier, needed = judged["verdict"], judged["qualifier"], judged["seeds_needed"]
         number = f"{rule}; {_what(claim.metric)} {judged['text']}"
         notes = []
         if judged["seeds_left_out"]:
-            notes.append(f"{stats.count(judged['seeds_left_out'], 'seed')} without a pair at every setting left out")
+            notes.append(f"{stats.count(judged['seeds_left_out'], 'seed')} without a pair at every setting left out "
+                         f"(missing data: a run failed for a reason not the method's)")  # fmt: skip
+        if row["settings"] is not None and row["settings"] < row["planned_settings"]:
+            notes.append(f"averages over {row['settings']} of the {row['planned_settings']} settings the grid "
+                         f"launched: every run of the others is missing, so the claim measures less than planned")
+        if row["runs_flagged"]:
+            notes.append(f"{stats.count(row['runs_flagged'], 'run')} whose training failed judged with "
+                         f"{'its' if row['runs_flagged'] == 1 else 'their'} outcome")  # fmt: skip
         if judged["reason"]:
             notes.append(judged["reason"])
         elif verdict == INCONCLUSIVE and needed is not None:
-            notes.append(f"about {needed} seeds would resolve it at this seed-level spread "
-                         f"(this grid has {_seed_count(self.results)})")  # fmt: skip
+            notes.append(planning_text(needed))
         elif verdict == INCONCLUSIVE and judged["n_seeds"] >= stats.MIN_INTERVAL_N:
-            notes.append(f"not even {MAX_SEEDS_NEEDED} seeds would resolve it at this mean and spread")
-        flagged = sorted(self._flagged(contrast, claim.metric))
-        row["runs_flagged"] = len(flagged)
-        if flagged:
-            without = self._judged(claim, contrast, confidence, margin, frozenset(flagged))
-            row["verdict_without_flagged"] = without["verdict"]
-            row["flagged_text"] = self._flagged_text(flagged, without)
-            word = without["verdict"] + (f" ({without['qualifier']})" if without["qualifier"] else "")
-            row["without_text"] = f"{word}: {without['text']}"
-        return _finish(row, verdict, "; ".join(notes), number, qualifier, row["flagged_text"])
+            notes.append(f"at this mean and spread not even a new grid of {MAX_SEEDS_NEEDED} seeds would resolve it")
+        if claim.metric in stats.TIME_METRICS and verdict in (SUPPORTED, CONTRADICTED):
+            notes.append(f"GAP needs {'fewer' if verdict == SUPPORTED else 'more'} "
+                         f"{'epochs' if claim.metric == 'epochs_to_fit' else 'wall time'}")  # fmt: skip
+        return _finish(row, verdict, "; ".join(notes), number, qualifier)
 
     def _judged(self, claim: Claim, contrast: stats.Contrast, confidence: float, margin: float,
                 leave_out: frozenset[str] = frozenset()) -> dict[str, Any]:  # fmt: skip
@@ -371,10 +444,12 @@ class _Context:
         n = plain["n"]
         out = {"mean": plain["mean"], "ci_low": plain["ci_low"], "ci_high": plain["ci_high"],
                "ci_low_adjusted": adjusted["ci_low"], "ci_high_adjusted": adjusted["ci_high"], "n_seeds": n,
-               "n_pairs": by_seed.n_pairs, "seeds_left_out": len(by_seed.seeds_left_out), "seeds_needed": None,
-               "qualifier": "", "reason": ""}  # fmt: skip
+               "n_pairs": by_seed.n_pairs, "seeds_needed": None,
+               "seeds_left_out": len(by_seed.seeds_left_out) + len(contrast.missing_seeds),
+               "qualifier": "", "reason": "", "settings": by_seed.settings,
+               "planned_settings": max(contrast.planned_settings, by_seed.settings)}  # fmt: skip
         out["text"] = stats.difference_text(plain["mean"], adjusted["ci_low"], adjusted["ci_high"], n,
-                                            by_seed.n_pairs, f"{confidence:.2%} CI")  # fmt: skip
+                                            by_seed.n_pairs, f"{confidence:.2%} CI", claim.metric)  # fmt: skip
         if n < stats.MIN_INTERVAL_N:
             out.update(verdict=INCONCLUSIVE, reason=f"{stats.FEW} seeds: no interval")
             return out
@@ -385,49 +460,104 @@ class _Context:
                                                confidence)  # fmt: skip
         return out
 
-    def _flagged(self, contrast: stats.Contrast, metric: str) -> set[str]:
-        """Under-fitted runs among the pairs this claim's interval uses."""
+    def _trainability(self, claim: Claim, contrast: stats.Contrast, confidence: float, row: dict) -> dict:
+        """The share of runs that fit at level a vs level b, on the contrast's pairs (neither side missing): an exact
+        two-sided McNemar test at 1 − confidence. Contradicted when it finds the shares differ (the line says which
+        way); inconclusive otherwise: equal shares would need a margin on proportions that a few seeds cannot meet."""
         pairs = contrast.pairs
-        if not self.underfit or pairs.empty:
-            return set()
-        used = pairs[~contrast.stalled & pairs[f"{metric}_a"].notna() & pairs[f"{metric}_b"].notna()]
-        ids = set(used["variant_id_a"]) | set(used["variant_id_b"])
-        return ids & self.underfit
+        fit_a = pairs["fit_a"].astype(bool).to_numpy()
+        fit_b = pairs["fit_b"].astype(bool).to_numpy()
+        seeds = pairs["seed_a"].nunique()
+        verdict, p_value, only_a, only_b = trainability_decision(fit_a, fit_b, confidence)
+        row.update(mean=float(fit_a.mean() - fit_b.mean()), n_pairs=len(pairs), n_seeds=seeds, seeds_left_out=0)
+        name_b = OTHER_HEADS.get(str(claim.b), str(claim.b))
+        number = (f"{PAIRED_EXACT} at {1 - confidence:.4f}; GAP fit in {int(fit_a.sum())} of {len(pairs)} runs, the "
+                  f"{name_b} head in {int(fit_b.sum())} of {len(pairs)}; discordant pairs {only_a} (GAP alone fit) "
+                  f"and {only_b} ({name_b} alone), p = {p_value:.3g}")  # fmt: skip
+        note = ""
+        if verdict == CONTRADICTED:
+            note = f"GAP fits {'less' if only_b > only_a else 'more'} often"
+        elif not only_a + only_b:
+            note = "no pair where one side fit and the other did not"
+        note += ("; " if note else "") + "the unit is the pair of runs at one setting and seed"
+        return _finish(row, verdict, note, number)
 
-    def _flagged_text(self, flagged: list[str], without: dict[str, Any]) -> str:
-        runs = self.results.runs
-        chosen = runs["variant_id"].isin(flagged)
-        if self._paper_labels is None:  # one labelling per report, however many claims rest on flagged runs
-            self._paper_labels = labels(runs, PAPER_LABELS, ", ")
-        where, budget = _by_variant(runs, chosen, self._paper_labels)
-        answer = without["verdict"] + (f" ({without['qualifier']})" if without["qualifier"] else "")
-        return (
-            f"rests on {stats.count(len(flagged), 'under-fitted run')} ({where}); without their pairs: {answer}, "
-            f"{without['text']}. Those seeds never fit their training set at {budget}: more epochs or a longer "
-            f"schedule would let them"
-        )
+    def sensitivity(self, claim: Claim, confidence: float) -> dict | None:
+        """The claim without the runs whose training failed (their pairs out, a seed left incomplete out whole): a
+        sensitivity analysis conditional on the seeds that trained, outside the budget; no verdict words."""
+        if claim.rule == PAIRED_EXACT or self.untested(claim):
+            return None
+        contrast = self.contrast(claim.axis, claim.a, claim.b)
+        if contrast is None or contrast.pairs.empty:
+            return None
+        failed = contrast.failed_runs()
+        if not failed:
+            return None
+        margin = self.margins[claim.metric]
+        everything = self._judged(claim, contrast, confidence, margin)
+        without = self._judged(claim, contrast, confidence, margin, failed)
+        sentence = (f"{claim.text}, without {stats.count(len(failed), 'run')} whose training failed: "
+                    f"{_what(claim.metric)} {without['text']}; with every run: {everything['text']}")  # fmt: skip
+        return {"key": claim.key, "claim": claim.text, "metric": claim.metric, "runs_left_out": len(failed),
+                "n_seeds": without["n_seeds"], "n_pairs": without["n_pairs"], "mean": without["mean"],
+                "ci_low_adjusted": without["ci_low_adjusted"], "ci_high_adjusted": without["ci_high_adjusted"],
+                "confidence_adjusted": confidence, "mean_all_runs": everything["mean"],
+                "sentence": sentence}  # fmt: skip
 
 
-def _by_variant(runs: pd.DataFrame, chosen: pd.Series, names: pd.Series) -> tuple[str, str]:
-    """The chosen runs counted by variant ('GAP, cccp 2, dropout: 2; ...') and their training budget ('10 epochs')."""
-    where = "; ".join(f"{name}: {n}" for name, n in names[chosen].value_counts(sort=False).items())
-    epochs = sorted({int(e) for e in runs.loc[chosen, "epochs"].dropna()})
-    return where, (f"{'/'.join(map(str, epochs))} epochs" if epochs else "this budget")
+def trainability_decision(fit_a: np.ndarray, fit_b: np.ndarray, confidence: float) -> tuple[str, float, int, int]:
+    """(verdict, p, pairs where only a fit, pairs where only b fit): the exact two-sided McNemar test (a binomial
+    test of the discordant pairs at 1/2) at level 1 − confidence: CONTRADICTED when it rejects equal shares, else
+    INCONCLUSIVE."""
+    only_a = int((fit_a & ~fit_b).sum())
+    only_b = int((~fit_a & fit_b).sum())
+    n = only_a + only_b
+    p_value = min(1.0, 2 * float(sps.binom.cdf(min(only_a, only_b), n, 0.5))) if n else 1.0
+    return (CONTRADICTED if p_value < 1 - confidence else INCONCLUSIVE), p_value, only_a, only_b
+
+
+def planning_text(needed: int) -> str:
+    """Seeds needed, as what it is: a planning figure for a new grid, never a reason to add seeds to this one."""
+    return (f"a planning figure: a new, independent grid of about {needed} seeds would resolve it at this seed-level "
+            f"spread; adding seeds to this grid and reporting again looks twice without correction "
+            f"(run --until-resolved plans its looks)")  # fmt: skip
+
+
+def sensitivity(results: Results, margins: dict[str, float] | None = None) -> pd.DataFrame:
+    """Each difference claim whose pairs hold a run whose training failed, judged without those runs at the
+    family's level (SENSITIVITY_COLUMNS): outside the 5% budget, conditional on the seeds that trained, no verdict."""
+    context = _context(results, margins)
+    listed = claims(results)
+    level = family_confidence(len(_testable(context, listed)))
+    rows = [context.sensitivity(c, level) for c in listed if isinstance(c, Claim)]
+    frame = pd.DataFrame([r for r in rows if r is not None], columns=["key", *SENSITIVITY_COLUMNS])
+    for column in ("runs_left_out", "n_seeds", "n_pairs"):
+        frame[column] = frame[column].astype("Int64")
+    return frame
+
+
+SENSITIVITY_TEXT = (
+    "A sensitivity analysis, not a verdict: each claim again without the runs whose training failed. It is outside "
+    "the report's 5% budget and conditional on the seeds that trained, so it answers a different question (how the "
+    "arms compare when they train), which selects on an outcome of the method."
+)
 
 
 def _what(metric: str) -> str:
     return stats.METRIC_NAMES.get(metric, metric)
 
 
-def _rule_text(rule: str, metric: str, margin: float) -> str:
-    points = 100 * margin
-    return f"{rule}, margin {points:g} point{'' if points == 1 else 's'}"
+def _rule_text(rule: str, metric: str, margin: float, chosen_after: bool = False) -> str:
+    if rule == PAIRED_EXACT:
+        return rule
+    text = f"{rule}, margin {stats.margin_text(metric, margin)}"
+    return text + (" (chosen after the runs: --margin)" if chosen_after else "")
 
 
-def _finish(row: dict, verdict: str, note: str, number: str = "", qualifier: str = "", flagged: str = "") -> dict:
+def _finish(row: dict, verdict: str, note: str, number: str = "", qualifier: str = "") -> dict:
     row.update(verdict=verdict, note=note, detail=number, qualifier=qualifier)
     row.setdefault("rule", EXACT)
-    details = "; ".join(part for part in (number, note, flagged) if part)
+    details = "; ".join(part for part in (number, note) if part)
     word = verdict + (f" ({qualifier})" if qualifier else "")
     row["sentence"] = f"{row['claim']}: {word}" + (f" — {details}." if details else ".")
     return row

@@ -26,7 +26,7 @@ class Report:
     """
 
     html: Path
-    tables: dict[str, Path]  # CSV files: results, summary, effects, verdicts
+    tables: dict[str, Path]  # CSV files: results, summary, effects, verdicts, sensitivity
     plots: dict[str, Path]
     sentences: list[str] = field(default_factory=list)  # the verdicts first, then one per effect
     done: str = ""
@@ -43,7 +43,8 @@ BEST_TEST_COLUMN = "best_test_acc_picked_on_test"  # results.csv's name for resu
 
 
 def write_report(grid_dir: str | Path, margins: dict[str, float] | None = None) -> Report:
-    """Write OUT/<grid>/report/: results.csv, summary.csv, effects.csv, verdicts.csv, ablation.md, ablation.tex,
+    """Write OUT/<grid>/report/: results.csv, summary.csv, effects.csv, verdicts.csv, sensitivity.csv, ablation.md,
+    ablation.tex,
     plots/*.png (plots/cam.png when runs kept class maps) and report.html.
 
     `margins` ({metric: δ}, from --margin) override the grid's for this report. Raises InputError when grid_dir is
@@ -58,13 +59,15 @@ def write_report(grid_dir: str | Path, margins: dict[str, float] | None = None) 
     summary = stats.summarize(results)
     effects = stats.effects(results)
     claims = sequential.report_verdicts(results, margins)
-    names = ("results", "summary", "effects", "verdicts")
+    sensitivity = verdicts.sensitivity(results, margins)
+    names = ("results", "summary", "effects", "verdicts", "sensitivity")
     csvs = {name: out / f"{name}.csv" for name in names}
     # best_test_acc picks its epoch on the test set: kept (a result.json contract) but named for what it is.
     results.runs.rename(columns={"best_test_acc": BEST_TEST_COLUMN}).to_csv(csvs["results"], index=False)
     summary.to_csv(csvs["summary"], index=False)
     effects.to_csv(csvs["effects"], index=False)
     verdicts.csv_frame(claims).to_csv(csvs["verdicts"], index=False)
+    sensitivity[list(verdicts.SENSITIVITY_COLUMNS)].to_csv(csvs["sensitivity"], index=False)
     documents = {fmt: out / f"ablation.{fmt}" for fmt in TABLE_FORMATS}
     documents["md"].write_text(tables.ablation_markdown(results, summary, claims), encoding="utf-8")
     documents["tex"].write_text(tables.ablation_latex(results, summary, claims), encoding="ascii")
@@ -76,7 +79,8 @@ def write_report(grid_dir: str | Path, margins: dict[str, float] | None = None) 
     sentences = [*claims["sentence"], *([exact] if exact else []), *stats.sentences(effects)]
     page = out / "report.html"
     page.write_text(
-        html.render(results, summary, effects, claims, exact, stats.sentences(effects), plot_paths), encoding="utf-8"
+        html.render(results, summary, effects, claims, exact, stats.sentences(effects), plot_paths, sensitivity),
+        encoding="utf-8",
     )
     words = dict(zip(claims["key"], claims["verdict"]))
     spent = sequential.spent(results, claims) if results.sequence is not None else {}

@@ -12,7 +12,7 @@ import pandas as pd
 
 from judge import sequential, stats
 from judge import verdicts as verdict_rule
-from judge.load import STALL_MARGIN, UNDERFIT_POINTS, Results
+from judge.load import DIVERGED, FIT, MISSING, PAPER_LABELS, STALL_MARGIN, STALLED, UNDERFIT, Results, labels
 from judge.stats import FEW, METHOD, MIN_INTERVAL_N, SUMMARY_METHOD
 from judge.verdicts import CONTRADICTED, EQUIVALENT, INCONCLUSIVE, NO_CANVAS, NOT_TESTED, SUPPORTED
 from reports import tables, tuning
@@ -62,6 +62,7 @@ def render(
     exact_head: str | None,
     sentences: list[str],
     plots: dict[str, Path],
+    sensitivity: pd.DataFrame | None = None,
 ) -> str:
     grid = html.escape(results.name)
     parts = [
@@ -79,7 +80,11 @@ def render(
         )
     parts.append("<h2>Verdicts</h2>")
     grown = results if results.sequence is not None else None
-    parts.append(_verdicts(claims, exact_head, verdict_rule.underfit_text(results), grown))
+    parts.append(_verdicts(claims, exact_head, verdict_rule.training_text(results), grown, results))
+    parts.append("<h2>Trainability per variant</h2>")
+    parts.append(_trainability(results))
+    parts.append("<h2>Sensitivity analysis: without the runs whose training failed</h2>")
+    parts.append(_sensitivity(sensitivity))
     plots = dict(plots)  # the caller's dict keeps every plot (W&B logs them all)
     parts.append(tuning.section(results.grid_dir, plots.pop(tuning.TUNING_PLOT, None), _figure))
     parts.append("<h2>Class maps</h2>")
@@ -97,16 +102,23 @@ def render(
         f"when it contains zero and lies inside ±margin (a supported or contradicted interval inside ±margin says "
         f"“smaller than the margin”). A <em>non-inferiority</em> claim (matches or beats) is supported when the "
         f"interval's lower end is above −margin (“equivalent” too when it also ends below +margin) and contradicted "
-        f"when it lies wholly below −margin. Otherwise a claim is <em>inconclusive</em>, with the seeds that would "
-        f"resolve it at the observed seed-level spread. Margins are fractions set by the grid file's "
+        f"when it lies wholly below −margin. Otherwise a claim is <em>inconclusive</em>, with a planning figure for a "
+        f"new, independent grid (adding seeds to this one and reporting again looks twice: "
+        f"<code>run --until-resolved</code> plans its looks). Trainability is an exact paired test (McNemar) at the "
+        f"family's level: <em>contradicted</em> when the shares of runs that fit differ, the line saying which way. "
+        f"Training time to the criterion: superiority at 1 epoch and at 10% of wall time (log ratio); contradicted "
+        f"means GAP needs more. Margins are set by the grid file's "
         f"<code>margins:</code> (defaults {html.escape(_margins_text(verdict_rule.DEFAULT_MARGINS))}; "
-        f"<code>nin-ablate report DIR --margin test_acc=0.005</code> overrides). No interval is computed from fewer "
+        f"<code>nin-ablate report DIR --margin test_acc=0.005</code> overrides, and the rule then says the margin "
+        f"was chosen after the runs). No interval is computed from fewer "
         f"than {MIN_INTERVAL_N} seeds (tables say “{FEW}”). Parameter claims compare exact counts (GAP/other at "
         f"matched settings).</li>"
-        f"<li><strong>Under-fitted runs</strong>: eval-mode train accuracy {100 * UNDERFIT_POINTS:.0f} or more "
-        f"points below the best seed of the same variant (the test set is never read for this). A verdict that rests "
-        f"on them names them and gives the verdict without their pairs; this grid has "
-        f"{int(results.runs['underfit'].sum()) if 'underfit' in results.runs else 0} such runs. "
+        f"<li><strong>Failed training is an outcome</strong>: a run <em>stalled</em> (final training accuracy ≤ "
+        f"1/classes + {STALL_MARGIN:g}), <em>under-fitted</em> (never reached the criterion: "
+        f"{html.escape(verdict_rule.criterion_text())}) or <em>diverged</em>, decided per run from training data "
+        f"alone (the test set is never read for it), stays in its pairs with its outcome: the verdicts are judged "
+        f"over the runs the grid launched (intention to treat). A run that failed for a reason not the method's "
+        f"(an exception, an OOM) is missing data: its seed leaves the claims it belongs to, and the line says so. "
         f"Where a variant's seeds split into two groups, the summary shows the median and interquartile mean beside "
         f"mean ± sd.</li>"
         "<li>Accuracies in the CSV tables are fractions in [0, 1]; sentences, plots and the summary above use "
@@ -116,19 +128,17 @@ def render(
         f"<li>Summary intervals: {html.escape(SUMMARY_METHOD)}.</li>"
         f"<li>Effects (unadjusted: the verdicts above read the family-adjusted intervals): "
         f"{html.escape(METHOD)}.</li>"
-        f"<li><strong>Stalled runs</strong> (final test accuracy ≤ 1/classes + {STALL_MARGIN:g}: the run never left "
-        f"chance) are flagged in every table (<code>stalled</code>) and plot (red marker or hatch) and are left out "
-        f"of every mean, interval and effect: a stall is a failure of optimisation in that seed, and one of them "
-        f"would swamp a paired difference. This grid has {stalled} stalled runs.</li>"
-        "<li>Runs whose status is not ok (diverged, failed) are listed apart below and left out of all "
-        "statistics.</li></ul>"
+        f"<li>This grid has {stalled} stalled runs; they are marked in every table (<code>stalled</code>) and plot "
+        f"(red marker or hatch) and counted in every mean.</li>"
+        "<li>Runs whose status is not ok are listed apart below: a diverged run (the method's doing) is judged at "
+        "chance where it recorded no outcome; a failed one is missing data.</li></ul>"
     )
     parts.append("<h2>Effects</h2>")
     if sentences:
         parts.append("<ul>" + "".join(f"<li>{html.escape(s)}</li>" for s in sentences) + "</ul>")
     else:
         parts.append("<p>No axis has two levels among the NiN runs yet.</p>")
-    parts.append(_table(effects.drop(columns=["method"]), "effects.csv"))
+    parts.append(_table(_readable_effects(effects), "effects.csv"))
     parts.append("<h2>Plots</h2>")
     for name, path in plots.items():
         parts.append(_figure(name, path, PLOT_CAPTIONS.get(name, name)))
@@ -188,7 +198,8 @@ def _class_maps(results: Results, cam: Path | None) -> str:
     return lead + _figure(CAM_PLOT, cam, caption)
 
 
-def _verdicts(claims: pd.DataFrame, exact_head: str | None, underfit: str = "", grown: Results | None = None) -> str:
+def _verdicts(claims: pd.DataFrame, exact_head: str | None, training: str = "", grown: Results | None = None,
+              results: Results | None = None) -> str:  # fmt: skip
     """The verdicts table; `grown`: the results of a grid grown by --until-resolved (a column says where each claim
     resolved, and a line what the sequence spent)."""
     rows = []
@@ -202,19 +213,26 @@ def _verdicts(claims: pd.DataFrame, exact_head: str | None, underfit: str = "", 
             rule = "exact count"
             details = "; ".join(part for part in (row.detail, row.note) if part)
             seeds = "–"
+        elif row.rule == verdict_rule.PAIRED_EXACT:
+            number = "–" if pd.isna(row.mean) else f"{100 * row.mean:+.0f} pts of runs fit"
+            interval = "exact test"
+            rule = row.rule
+            details = "; ".join(part for part in (row.detail, row.note) if part)
+            seeds = "–" if pd.isna(row.n_seeds) else f"{row.n_seeds} ({row.n_pairs} pairs)"
         else:
-            number = "–" if pd.isna(row.mean) else f"{100 * row.mean:+.1f} pts"
-            interval = "–" if pd.isna(row.mean) else _interval(row.ci_low_adjusted, row.ci_high_adjusted, row.n_seeds)
-            rule = "–" if row.verdict == NOT_TESTED else f"{row.rule}, ±{100 * row.margin:g} pts"
+            scale, unit = _unit(row.metric)
+            number = "–" if pd.isna(row.mean) else f"{scale * row.mean:+.1f} {unit}"
+            interval = ("–" if pd.isna(row.mean)
+                        else _interval(row.ci_low_adjusted, row.ci_high_adjusted, row.n_seeds, scale))  # fmt: skip
+            chosen = " (chosen after the runs)" if row.margin_chosen_after else ""
+            rule = "–" if row.verdict == NOT_TESTED else f"{row.rule}, ±{scale * row.margin:g} {unit}{chosen}"
             details = row.note
             seeds = "–" if pd.isna(row.n_seeds) else f"{row.n_seeds} ({row.n_pairs} pairs)"
-        without = row.without_text if isinstance(row.without_text, str) and row.without_text else "–"
         resolved = f"<td class='text'>{html.escape(row.sequence or '–')}</td>" if grown is not None else ""
         rows.append(
             f"<tr><td class='text'>{html.escape(row.claim)}</td><td class='word-cell'>{word}</td>{resolved}"
             f"<td class='text'>{html.escape(rule)}</td><td>{number}</td><td>{html.escape(interval)}</td>"
-            f"<td>{html.escape(seeds)}</td><td class='text'>{html.escape(details)}</td>"
-            f"<td class='text'>{html.escape(without)}</td></tr>"
+            f"<td>{html.escape(seeds)}</td><td class='text'>{html.escape(details)}</td></tr>"
         )
     confidence = claims["confidence_adjusted"].dropna()
     level = f"{confidence.iloc[0]:.2%} CI" if len(confidence) else "CI"
@@ -224,7 +242,7 @@ def _verdicts(claims: pd.DataFrame, exact_head: str | None, underfit: str = "", 
     table = (
         f"<table class='verdicts'><tr><th class='text'>Claim</th><th class='text'>Verdict</th>{resolved_head}"
         f"<th class='text'>Rule, margin</th><th>Difference</th><th>{html.escape(level)} (adjusted)</th>"
-        "<th>Seeds</th><th class='text'>Details</th><th class='text'>Without under-fitted runs</th></tr>"
+        "<th>Seeds</th><th class='text'>Details</th></tr>"
         + "".join(rows) + "</table>"
     )
     counts = claims["verdict"].value_counts()
@@ -234,9 +252,11 @@ def _verdicts(claims: pd.DataFrame, exact_head: str | None, underfit: str = "", 
         family = (f"<p><strong>{html.escape(sequential.spend_text(grown))}</strong></p>"
                   f"<p>{html.escape(sequential.family_text(grown.sequence))}</p>")  # fmt: skip
     else:
-        family = f"<p>{html.escape(verdict_rule.family_text(claims))}</p>"
-    if underfit:
-        family += f"<p><strong>Under-fitted runs.</strong> {html.escape(underfit)}</p>"
+        family = f"<p>{html.escape(verdict_rule.family_text(claims, results))}</p>"
+    if grown is not None and verdict_rule.weakened_text(grown):
+        family += f"<p>{html.escape(verdict_rule.weakened_text(grown))}</p>"
+    if training:
+        family += f"<p><strong>Runs whose training failed.</strong> {html.escape(training)}</p>"
     extra = f"<p>{html.escape(exact_head)}</p>" if exact_head else ""
     note = (
         "<p class='note'>Differences are paired (GAP minus the other head, cccp more minus fewer, dropout on minus "
@@ -250,17 +270,93 @@ def _verdicts(claims: pd.DataFrame, exact_head: str | None, underfit: str = "", 
 def _family(results: Results, claims: pd.DataFrame) -> str:
     if results.sequence is not None:
         return sequential.family_text(results.sequence)
-    return verdict_rule.family_text(claims)
+    return verdict_rule.family_text(claims, results)
+
+
+TRAINING_COLUMNS = ((FIT, "fit"), (STALLED, "stalled"), (UNDERFIT, "under-fitted"), (DIVERGED, "diverged"),
+                    (MISSING, "missing (not the method's doing)"))  # fmt: skip
+
+
+def _trainability(results: Results) -> str:
+    """Per variant: how its runs' training went (judge.load's statuses), and the share that did not fit."""
+    runs = results.runs
+    if runs.empty:
+        return "<p class='note'>(no finished runs yet)</p>"
+    names = labels(runs, PAPER_LABELS, ", ")
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in ("Variant", "Did not fit", *(t for _, t in TRAINING_COLUMNS)))
+    rows = []
+    for name, group in runs.groupby(names, sort=True):
+        counts = group["training"].value_counts()
+        launched = int((group["training"] != MISSING).sum())
+        failed = launched - int(counts.get(FIT, 0))
+        cells = [f"<td>{html.escape(str(name))}</td>", f"<td>{failed} of {launched} seeds</td>"]
+        cells += [f"<td>{int(counts.get(status, 0))}</td>" for status, _ in TRAINING_COLUMNS]
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    return (
+        f"<table><tr>{head}</tr>{''.join(rows)}</table><p class='note'>Decided per run from training data alone "
+        f"(the criterion: {html.escape(verdict_rule.criterion_text())}; stalled: final training accuracy ≤ chance + "
+        f"{100 * STALL_MARGIN:g} points). Per run: the <code>training</code> column of "
+        "<a href='results.csv'>results.csv</a>. The trainability claims above test GAP's share against each other "
+        "head's.</p>"
+    )
+
+
+SENSITIVITY_HEADERS = {"claim": "Claim", "runs_left_out": "Runs left out", "n_seeds": "Seeds", "n_pairs": "Pairs"}
+
+
+def _sensitivity(frame: pd.DataFrame | None) -> str:
+    """The analysis without failed runs: numbers only, no verdict words, apart from the verdicts."""
+    lead = f"<p>{html.escape(verdict_rule.SENSITIVITY_TEXT)}</p>"
+    if frame is None or frame.empty:
+        return lead + "<p class='note'>No claim's pairs hold a run whose training failed: nothing to leave out.</p>"
+    rows = []
+    for row in frame.itertuples():
+        scale, unit = _unit(row.metric)
+        without = "–" if pd.isna(row.mean) else f"{scale * row.mean:+.1f} {unit}"
+        interval = _interval(row.ci_low_adjusted, row.ci_high_adjusted, row.n_seeds, scale)
+        every = "–" if pd.isna(row.mean_all_runs) else f"{scale * row.mean_all_runs:+.1f} {unit}"
+        seeds = "0" if pd.isna(row.n_seeds) else str(row.n_seeds)
+        rows.append(f"<tr><td class='text'>{html.escape(row.claim)}</td><td>{row.runs_left_out}</td>"
+                    f"<td>{html.escape(seeds)}</td><td>{html.escape(without)}</td><td>{html.escape(interval)}</td>"
+                    f"<td>{html.escape(every)}</td></tr>")  # fmt: skip
+    level = f"{frame['confidence_adjusted'].iloc[0]:.2%}"
+    return lead + (
+        "<table class='verdicts'><tr><th class='text'>Claim</th><th>Runs left out</th><th>Seeds left</th>"
+        f"<th>Difference without them</th><th>{level} CI without them</th><th>Difference with every run</th></tr>"
+        + "".join(rows) + "</table><p class='note'>Full table: <a href='sensitivity.csv'>sensitivity.csv</a>. A seed "
+        "left with no pair at some setting leaves whole, so few or no seeds may remain.</p>"
+    )
+
+
+EFFECT_HEADERS = {"axis": "Axis", "level_a": "Level A", "level_b": "Level B", "subset": "Where", "metric": "Outcome",
+                  "mean_diff": "A − B (mean over seeds)", "std_diff": "SD over seeds", "n_pairs": "Pairs",
+                  "n_seeds": "Seeds", "seeds_left_out": "Seeds left out (missing runs)", "ci_low": "95% CI low",
+                  "ci_high": "95% CI high", "pairs_failed_training": "Pairs with failed training (kept)",
+                  "confounded_with": "Confounded with"}  # fmt: skip
+
+
+def _readable_effects(effects: pd.DataFrame) -> pd.DataFrame:
+    """The effects table as the page shows it: readable headers and outcome names, unadjusted CIs; the flags the
+    sentences already say (interval notes, zero crossings, unpaired counts) stay in effects.csv."""
+    frame = effects[[c for c in EFFECT_HEADERS if c in effects]].copy()
+    frame["metric"] = frame["metric"].map(lambda m: stats.METRIC_NAMES.get(m, m))
+    return frame.rename(columns=EFFECT_HEADERS)
+
+
+def _unit(metric: str) -> tuple[float, str]:
+    """A difference's scale and short unit in the page's tables: points, epochs, or log-% (100 × ln ratio)."""
+    scale, unit = stats.UNITS.get(metric, stats.DEFAULT_UNIT)
+    return scale, {"points": "pts", "epochs": "epochs"}.get(unit, "log-%")
 
 
 def _margins_text(margins: dict[str, float]) -> str:
     return ", ".join(f"{metric} {value:g}" for metric, value in margins.items())
 
 
-def _interval(low: float, high: float, n: Any) -> str:
+def _interval(low: float, high: float, n: Any, scale: float = 100.0) -> str:
     if pd.isna(low):
         return FEW if pd.notna(n) and n < MIN_INTERVAL_N else "–"
-    return f"{100 * low:+.1f} to {100 * high:+.1f}"
+    return f"{scale * low:+.1f} to {scale * high:+.1f}"
 
 
 def _summary(results: Results, summary: pd.DataFrame) -> str:
@@ -269,7 +365,7 @@ def _summary(results: Results, summary: pd.DataFrame) -> str:
     if frame.empty:
         return "<p class='note'>(no finished runs yet)</p>"
     bold = tables.best(frame)
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in (*tables.HEADERS, "n", "stalled", "not ok"))
+    head = "".join(f"<th>{html.escape(h)}</th>" for h in (*tables.HEADERS, "n", "did not fit", "missing"))
     rows = []
     for i, row in frame.iterrows():
         texts = tables.cells(row, "md")
@@ -277,12 +373,13 @@ def _summary(results: Results, summary: pd.DataFrame) -> str:
         for column, text in texts.items():
             text = html.escape(text)
             cells.append(f"<td><strong>{text}</strong></td>" if bold.loc[i, column] else f"<td>{text}</td>")
-        cells += [f"<td>{int(row[c])}</td>" for c in ("n", "stalled", "not_ok")]
+        cells += [f"<td>{int(row[c])}</td>" for c in ("n", "did_not_fit", "missing")]
         first_reference = row["reference"] and not frame["reference"].iloc[:i].any()
         rows.append(f"<tr{' class=reference' if first_reference else ''}>" + "".join(cells) + "</tr>")
     return (
-        f"<table><tr>{head}</tr>{''.join(rows)}</table><p class='note'>Mean ± sd (n runs) over seeds; stalled and "
-        "not-ok runs are counted, not averaged. Bold: best NiN variant per column. Every column, with 95% "
+        f"<table><tr>{head}</tr>{''.join(rows)}</table><p class='note'>Mean ± sd (n runs) over seeds, every run "
+        "that ended, failed training included; missing runs are counted, not averaged. Bold: best NiN variant per "
+        "column. Every column, with 95% "
         "intervals and group ids: <a href='summary.csv'>summary.csv</a>; the same table for a paper: "
         "<a href='ablation.md'>ablation.md</a>, <a href='ablation.tex'>ablation.tex</a>.</p>"
     )

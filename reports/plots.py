@@ -1,7 +1,8 @@
 """The report's figures as PNG files. Accuracies are drawn in percent, differences in accuracy points.
 
 Figures are built with matplotlib's object API (no pyplot state), so they render with the Agg backend whatever
-backend the calling process uses. Only status-ok runs are drawn; stalled runs carry a distinct red marker or hatch.
+backend the calling process uses. Only status-ok runs are drawn; stalled runs (in every mean) carry a distinct red
+marker or hatch.
 """
 
 from __future__ import annotations
@@ -18,12 +19,12 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import EngFormatter, LogLocator, MaxNLocator, NullFormatter
 
 from judge.load import STALL_MARGIN, Results
-from judge.stats import FEW, METRIC_NAMES, MIN_INTERVAL_N, level_text
+from judge.stats import FEW, METRIC_NAMES, MIN_INTERVAL_N, TIME_METRICS, level_text
 from judge.stats import pairs as effect_pairs
 from reports.tuning import TUNING_PLOT, tuning_figure
 
 STALLED_COLOR = "#d62728"
-STALLED_LABEL = f"stalled run (final test acc ≤ chance + {100 * STALL_MARGIN:g} points)"
+STALLED_LABEL = f"stalled run (final train acc ≤ chance + {100 * STALL_MARGIN:g} points)"
 REFERENCE_LABEL = "AlexNet reference"
 PLOT_NAMES = (
     "accuracy_vs_params", "accuracy_vs_macs", "gap_per_variant", "learning_curves", "epochs_to_stop", "effects",
@@ -121,7 +122,7 @@ def gap_bars(summary: pd.DataFrame) -> Figure:
     handles = [Patch(facecolor="C0", label="NiN variant"), Patch(facecolor="0.45", label=REFERENCE_LABEL)]
     if any(hatches):
         handles.append(
-            Patch(facecolor="white", edgecolor=STALLED_COLOR, hatch="//", label="has stalled runs (left out)")
+            Patch(facecolor="white", edgecolor=STALLED_COLOR, hatch="//", label="has stalled runs (kept in)")
         )
     ax.legend(handles=handles, loc="best", fontsize="small")
     return figure
@@ -235,7 +236,8 @@ def epochs_to_stop(results: Results) -> Figure:
 def effect_plot(effects: pd.DataFrame) -> Figure:
     names = {**METRIC_NAMES, "gap_acc": "overfitting gap (train − test)"}
     pairs = effect_pairs(effects)
-    metrics = list(pd.unique(effects["metric"])) or ["test_acc", "gap_acc"]
+    # Accuracy-like outcomes only: the training times (epochs, log seconds) have their own units and verdicts.
+    metrics = [m for m in pd.unique(effects["metric"]) if m not in TIME_METRICS] or ["test_acc", "gap_acc"]
     figure = Figure(figsize=(5.5 * len(metrics), 1.5 + 0.45 * max(len(pairs), 1)), layout="constrained")
     figure.suptitle("Paired effects: level A − level B, mean and 95% t-interval (zero line = no effect)")
     axes = figure.subplots(1, len(metrics), sharey=True, squeeze=False)[0]
@@ -250,7 +252,8 @@ def effect_plot(effects: pd.DataFrame) -> Figure:
         tick = f"{row.axis}: {level_text(row.axis, row.level_a)} vs {level_text(row.axis, row.level_b)}"
         if row.subset:
             tick += f" ({row.subset})"
-        ticks.append(tick + (f" [{row.stalled} stalled pairs out]" if row.stalled else ""))
+        failed = row.pairs_failed_training
+        ticks.append(tick + (f" [{failed} pairs with failed training, kept]" if failed else ""))
     for ax, metric in zip(axes, metrics):
         rows = [(yi, pair[metric]) for yi, pair in zip(y, pairs) if metric in pair]
         low, high = _effect_limits([row for _, row in rows])
@@ -267,10 +270,10 @@ def effect_plot(effects: pd.DataFrame) -> Figure:
         Line2D([], [], color="0.5", marker="D", linestyle="none", label=f"{FEW}: no interval"),
         Line2D([], [], color="0.5", marker=">", linestyle="none", label="beyond the axis (value written)"),
     ]
-    if any(pair["test_acc"].stalled for pair in pairs):
+    if any(pair["test_acc"].pairs_failed_training for pair in pairs):
         handles.append(
             Line2D([], [], color="0.3", marker="o", markerfacecolor="white", linestyle="none",
-                   label="pairs with a stalled run left out")
+                   label="has pairs with a failed training run (kept in)")
         )  # fmt: skip
     figure.legend(handles=handles, loc="outside lower center", ncols=3, fontsize="small")
     return figure
@@ -308,5 +311,5 @@ def _draw_effect(ax: Any, yi: float, row: Any, low: float, high: float) -> None:
         return
     ax.errorbar(
         mean, yi, xerr=err, fmt=marker, color=color, capsize=4, markersize=7,
-        markerfacecolor="white" if row.stalled else color,
+        markerfacecolor="white" if row.pairs_failed_training else color,
     )  # fmt: skip

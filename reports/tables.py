@@ -19,7 +19,8 @@ from judge.stats import MIN_INTERVAL_N, same_level
 HEADERS = ("Variant", "Params", "MACs (M)", "Test accuracy (%)", "Overfitting gap (points)")
 CAPTION = (
     "Ablation of NiN's head, cccp 1x1 layers and dropout. Test accuracy and overfitting gap (train minus test "
-    "accuracy, points): mean +/- sd (n runs) over seeds; stalled and failed runs left out. MACs: fvcore "
+    "accuracy, points): mean +/- sd (n runs) over seeds, every run that ended, failed training included (stalled, "
+    "under-fitted, diverged: intention to treat); runs missing for a reason not the method's left out. MACs: fvcore "
     "multiply-adds per image, forward. Bold: best NiN variant per column (accuracy and gap: among variants "
     f"with n >= {MIN_INTERVAL_N})."
 )
@@ -49,6 +50,8 @@ def ablation_frame(results: Results, summary: pd.DataFrame) -> pd.DataFrame:
             "acc_iqm": rows["test_acc_iqm"] if "test_acc_iqm" in rows else math.nan,
             "n": rows["n"],
             "stalled": rows["stalled"],
+            "did_not_fit": rows["did_not_fit"],
+            "missing": rows["missing"],
             "not_ok": rows["not_ok"],
             "reference": rows["reference"],
             "group_id": rows["group_id"],

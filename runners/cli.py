@@ -353,7 +353,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "table to stdout and write nothing")
     p.add_argument("--margin", action="append", default=[], metavar="METRIC=VALUE",
                    help="this report's margin for a metric's claims, overriding the grid's margins: (repeatable; "
-                        "a fraction: --margin test_acc=0.005 is half an accuracy point)")
+                        "a fraction: --margin test_acc=0.005 is half an accuracy point; epochs_to_fit in epochs); "
+                        "every verdict it changes says the margin was chosen after the runs")
     p.set_defaults(handler=cmd_report)
 
     p = sub.add_parser("bench", help="training throughput of the harness against a d2l-style reference loop")

@@ -117,3 +117,16 @@ def paired_runs(
             gap_run = result(base, base + 0.05 + diff, head="gap", seed=seed, **config)
         runs += [gap_run, result(base, base + 0.05, head=head, seed=seed, **config)]
     return runs
+
+
+def without_wall_time(record: dict[str, Any]) -> dict[str, Any]:
+    """looks.json without the wall-time claims' numbers: wall seconds differ between any two runs of a variant, and
+    those claims hold no sequence open, so every decision is equal without them."""
+    from judge.verdicts import WALL_TIME_KEY
+
+    timed = [key for key in record["design"]["family"] if key.startswith(WALL_TIME_KEY)]
+    for look in record["looks"]:
+        for key in timed:
+            look["claims"].pop(key, None)
+        look["open"] = [key for key in look["open"] if key not in timed]
+    return record

@@ -10,7 +10,9 @@ Noise model (docs/DECISIONS.md, "Verdicts: proved by simulation"): a run's outco
 with a seed effect u ~ N(0, SEED_SD²) shared by every run of the seed (its data order), seed × level effects
 w ~ N(0, LEVEL_SD²) for each axis level (a seed that favours one head), and run noise e ~ N(0, RUN_SD²); test_acc
 and gap_acc each follow it independently. `bimodal` puts a share of seeds on a second branch: every GAP cccp-2 run of
-such a seed loses BRANCH_DROP of test accuracy (an optimum it never leaves at this budget).
+such a seed loses BRANCH_DROP of test accuracy (an optimum it never leaves at this budget). Failed training, per GAP
+cccp-2 run: `stall` is the share that stall (test and training accuracy at chance), `underfit` the share that lose
+BRANCH_DROP of training and test accuracy, ending below the criterion (judge.load.FIT_ACCURACY) without stalling.
 
     python -m tests.verdict_simulation --reps 2000    # the figures docs/DECISIONS.md quotes
     python -m tests.verdict_simulation --sequential --reps 2000    # the designs of run --until-resolved, measured
@@ -35,12 +37,14 @@ from scipy import stats as sps
 
 from judge import sequential, stats
 from judge import verdicts as v
-from judge.load import STALL_MARGIN, Results, runs_frame, underfit
+from judge.load import FIT_ACCURACY, STALL_MARGIN, Results, flag_training, runs_frame
 
 HEADS, CCCP, DROPOUT = ("gap", "fc", "alexnet"), (0, 2), (True, False)
 BASE = {"test_acc": 0.90, "gap_acc": 0.02}
 SEED_SD, LEVEL_SD, RUN_SD = 0.010, 0.004, 0.004
 BRANCH_DROP = 0.30
+CHANCE = 0.10  # 10 classes
+STALL_SD = 0.005  # a stalled run's accuracy around chance
 SPEC = {"name": "sim", "axes": {"head": list(HEADS), "cccp": list(CCCP), "dropout": list(DROPOUT)},
         "settings": {"gap_relu": False}}  # fmt: skip
 DIFFERENCE_CLAIMS = (
@@ -59,6 +63,8 @@ class Scenario:
     level_sd: float = LEVEL_SD
     run_sd: float = RUN_SD
     bimodal: float = 0.0  # share of seeds on the second branch
+    stall: float = 0.0  # share of GAP cccp-2 runs that stall
+    underfit: float = 0.0  # share of GAP cccp-2 runs that under-fit (never reach the criterion), exclusive of stall
 
 
 def variants() -> list[dict[str, Any]]:
@@ -75,9 +81,12 @@ def expected_outcome(scenario: Scenario, run: pd.Series, metric: str) -> float:
         return BASE[metric]
     value = BASE[metric] + sum(shift for (axis, level, m), shift in scenario.effects.items()
                                if m == metric and run[axis] == level)  # fmt: skip
-    if metric == "test_acc" and run["head"] == "gap" and run["cccp"] == 2:
+    if not (run["head"] == "gap" and run["cccp"] == 2):
+        return value
+    if metric == "test_acc":  # a stalled run sits at chance; an under-fitted one lost BRANCH_DROP
         value -= scenario.bimodal * BRANCH_DROP
-    return value
+        return scenario.stall * CHANCE + (1 - scenario.stall) * value - scenario.underfit * BRANCH_DROP
+    return (1 - scenario.stall) * value  # a stalled run's gap is 0 on average
 
 
 def true_difference(scenario: Scenario, claim: v.Claim) -> float:
@@ -142,6 +151,14 @@ def draw(scenario: Scenario, rng: np.random.Generator, reps: int = 1) -> dict[st
         if metric == "test_acc":
             value[:, second] -= BRANCH_DROP * branch[:, seed_index[second]]
         out[metric] = value
+    if scenario.stall or scenario.underfit:  # drawn after the rest, so that other scenarios keep their stream
+        u = rng.random((reps, int(second.sum())))
+        stalled, under = u < scenario.stall, (u >= scenario.stall) & (u < scenario.stall + scenario.underfit)
+        test, gap = out["test_acc"][:, second], out["gap_acc"][:, second]
+        test = np.where(under, test - BRANCH_DROP, test)
+        test = np.where(stalled, CHANCE + rng.normal(0, STALL_SD, test.shape), test)
+        gap = np.where(stalled, rng.normal(0, STALL_SD, gap.shape), gap)
+        out["test_acc"][:, second], out["gap_acc"][:, second] = test, gap
     return out
 
 
@@ -152,9 +169,7 @@ def framed(seeds: int, outcomes: dict[str, np.ndarray]) -> Results:
     for metric in BASE:
         runs[metric] = outcomes[metric]
     runs["train_acc"] = runs["test_acc"] + runs["gap_acc"]
-    chance = 1.0 / runs["num_classes"].astype("float64")
-    runs["stalled"] = (runs["status"] == "ok") & (runs["test_acc"] <= chance + STALL_MARGIN)
-    runs["underfit"] = underfit(runs)
+    flag_training(runs)  # from the final training accuracy, as for a result without epochs
     return Results(None, "sim", None, SPEC, runs, pd.DataFrame(), [], [])  # type: ignore[arg-type]
 
 
@@ -199,25 +214,33 @@ def false_verdict(row: pd.Series | Mapping[str, Any], truth: float) -> bool:
     """Whether a claim's verdict is wrong about the true difference (level a minus level b) `truth`."""
     d, margin = row["direction"] * truth, row["margin"]  # the claimed direction is up
     verdict, qualifier = row["verdict"], row["qualifier"]
+    if row["rule"] == v.PAIRED_EXACT:  # "trains as often as": contradicted is false where the shares are equal, or
+        # where the line names the wrong way (the estimate's sign against the truth's)
+        return verdict == v.CONTRADICTED and (truth == 0 or (row["mean"] or 0) * truth < 0)
     if row["rule"] == v.NON_INFERIORITY:
         wrong = (verdict == v.SUPPORTED and d <= -margin) or (verdict == v.CONTRADICTED and d > -margin)
     else:
         wrong = (verdict == v.SUPPORTED and d <= 0) or (verdict == v.CONTRADICTED and d >= 0)
         wrong |= verdict == v.EQUIVALENT and abs(d) >= margin
-    return bool(wrong or (qualifier == v.EQUIVALENT and abs(d) >= margin))
+    # The qualifiers are statements too: "equivalent" and "smaller than the margin" are false at |d| ≥ δ.
+    return bool(wrong or (qualifier in (v.EQUIVALENT, v.SMALLER_THAN_MARGIN) and abs(d) >= margin))
 
 
 def truths(scenario: Scenario) -> dict[str, float]:
-    """Each difference claim's true mean difference under the scenario."""
-    return {key: true_difference(scenario, claim(key)) for key in DIFFERENCE_CLAIMS}
+    """Each claim's true mean difference under the scenario: of the outcome, or of the share of runs that fit (the
+    GAP cccp-2 runs, half of GAP's settings, fail at stall + underfit, and on the second branch)."""
+    out = {key: true_difference(scenario, claim(key)) for key in DIFFERENCE_CLAIMS}
+    failing = scenario.stall + scenario.underfit + (1 - scenario.stall - scenario.underfit) * scenario.bimodal
+    out.update({key: -0.5 * failing for key in TRAINABILITY_CLAIMS})
+    return out
 
 
 def false_verdicts(frame: pd.DataFrame, truth: dict[str, float]) -> pd.Series:
-    """Per difference claim: whether the report's verdict on it is wrong."""
-    return pd.Series({key: false_verdict(frame.loc[key], truth[key]) for key in DIFFERENCE_CLAIMS})
+    """Per claim of the family: whether the report's verdict on it is wrong."""
+    return pd.Series({key: false_verdict(frame.loc[key], truth[key]) for key in family()})
 
 
-def covered(frame: pd.DataFrame, truth: dict[str, float]) -> pd.Series:
+def covered(frame: pd.DataFrame, truth: dict[str, float]) -> pd.Series:  # the difference claims: intervals
     """Per difference claim: whether its adjusted interval holds the true mean difference."""
     return pd.Series({key: bool(frame.loc[key, "ci_low_adjusted"] <= truth[key] <= frame.loc[key, "ci_high_adjusted"])
                       for key in DIFFERENCE_CLAIMS})  # fmt: skip
@@ -291,28 +314,73 @@ def groups_of(keys: frozenset[str]) -> list[str]:
     return sorted(frozenset().union(*(_claim_groups(key) for key in keys)))
 
 
+TRAINABILITY_CLAIMS = ("gap_trains_as_often_as_fc", "gap_trains_as_often_as_alexnet")
+
+
+@functools.cache
+def _trainability_pairs(seeds: int) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Each trainability claim's pairs as run indices of _structure(seeds): (GAP side, other side, the pair's seed),
+    from the report's own contrast (the subset verdicts.claim_variants names)."""
+    structure = framed(seeds, {metric: _structure(seeds)[metric].to_numpy() for metric in BASE})
+    ids = pd.Index(structure.runs["variant_id"])
+    out = {}
+    for key in TRAINABILITY_CLAIMS:
+        c = claim(key)
+        groups = v.claim_variants(structure, {key})
+        chosen = [x for x in stats.matched_pairs(structure, c.axis, c.a, c.b)
+                  if set(x.pairs["group_id_a"]) | set(x.pairs["group_id_b"]) == groups]  # fmt: skip
+        assert len(chosen) == 1, key
+        pairs = chosen[0].pairs
+        out[key] = (ids.get_indexer(pairs["variant_id_a"]), ids.get_indexer(pairs["variant_id_b"]),
+                    pairs["seed_a"].to_numpy(dtype=int))  # fmt: skip
+    return out
+
+
+def fit_flags(outcomes: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """(fit, failed training) of each run from its outcomes, as judge.load.flag_training decides for a result
+    without epochs (the suite checks the two agree): training accuracy = test + gap."""
+    train = outcomes["test_acc"] + outcomes["gap_acc"]
+    stalled = train <= CHANCE + STALL_MARGIN
+    fit = ~stalled & (train >= FIT_ACCURACY)
+    return fit, ~fit
+
+
 class SimHost:
     """judge.sequential.Host over one simulated grid whose every seed the design may reach is drawn up front. A look
     judges each claim as the report does (its seed-level differences at the look's seeds, a Student-t interval at the
-    look's confidence cut at the difference's range, verdicts.decide), from the linear map `_pairing`, without
-    building a report: ~1000 times faster than judge.sequential.judge_look, and equal to it (the suite checks)."""
+    look's confidence cut at the difference's range, verdicts.decide; the trainability claims by
+    verdicts.trainability_decision on the same pairs), from the linear map `_pairing`, without building a report:
+    ~1000 times faster than judge.sequential.judge_look, and equal to it (the suite checks). `leave_failed` judges as
+    the per-protocol analysis does (the sensitivity analysis, and the rule before intention to treat): seeds with a
+    failed run in a claim's pairs out."""
 
     def __init__(self, outcomes: dict[str, np.ndarray], differences: dict[str, np.ndarray] | None = None,
-                 margins: dict[str, float] | None = None) -> None:  # fmt: skip
+                 margins: dict[str, float] | None = None, leave_failed: bool = False) -> None:  # fmt: skip
         self.outcomes = outcomes  # metric → one value per run of _structure(seeds)
         self.seeds = len(outcomes["test_acc"]) // len(variants())
+        pairing = _pairing(self.seeds)
         if differences is None:
-            pairing = _pairing(self.seeds)
             differences = {key: pairing[key] @ outcomes[claim(key).metric] for key in DIFFERENCE_CLAIMS}
         self.differences = differences  # claim → seed-level difference of each seed 0 .. seeds − 1
         self.margins = {**v.DEFAULT_MARGINS, **(margins or {})}
+        self.fit, failed = fit_flags(outcomes)
+        self.leave_failed = leave_failed
+        # claim → seeds with a failed run among its pairs (what the per-protocol analysis leaves out)
+        self.failed_seeds = {key: (np.abs(pairing[key]) > 0) @ failed > 0 for key in DIFFERENCE_CLAIMS}
 
     def ready(self, seeds: Sequence[int], looks: Sequence[Mapping[str, Any]]) -> bool:
         return True  # every run is drawn already
 
     def judge(self, seeds: Sequence[int], confidence: float, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
         index = np.asarray(seeds, dtype=int)
-        return {key: self._judged(claim(key), self.differences[key][index], confidence) for key in keys}
+        out = {}
+        for key in keys:
+            if key in TRAINABILITY_CLAIMS:
+                out[key] = self._trainability(key, index, confidence)
+                continue
+            kept = index[~self.failed_seeds[key][index]] if self.leave_failed else index
+            out[key] = self._judged(claim(key), self.differences[key][kept], confidence)
+        return out
 
     def groups(self, keys: frozenset[str]) -> list[str]:
         return groups_of(keys)
@@ -333,17 +401,47 @@ class SimHost:
         out.update(verdict=verdict, qualifier=qualifier, ci_low=low, ci_high=high)
         return out
 
+    def _trainability(self, key: str, index: np.ndarray, confidence: float) -> dict[str, Any]:
+        side_a, side_b, pair_seed = _trainability_pairs(self.seeds)[key]
+        chosen = np.isin(pair_seed, index)
+        fit_a, fit_b = self.fit[side_a[chosen]], self.fit[side_b[chosen]]
+        if self.leave_failed:  # pairs with a failed run out: only runs that trained remain
+            fit_a, fit_b = fit_a[fit_a & fit_b], fit_b[fit_a & fit_b]
+        verdict, _, _, _ = v.trainability_decision(fit_a, fit_b, confidence)
+        mean = float(fit_a.mean() - fit_b.mean()) if len(fit_a) else None
+        return {"verdict": verdict, "qualifier": "", "mean": mean, "ci_low": None, "ci_high": None,
+                "n_seeds": len(np.unique(pair_seed[chosen]))}  # fmt: skip
 
-def hosts(scenario: Scenario, seeds: int, reps: int, rng: np.random.Generator) -> list[SimHost]:
-    """`reps` simulated grids of `seeds` seeds each under the scenario (its own seed count aside), drawn at once."""
+
+def hosts(scenario: Scenario, seeds: int, reps: int, rng: np.random.Generator,
+          leave_failed: bool = False) -> list[SimHost]:  # fmt: skip
+    """`reps` simulated grids of `seeds` seeds each under the scenario (its own seed count aside), drawn at once.
+    Failed training stays in every pair (intention to treat), so the seed-level differences are a linear map of the
+    outcomes whatever stalls."""
     outcomes = draw(replace(scenario, seeds=seeds), rng, reps)
-    chance = 1.0 / int(_structure(seeds)["num_classes"].iloc[0])
-    if (outcomes["test_acc"] <= chance + STALL_MARGIN).any():  # a stalled run would leave its pairs out: no linear map
-        raise ValueError("a simulated run stalled: SimHost's linear map does not hold; use reports() for this scenario")
     pairing = _pairing(seeds)
     differences = {key: outcomes[claim(key).metric] @ pairing[key].T for key in DIFFERENCE_CLAIMS}  # reps × seeds
-    return [SimHost({m: x[r] for m, x in outcomes.items()}, {k: d[r] for k, d in differences.items()})
-            for r in range(reps)]  # fmt: skip
+    return [SimHost({m: x[r] for m, x in outcomes.items()}, {k: d[r] for k, d in differences.items()},
+                    leave_failed=leave_failed) for r in range(reps)]  # fmt: skip
+
+
+def fast_reports(scenario: Scenario, reps: int, seed: int) -> list[pd.DataFrame]:
+    """`reps` reports' verdicts under the scenario through the fast path (what `reports` gives, for the family's
+    claims: verdict, qualifier, mean, adjusted interval, and what false_verdict reads), from one seeded stream."""
+    grids = hosts(scenario, scenario.seeds, reps, np.random.default_rng(seed))
+    frames = []
+    for judged in fixed_rule(grids):
+        rows = {key: {**claim_row(key, j), "ci_low_adjusted": j["ci_low"], "ci_high_adjusted": j["ci_high"],
+                      "n_seeds": j["n_seeds"]} for key, j in judged.items()}  # fmt: skip
+        frames.append(pd.DataFrame.from_dict(rows, orient="index"))
+    return frames
+
+
+def fixed_rule(grids: list[SimHost], confidence: float | None = None) -> list[dict[str, dict[str, Any]]]:
+    """Each grid judged once by the fixed rule at its every seed: the report's verdicts, through the fast host.
+    `confidence` other than the family's level makes a deliberately loosened rule (the negative controls)."""
+    level = v.family_confidence(len(family())) if confidence is None else confidence
+    return [g.judge(range(g.seeds), level, family()) for g in grids]
 
 
 @functools.cache
@@ -373,8 +471,8 @@ def sequences(scenario: Scenario, plan: sequential.Design, reps: int, seed: int)
 def claim_row(key: str, judged: Mapping[str, Any]) -> dict[str, Any]:
     """A claim's verdict as a look (or SimHost.judge) states it, with what false_verdict reads of the claim."""
     c = claim(key)
-    return {"rule": c.rule, "direction": c.direction, "margin": v.DEFAULT_MARGINS[c.metric],
-            "verdict": judged["verdict"], "qualifier": judged["qualifier"]}  # fmt: skip
+    return {"rule": c.rule, "direction": c.direction, "margin": v.DEFAULT_MARGINS.get(c.metric, math.nan),
+            "verdict": judged["verdict"], "qualifier": judged["qualifier"], "mean": judged["mean"]}  # fmt: skip
 
 
 def ever_false(looks: list[dict[str, Any]], truth: dict[str, float]) -> bool:

@@ -45,7 +45,8 @@ def test_the_fast_host_judges_as_the_report_does():
                 else:
                     assert fast[key][field] == pytest.approx(full[key][field], abs=1e-12, rel=0), (look, key, field)
                     compared += 1
-    assert compared == 7 + 3 * 7 * 3  # means at 2 seeds, and every interval from 5 seeds on
+    # means at 2 seeds, every interval from 5 seeds on, and the trainability claims' share difference at every look
+    assert compared == 7 + 3 * 7 * 3 + 4 * len(sim.TRAINABILITY_CLAIMS)
     verdicts = {full[key]["verdict"] for key in keys}
     assert len(verdicts) > 1  # the last look judges more than one verdict: the check is not all "inconclusive"
     for keys_open in (set(keys), {"cccp_2_vs_0_accuracy"}, set(NI_CLAIMS), {"gap_overfitting_vs_alexnet"}):
@@ -54,7 +55,7 @@ def test_the_fast_host_judges_as_the_report_does():
 
 def test_null_no_effect_anywhere_at_most_5_percent_of_sequences_ever_state_a_false_verdict():
     reps, scenario, plan = 2000, sim.Scenario(), sim.design()
-    assert plan.schedule == tuple(range(5, 13)) and plan.family == sim.family() and len(plan.family) == 7
+    assert plan.schedule == tuple(range(5, 13)) and plan.family == sim.family() and len(plan.family) == 9
     looks = sim.sequences(scenario, plan, reps, seed=7101)
     truth = sim.truths(scenario)
     wrong = np.mean([sim.ever_false(s, truth) for s in looks])
@@ -111,10 +112,10 @@ def test_a_large_effect_resolves_at_the_first_look_and_the_sequence_trains_less_
 def test_large_effects_on_every_claim_stop_the_whole_sequence_at_the_grid_seeds():
     # Each claim resolves at the first look at least as often as its noncentral-t power there (an effect in the
     # claimed direction: the "matches" claims even more often), so all 7 do in at least 1 − 7 × (1 − power).
-    reps, plan, effect = 500, sim.design(), 20.0
+    reps, plan, effect = 500, sim.design(), 24.0  # the family of 9 makes the first look stricter than 7 did
     looks = sim.sequences(sim.claimed_effects(effect), plan, reps, seed=7105)
     power = sim.noncentral_power(effect, plan.schedule[0], plan.confidence(0))
-    bound = 1 - len(plan.family) * (1 - power)
+    bound = 1 - len(sim.DIFFERENCE_CLAIMS) * (1 - power)  # the trainability claims hold no sequence open
     assert bound > 0.5
     stopped = np.mean([len(s) == 1 and sim.runs_trained(plan, s) == GRID_RUNS for s in looks])
     assert at_least(stopped, bound, reps), (stopped, bound)
@@ -123,7 +124,7 @@ def test_large_effects_on_every_claim_stop_the_whole_sequence_at_the_grid_seeds(
 def test_claimed_effects_are_the_stated_seed_level_sds_in_each_claimed_direction():
     scenario = sim.claimed_effects(0.5)
     truth = sim.truths(scenario)
-    for key in sim.family():
+    for key in sim.DIFFERENCE_CLAIMS:
         c = sim.claim(key)
         assert truth[key] == pytest.approx(0.5 * c.direction * sim.seed_level_sd(scenario, key)), key
 

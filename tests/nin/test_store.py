@@ -1,7 +1,8 @@
 """nin/store.py: atomic writes (old file or new file, never half), temp-file cleanup, checkpoints with a checksum.
 
-Covered elsewhere, not repeated here: a checkpoint of another variant is refused (tests/nin/test_train.py), kills at a
-real run's checkpoint/result writes and their resume (tests/runners/test_until_resolved.py, tests/test_runner.py).
+Covered elsewhere, not repeated here: a checkpoint of another variant is refused (tests/nin/test_train.py), kills at
+a real run's checkpoint/result writes and their resume (tests/runners/test_until_resolved.py,
+tests/runners/test_runner.py).
 """
 
 from __future__ import annotations
