@@ -32,16 +32,17 @@ from nin.layout import (
 # How each run's training went, decided from training data alone (never the test set), per run:
 #   stalled   ok, and its final training accuracy (eval-mode pass, else the last epoch's running one) is within
 #             STALL_MARGIN of chance (1/num_classes): the optimiser never got going in that seed;
-#   underfit  ok, off chance, but it never reached the training criterion: result.json's stop_reason is "cap"
-#             (not "criterion") where the run trained under the stopping rule, else no epoch's training accuracy
-#             (metrics.jsonl) reached FIT_ACCURACY (a result without epochs: its final training accuracy);
+#   underfit  ok, off chance, but it never fit its training set: under the stopping rule, it hit the cap
+#             (stop_reason "cap") or its rule ended it on a plateau below FIT_ACCURACY (a crawl that levelled off is
+#             not a fit); otherwise no epoch's training accuracy (metrics.jsonl) reached FIT_ACCURACY (a result
+#             without epochs: its final training accuracy);
 #   diverged  status "diverged" (a non-finite loss): the method's doing, like a stall;
 #   missing   status failed / unreadable (an exception, an OOM, a lost file): not the method's doing;
 #   fit       the rest: ok, off chance, the criterion reached.
 # Failed training (stalled, underfit, diverged) is an outcome and stays in every pair (docs/DECISIONS.md,
 # "Failed training is an outcome"); missing runs are missing data.
 STALL_MARGIN = 0.02
-FIT_ACCURACY = 0.80  # the stated training accuracy of the criterion where result.json records no stop_reason
+FIT_ACCURACY = 0.80  # the training accuracy a fitted run reaches (under the stopping rule too, at its last epoch)
 FIT, STALLED, UNDERFIT, DIVERGED, MISSING = "fit", "stalled", "underfit", "diverged", "missing"
 FAILED_TRAINING = (STALLED, UNDERFIT, DIVERGED)
 ANALYSED_STATUSES = ("ok", "diverged")  # the runs every verdict reads: the grid launched them and they ended
@@ -256,7 +257,8 @@ def flag_training(runs: pd.DataFrame, reached: pd.Series | None = None) -> pd.Da
     if "stop_reason" in runs:  # the stopping rule's own record, where the run has one
         reason = runs["stop_reason"].astype("object")
         recorded = reason.isin(RULE_ENDINGS).to_numpy(dtype=bool)
-        met = np.where(recorded, (reason == CRITERION).to_numpy(dtype=bool), met)
+        fitted = (reason == CRITERION).to_numpy(dtype=bool) & (final >= FIT_ACCURACY).to_numpy(dtype=bool)
+        met = np.where(recorded, fitted, met)
     diverged = (runs["status"] == "diverged").to_numpy()
     training = np.select([stalled, ok & ~met, ok, diverged], [STALLED, UNDERFIT, FIT, DIVERGED], MISSING)
     runs["training"] = training

@@ -259,8 +259,8 @@ def training_text(results: Results) -> str:
 
 
 def criterion_text() -> str:
-    return (f"the stopping rule's stop_reason \"criterion\" (not \"cap\") where the run trained under it, else a "
-            f"training accuracy of {100 * FIT_ACCURACY:g}% in some epoch")  # fmt: skip
+    return (f"a training accuracy of {100 * FIT_ACCURACY:g}% in some epoch; under the stopping rule, its stop_reason "
+            f"\"criterion\" (not \"cap\") at a training accuracy of {100 * FIT_ACCURACY:g}% or more")  # fmt: skip
 
 
 def decide(rule: str, low: float, high: float, margin: float, direction: int) -> tuple[str, str]:

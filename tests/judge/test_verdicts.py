@@ -426,3 +426,20 @@ def test_training_time_reads_the_stopping_rules_record_where_result_json_has_one
         run["stop_reason"] = "epochs"
     plain = load_results(write_grid(tmp_path, "budget", runs)).runs
     assert (plain["training"] == "fit").all() and (plain["epochs_to_fit"] == 3).all()  # 0.95 at the last epoch
+
+
+def test_a_run_its_rule_stopped_on_a_plateau_below_a_fit_is_underfit(tmp_path: Path) -> None:
+    """The stopping rule ends a crawl that levels off ("criterion") as it ends a fit; only the training accuracy
+    tells them apart. The demo's GAP cccp-2 seed that levelled off at 0.51 is such a run."""
+    runs = paired_runs(0.90, {0: 0.0, 1: 0.0, 2: 0.0})
+    for run in runs:
+        crawled = run["head"] == "gap" and run["seed"] == 1
+        run.update(stop_reason="criterion", epochs_done=43 if crawled else 20, train_seconds=40.0)
+        if crawled:
+            run.update(train_acc=FIT_ACCURACY - 0.29, test_acc=0.50, gap_acc=FIT_ACCURACY - 0.29 - 0.50)
+    results = load_results(write_grid(tmp_path, "plateau", runs))
+    training = results.runs.set_index(["head", "seed"])["training"]
+    assert training[("gap", 1)] == "underfit"
+    assert (training.drop(("gap", 1)) == "fit").all()
+    trains = verdicts(results).set_index("key").loc["gap_trains_as_often_as_fc"]
+    assert "GAP fit in 2 of 3 runs, the FC head in 3 of 3" in trains["sentence"]
