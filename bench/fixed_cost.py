@@ -21,7 +21,7 @@ from nin.data import DataTensors, clear_cache, load_dataset
 from nin.device import synchronize
 from nin.pipeline import DeviceData
 from nin.profile import profile_variant
-from nin.results import build_result, now_iso
+from nin.results import RunOutcome, build_result, now_iso
 from nin.tracking import make_tracker
 from nin.train import Trainer
 from nin.variant import Variant
@@ -54,10 +54,11 @@ def measure_fixed_costs(
     device_data, costs["device_data"] = _timed(device, to_device)
     trainer, costs["model_build"] = _timed(device, lambda: Trainer(variant, device))
     profile, costs["profile"] = _timed(device, lambda: profile_variant(variant))
-    result = build_result(
-        variant, profile.as_dict(), [], "ok", None, 0.0, None, device, trainer.precision, now_iso(),
-        device_data.n_train, device_data.n_test,
+    outcome = RunOutcome(
+        "ok", device=device, precision=trainer.precision, started=now_iso(), n_train=device_data.n_train,
+        n_test=device_data.n_test,
     )  # fmt: skip
+    result = build_result(variant, profile.as_dict(), [], outcome)
     # wandb's service may still be writing when the directory goes: leftovers there are not our concern.
     with tempfile.TemporaryDirectory(prefix="nin-bench-", ignore_cleanup_errors=True) as tmp:
         # A worker's first W&B run also starts wandb's service process; the variants after it reuse the service.
