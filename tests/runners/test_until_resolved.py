@@ -50,8 +50,9 @@ TIMES = {"train_seconds": 60.0, "epochs_done": 10}  # every run alike: the train
 def quick_outcomes(variant: Variant) -> dict:
     """On the quick grid: GAP 15 points above FC and 10 less overfitting, cccp 2 +10, dropout +5 and −5 overfitting,
     each with ±0.05-point noise (small enough that O'Brien-Fleming's strict first look at 3 seeds, a t interval at
-    99.997% on 2 df, closes them whatever the draw); the AlexNet head equal to GAP on average but ±5 points by seed (one draw per head and
-    seed, so it cancels in the cccp and dropout contrasts). Only the two GAP-vs-AlexNet claims stay open."""
+    99.997% on 2 df, closes them whatever the draw); the AlexNet head equal to GAP on average but ±5 points by seed
+    (one draw per head and seed, so it cancels in the cccp and dropout contrasts). Only the two GAP-vs-AlexNet claims
+    stay open."""
     if variant.model == "alexnet":
         return {"test_acc": 0.6, "train_acc": 0.7, "gap_acc": 0.1, **TIMES}
     test = 0.6 + 0.15 * (variant.head == "gap") + 0.15 * (variant.head == "alexnet") + 0.1 * (variant.cccp == 2)
