@@ -280,12 +280,7 @@ def _pairing(seeds: int) -> dict[str, np.ndarray]:
     ids = pd.Index(structure.runs["variant_id"])
     out = {}
     for key in DIFFERENCE_CLAIMS:
-        c = claim(key)
-        groups = v.claim_variants(structure, {key})
-        chosen = [x for x in stats.matched_pairs(structure, c.axis, c.a, c.b)
-                  if set(x.pairs["group_id_a"]) | set(x.pairs["group_id_b"]) == groups]  # fmt: skip
-        assert len(chosen) == 1, (key, [x.subset for x in chosen])
-        pairs = chosen[0].pairs
+        pairs = _claim_pairs(structure, key)
         seed = pairs["seed_a"].to_numpy(dtype=int)
         part = 1.0 / np.bincount(seed, minlength=seeds)[seed]  # each pair's part of its seed's mean
         weights = np.zeros((seeds, len(ids)))
@@ -317,6 +312,16 @@ def groups_of(keys: frozenset[str]) -> list[str]:
 TRAINABILITY_CLAIMS = ("gap_trains_as_often_as_fc", "gap_trains_as_often_as_alexnet")
 
 
+def _claim_pairs(structure: Results, key: str) -> pd.DataFrame:
+    """The pairs of the one contrast a claim reads: the subset whose variants verdicts.claim_variants names."""
+    c = claim(key)
+    groups = v.claim_variants(structure, {key})
+    chosen = [x for x in stats.matched_pairs(structure, c.axis, c.a, c.b)
+              if set(x.pairs["group_id_a"]) | set(x.pairs["group_id_b"]) == groups]  # fmt: skip
+    assert len(chosen) == 1, (key, [x.subset for x in chosen])
+    return chosen[0].pairs
+
+
 @functools.cache
 def _trainability_pairs(seeds: int) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Each trainability claim's pairs as run indices of _structure(seeds): (GAP side, other side, the pair's seed),
@@ -325,12 +330,7 @@ def _trainability_pairs(seeds: int) -> dict[str, tuple[np.ndarray, np.ndarray, n
     ids = pd.Index(structure.runs["variant_id"])
     out = {}
     for key in TRAINABILITY_CLAIMS:
-        c = claim(key)
-        groups = v.claim_variants(structure, {key})
-        chosen = [x for x in stats.matched_pairs(structure, c.axis, c.a, c.b)
-                  if set(x.pairs["group_id_a"]) | set(x.pairs["group_id_b"]) == groups]  # fmt: skip
-        assert len(chosen) == 1, key
-        pairs = chosen[0].pairs
+        pairs = _claim_pairs(structure, key)
         out[key] = (ids.get_indexer(pairs["variant_id_a"]), ids.get_indexer(pairs["variant_id_b"]),
                     pairs["seed_a"].to_numpy(dtype=int))  # fmt: skip
     return out
