@@ -65,6 +65,18 @@ class Peak(NamedTuple):
     source: str  # "datasheet" (GPUs) or "measured" (CPUs: the GEMM probe)
 
 
+# cuBLAS reads its workspace setting when a process first creates a cuBLAS handle, and with deterministic algorithms
+# torch refuses cuBLAS calls unless it is one of the fixed sizes. A process that trains on a GPU therefore sets it
+# before its first CUDA work, for every variant alike (a few MiB of workspace); a value the user set wins.
+CUBLAS_WORKSPACE = ":4096:8"
+
+
+def prepare_cuda_process(device: torch.device) -> None:
+    """Before a process's first CUDA work: the fixed cuBLAS workspace deterministic variants need."""
+    if device.type == "cuda":
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
+
+
 def resolve_device(requested: str = "auto") -> torch.device:
     """'auto' → the first GPU if there is one, else the CPU; a GPU that is not there is a clear error."""
     if requested == "auto":

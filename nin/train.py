@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from nin import host_memory, store
 from nin._timm import create_optimizer_v2, create_scheduler_v2
-from nin.device import AUTOCAST_DTYPES, resolve_device, resolve_precision, synchronize
+from nin.device import AUTOCAST_DTYPES, prepare_cuda_process, resolve_device, resolve_precision, synchronize
 from nin.layout import CAM_FILE, CHECKPOINT_FILE, METRICS_FILE, RESULT_FILE
 from nin.models import create_model
 from nin.plateau import BUDGET, CAP, CRITERION, DROP, STOP, Plateau
@@ -319,6 +319,7 @@ def train(
     caller (runners) records them as status 'failed'.
     """
     torch_device = resolve_device(device) if isinstance(device, str) else device
+    prepare_cuda_process(torch_device)
     options = TrainOptions(torch_device, data, data_dir, download, tracker, progress, progress_position, log, tuned)
     with variant_settings(variant, torch_device, threads):
         return _train(variant, Path(run_dir), options)

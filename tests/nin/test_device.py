@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import pytest
 import torch
@@ -166,3 +167,16 @@ def test_fp16_checkpoint_state_restores_the_loss_scale():
     resumed = Trainer(variant, torch.device("cpu"))
     resumed.load_state_dict(first.state_dict())
     assert resumed.scaler.get_scale() == first.scaler.get_scale() == 2.0**38
+
+
+def test_a_gpu_process_fixes_the_cublas_workspace_that_deterministic_variants_need(monkeypatch) -> None:
+    from nin.device import CUBLAS_WORKSPACE, prepare_cuda_process
+
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    prepare_cuda_process(torch.device("cpu"))
+    assert "CUBLAS_WORKSPACE_CONFIG" not in os.environ  # a CPU process is left as it was
+    prepare_cuda_process(torch.device("cuda", 0))  # a device object only: no CUDA call is made
+    assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == CUBLAS_WORKSPACE == ":4096:8"
+    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":16:8")
+    prepare_cuda_process(torch.device("cuda", 0))
+    assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":16:8"  # the user's own fixed size wins
