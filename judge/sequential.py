@@ -252,21 +252,22 @@ def next_look(
     look = {"look": number, "seeds": list(seeds), "n_seeds": len(seeds), "confidence": confidence,
             "claims": claims, "open": still_open, "decision": STOP, "reason": "", "added_seeds": [],
             "added_groups": [], "runs": runs}  # fmt: skip
-    resolved = len(design.family) - len(still_open)
+    # The reason counts only the claims that decide the sequence: whether a wall-time claim closed depends on the
+    # clock, and a record must read the same whichever machine took the look.
+    deciding = [key for key in design.family if rule.holds_sequence_open(key)]
+    aside = " (trainability and wall-time claims aside)" if len(deciding) < len(design.family) else ""
     if not holding:
-        look["reason"] = f"every claim resolved ({resolved} of {len(design.family)}) at {len(seeds)} seeds"
-        if still_open:  # no count: whether a wall-time claim closed depends on the clock
-            look["reason"] += "; the trainability and wall-time claims, judged at every look, hold no sequence open"
+        look["reason"] = f"every claim resolved ({len(deciding)} of {len(deciding)}{aside}) at {len(seeds)} seeds"
         return look
     if len(seeds) >= design.max_seeds:
-        look["reason"] = (f"{len(still_open)} of {len(design.family)} claims still open at {len(seeds)} seeds, the "
+        look["reason"] = (f"{len(holding)} of {len(deciding)} claims still open at {len(seeds)} seeds{aside}, the "
                           f"most this sequence plans (--max-seeds {design.max_seeds})")  # fmt: skip
         return look
     added = next_seeds(seeds, reserved, min(design.seeds_per_round, design.max_seeds - len(seeds)))
     groups = sorted(groups_for(frozenset(holding)))
     more = len(added) * len(groups)
     if ceiling is not None and runs + more > ceiling:
-        look["reason"] = (f"{len(still_open)} of {len(design.family)} claims still open at {len(seeds)} seeds; the "
+        look["reason"] = (f"{len(holding)} of {len(deciding)} claims still open at {len(seeds)} seeds{aside}; the "
                           f"next round ({more} runs) would take the grid past its {ceiling}-run ceiling (--yes raises "
                           f"it)")  # fmt: skip
         return look

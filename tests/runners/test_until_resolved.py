@@ -95,8 +95,8 @@ def test_seeds_go_only_to_open_claims_and_the_added_runs_belong_to_the_grid(tmp_
     assert yaml.safe_load(grid_dir.spec_path.read_text())["variants"] == [v.id for v in fake.trained]
     assert printed.strip().splitlines()[-1] == (
         "grid 'quick': 9 of 13 claims resolved, 4 still open at 6 seeds; 66 runs trained against 84 for the fixed "
-        "design at 6 seeds (14 variants × 6); stopped: 4 of 13 claims still open at 6 seeds, the most this sequence "
-        "plans (--max-seeds 6)"
+        "design at 6 seeds (14 variants × 6); stopped: 2 of 9 claims still open at 6 seeds (trainability and "
+        "wall-time claims aside), the most this sequence plans (--max-seeds 6)"
     )
     assert "look 1 of at most 4 (3 seeds): 9 of 13 claims resolved; open: gap_overfitting_vs_alexnet" in printed
 
