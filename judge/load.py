@@ -265,7 +265,9 @@ def flag_training(runs: pd.DataFrame, reached: pd.Series | None = None) -> pd.Da
     runs["stalled"] = stalled
     runs["underfit"] = training == UNDERFIT
     runs["fit"] = training == FIT
-    imputed = diverged & runs["test_acc"].isna().to_numpy()
+    # Flagging twice (runs_frame, then load_results with the epochs' criterion) keeps what the first call imputed.
+    before = runs["imputed"].fillna(False).to_numpy(dtype=bool) if "imputed" in runs else False
+    imputed = diverged & (runs["test_acc"].isna().to_numpy() | before)
     runs["imputed"] = imputed
     if imputed.any():
         runs.loc[imputed, "test_acc"] = chance[imputed]

@@ -237,6 +237,8 @@ def test_a_diverged_run_stays_in_its_pairs_at_chance_and_a_failed_one_is_missing
     results = load_results(grid)
     by_id = results.runs.set_index(["head", "seed"])
     assert by_id.loc[("gap", 2), "training"] == "diverged" and by_id.loc[("gap", 2), "test_acc"] == pytest.approx(0.1)
+    assert bool(by_id.loc[("gap", 2), "imputed"])  # results.csv says the chance outcome was filled in
+    assert not by_id.drop(("gap", 2))["imputed"].any()
     assert by_id.loc[("fc", 3), "training"] == "missing"
     row = verdicts(results).set_index("key").loc["gap_accuracy_vs_fc"]
     assert row["n_seeds"] == 3 and row["seeds_left_out"] == 1  # seeds 0-2; seed 3 lacks its FC run
