@@ -99,8 +99,8 @@ def run_grid(options: RunOptions, grid: Grid | None = None) -> int:
         trained = _train_stage(run, base, context)
         record = _grow_stage(run, base, context) if run.sequence is not None else None
         if record is not None:
-            trained = replace(trained, grid=until_resolved.with_additions(base, record["looks"]))
-            trained = replace(trained, selected=list(trained.grid.variants))
+            grown = until_resolved.with_additions(base, record["looks"])
+            trained = replace(trained, grid=grown, selected=list(grown.variants))
             _write_spec(run.grid_dir, trained.grid)
         report_path = _write_report(run.grid_dir, run.wandb_mode, options) if options.report else None
     return _close(run, trained, record, [p for p in plans if p.pick is None], report_path)
@@ -116,6 +116,7 @@ class _Checked:
     devices: list[torch.device]
     wandb_mode: str
     sequence: until_resolved.SequenceOptions | None
+    slurm: slurm.SlurmSettings | None  # --executor slurm's job settings, read once
 
 
 @dataclass(frozen=True)
@@ -165,7 +166,7 @@ def _check(options: RunOptions, grid: Grid | None) -> _Checked:
         slurm.check(slurm_settings)  # no controller or an unknown partition: one line, nothing written
     else:
         slurm.refuse_live_jobs(grid_dir)  # runs an earlier --executor slurm left queued are not trained twice
-    return _Checked(options, grid, grid_dir, devices, wandb_mode, sequence)
+    return _Checked(options, grid, grid_dir, devices, wandb_mode, sequence, slurm_settings)
 
 
 def _check_data(grid: Grid, options: RunOptions) -> None:
@@ -204,7 +205,7 @@ def _tune_stage(run: _Checked, context: RunContext) -> tuple[Grid, RunContext, l
     grid = run.grid
     # spec.yaml lists no run until the picks exist: which runs the grid has depends on them.
     _write_spec(run.grid_dir, grid)
-    plans = _tune(grid, run.grid_dir, context, run.devices, run.options)
+    plans = _tune(run, context)
     if plans is None:
         return None
     return tuning.picked_grid(grid, plans), replace(context, tuned=(grid.tune.key,)), plans  # type: ignore[union-attr]
@@ -234,7 +235,7 @@ def _train_stage(run: _Checked, base: Grid, context: RunContext) -> _Trained:
             f"grid '{grid.name}': {len(pending)} of {len(selected)} runs to train on "
             f"{', '.join(map(str, run.devices))}{note}; results in {grid_dir.root}"
         )
-    _train(pending, len(selected), len(finished), context, run.devices, options, f"grid {grid.name}")
+    _train(pending, len(selected), len(finished), context, run, f"grid {grid.name}")
     return _Trained(grid, selected, len(finished))
 
 
@@ -246,7 +247,7 @@ def _grow_stage(run: _Checked, base: Grid, context: RunContext) -> dict[str, Any
     def train_more(grown: Grid, runs: list[Variant]) -> None:
         _write_spec(grid_dir, grown)  # spec.yaml lists the added runs before any of them trains
         done = len(grown.variants) - len(runs)
-        _train(runs, len(grown.variants), done, context, run.devices, options, f"grid {base.name}")
+        _train(runs, len(grown.variants), done, context, run, f"grid {base.name}")
 
     ceiling = MAX_RUNS if options.yes else DEFAULT_MAX_RUNS
     return until_resolved.run_sequence(base, grid_dir, run.sequence, train_more, store.write_json, ceiling)
@@ -301,11 +302,11 @@ def _train(
     total: int,
     done: int,
     context: RunContext,
-    devices: Sequence[torch.device],
-    options: RunOptions,
+    run: _Checked,
     what: str,
 ) -> list[dict[str, Any]]:
     """Train `pending` (of `total` runs, `done` already finished) into context.grid_dir with the chosen executor."""
+    options, devices = run.options, run.devices
     results: list[dict[str, Any]] = []
     with tqdm(
         total=total,
@@ -324,14 +325,13 @@ def _train(
         try:
             if pending and options.executor == "ray":
                 run_ray(pending, context, devices, on_result, address=options.ray_address)
-            elif pending and options.executor == "slurm":
-                settings = slurm.load_settings(options.slurm, options.slurm_config)
-                slurm.run_slurm(pending, context, devices, on_result, settings)
+            elif pending and run.slurm is not None:
+                slurm.run_slurm(pending, context, devices, on_result, run.slurm)
             elif pending:
                 run_local(pending, context, devices, on_result)
         except KeyboardInterrupt:
             bar.close()
-            if options.executor == "slurm":  # run_slurm said which jobs stay queued
+            if run.slurm is not None:  # run_slurm said which jobs stay queued
                 raise
             print(
                 f"nin-ablate: interrupted after {done + len(results)} of {total} runs of {what}; "
@@ -342,11 +342,10 @@ def _train(
     return results
 
 
-def _tune(
-    grid: Grid, grid_dir: GridDir, context: RunContext, devices: Sequence[torch.device], options: RunOptions
-) -> list[tuning.ArmPlan] | None:
+def _tune(run: _Checked, context: RunContext) -> list[tuning.ArmPlan] | None:
     """Stage 1: train the tuning runs round by round (a widening adds a round) until every arm has its pick;
     None when runs it trained left no result (a worker died), so that nothing is picked from part of them."""
+    grid, grid_dir = run.grid, run.grid_dir
     assert grid.tune is not None
     tune, layout = grid.tune, grid_dir.tuning
     # Ordinary runs in their own GridDir: resumed, isolated and tracked (W&B group <grid>-tuning) like the grid's.
@@ -372,9 +371,9 @@ def _tune(
         note = f", {resuming} resuming from a checkpoint" if resuming else ""
         print(
             f"grid '{grid.name}': tuning {tune.key}: {len(pending)} of {total} tuning runs to train on "
-            f"{', '.join(map(str, devices))}{note}; results in {layout.root}"
+            f"{', '.join(map(str, run.devices))}{note}; results in {layout.root}"
         )
-        _train(pending, total, total - len(pending), tuning_context, devices, options, f"tuning {grid.name}")
+        _train(pending, total, total - len(pending), tuning_context, run, f"tuning {grid.name}")
     stale = layout.stale_runs({v.id for p in plans for v in p.runs(tune)})
     if stale:
         print(
