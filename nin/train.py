@@ -33,6 +33,7 @@ from nin.results import RunOutcome, build_result, now_iso
 from nin.seeding import epoch_seed
 from nin.variant import Variant
 
+WARMUP_START = 0.01  # warm-up starts at this share of lr, under timm's schedules and the plateau rule alike
 DIVERGENCE_CHECK_EVERY = 32  # steps between the (only) host syncs of an epoch
 
 
@@ -152,7 +153,7 @@ class Trainer:
         schedules have it), then lr × gamma per drop so far. It reads the rule's state only, never the run's length."""
         v = self.variant
         if epoch < v.warmup_epochs:
-            start = v.lr * 0.01
+            start = v.lr * WARMUP_START
             lr = start + epoch * (v.lr - start) / v.warmup_epochs
         else:
             lr = v.lr * v.gamma**self.plateau.drops_done
@@ -173,7 +174,7 @@ class Trainer:
             decay_epochs=decay_epochs,
             decay_rate=v.gamma,
             warmup_epochs=v.warmup_epochs,
-            warmup_lr=v.lr * 0.01,
+            warmup_lr=v.lr * WARMUP_START,
             min_lr=0.0,
         )
         return scheduler
