@@ -35,6 +35,7 @@ from scipy import stats as sps
 
 from judge import verdicts as rule
 from judge.load import Results
+from judge.records import Verdict
 from judge.stats import MIN_INTERVAL_N as MIN_N
 
 POCOCK, OBRIEN_FLEMING, BONFERRONI = "pocock", "obrien-fleming", "bonferroni"
@@ -311,23 +312,24 @@ def at_seeds(results: Results, seeds: Sequence[int]) -> Results:
 
 
 def judge_look(results: Results, seeds: Sequence[int], design: Design, look: int,
-               margins: dict[str, float] | None = None) -> pd.DataFrame:  # fmt: skip
-    """Every claim at look `look` (0-based) on these seeds: the fixed rule's words at the look's nominal level."""
-    frame = rule.judge_family(at_seeds(results, seeds), margins, design.confidence(look), len(design.family))
-    return frame.set_index("key", drop=False)
+               margins: dict[str, float] | None = None) -> dict[str, Verdict]:  # fmt: skip
+    """Every claim at look `look` (0-based) on these seeds, by key: the fixed rule's words at the look's nominal
+    level."""
+    found = rule.judge_family(at_seeds(results, seeds), margins, design.confidence(look), len(design.family))
+    return {v.key: v for v in found}
 
 
-def judged_claims(frame: pd.DataFrame, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+def judged_claims(found: Mapping[str, Verdict], keys: Sequence[str]) -> dict[str, dict[str, Any]]:
     """What a look records of each claim it judged."""
     return {
-        key: {"verdict": frame.loc[key, "verdict"], "qualifier": frame.loc[key, "qualifier"],
-              "mean": _number(frame.loc[key, "mean"]), "ci_low": _number(frame.loc[key, "ci_low_adjusted"]),
-              "ci_high": _number(frame.loc[key, "ci_high_adjusted"]), "n_seeds": _count(frame.loc[key, "n_seeds"])}
+        key: {"verdict": found[key].verdict, "qualifier": found[key].qualifier, "mean": _number(found[key].mean),
+              "ci_low": _number(found[key].ci_low_adjusted), "ci_high": _number(found[key].ci_high_adjusted),
+              "n_seeds": _count(found[key].n_seeds)}
         for key in keys
     }  # fmt: skip
 
 
-def report_verdicts(results: Results, margins: dict[str, float] | None = None) -> pd.DataFrame:
+def report_verdicts(results: Results, margins: dict[str, float] | None = None) -> list[Verdict]:
     """The report's verdicts. A grid grown by --until-resolved (results.sequence): the sequential rule re-applied at
     each recorded look, each claim at the look that closed it (or the last look, open), with the seed count it
     resolved at. Any other grid: the fixed rule (verdicts.verdicts)."""
@@ -336,48 +338,19 @@ def report_verdicts(results: Results, margins: dict[str, float] | None = None) -
         return rule.verdicts(results, margins)
     design = Design.from_record(record["design"])
     looks = record["looks"]
-    frames = [judge_look(results, look["seeds"], design, i, margins) for i, look in enumerate(looks)]
-    last = frames[-1]
-    rows = []
-    for key in last.index:
-        row = last.loc[key].copy()
-        if key in design.family:
-            closed = next((i for i, frame in enumerate(frames) if frame.loc[key, "verdict"] in CLOSING), None)
-            if closed is not None:
-                row = frames[closed].loc[key].copy()
-                row["resolved_at_seeds"], row["look"] = looks[closed]["n_seeds"], closed + 1
-                text = f"resolved at {looks[closed]['n_seeds']} seeds (look {closed + 1} of {len(looks)})"
-            else:
-                row["look"] = len(looks)
-                most = ", the most this sequence plans" if looks[-1]["n_seeds"] >= design.max_seeds else ""
-                text = f"open at {looks[-1]['n_seeds']} seeds{most}"
-            row["sequence"] = text
-            row["sentence"] = f"{row['sentence'].removesuffix('.')}; sequential: {text}."
-        rows.append(row)
-    frame = pd.DataFrame(rows).reset_index(drop=True)
-    for column in ("resolved_at_seeds", "look"):
-        frame[column] = frame[column].astype("Int64")
-    return frame
-
-
-def family_text(record: Mapping[str, Any]) -> str:
-    """The sequential design and its one error budget, in a sentence for the page."""
-    design = Design.from_record(record["design"])
-    looks = record["looks"]
-    levels = [c for c in design.confidences if not math.isnan(c)]
-    level = f"{levels[0]:.2%}" if len(set(levels)) == 1 else f"{levels[0]:.2%} (first look) to {levels[-1]:.2%} (last)"
-    k = len(design.family)
-    return (
-        f"Seeds on demand (run --until-resolved): {len(design.schedule)} looks at {_seed_range(design.schedule)} "
-        f"seeds ({design.seeds_per_round} more per look, only to the variants of claims still open), all planned "
-        f"before the first. One error budget: at each look each of the {k} difference claims is judged on a "
-        f"{level} t interval — {describe(design.shape)} — so that for each claim the chance that any "
-        f"look's interval misses the truth is 0.05/{k}, and the chance that any supported, contradicted or "
-        f"equivalent verdict here is wrong is at most 5%, wherever the sequence stopped, provided the seed-level "
-        f"differences are near normal (the exact trainability tests take the same levels, set for t statistics: "
-        f"an approximation for them). A verdict is frozen at the "
-        f"look that closed it; {len(looks)} look(s) taken. {rule.SEED_UNIT}"
-    )
+    judged = [judge_look(results, look["seeds"], design, i, margins) for i, look in enumerate(looks)]
+    out = []
+    for key, last in judged[-1].items():
+        if key not in design.family:
+            out.append(last)
+            continue
+        closed = next((i for i, found in enumerate(judged) if found[key].verdict in CLOSING), None)
+        if closed is not None:
+            out.append(judged[closed][key].resolved(len(looks), closed + 1, looks[closed]["n_seeds"], False))
+        else:
+            seeds = looks[-1]["n_seeds"]
+            out.append(last.resolved(len(looks), None, seeds, seeds >= design.max_seeds))
+    return out
 
 
 @dataclass(frozen=True)
@@ -397,6 +370,11 @@ class Spend:
         last = record["looks"][-1]
         return cls(trained, int(record["variants"]), design.max_seeds, len(design.family), len(last["open"]), last)
 
+    @classmethod
+    def of_results(cls, results: Results) -> Spend:
+        """The spend of a grown grid's results: its runs are the ones spec.yaml lists (else those found)."""
+        return cls.of(_record(results), _trained(results))
+
     @property
     def fixed(self) -> int:
         return self.variants * self.max_seeds
@@ -414,32 +392,21 @@ class Spend:
                 f"({self.variants} variants × {self.max_seeds})")  # fmt: skip
 
 
-def spend_text(results: Results) -> str:
-    """What the sequence spent against the fixed design at its --max-seeds, and why it stopped."""
-    spend = Spend.of(_record(results), _trained(results))
-    last = spend.last
-    state = f"Stopped: {last['reason']}." if spend.stopped else (
-        f"In progress: look {last['look']} added {last['reason']}; run the same command with --until-resolved to "
-        f"take the next look.")  # fmt: skip
-    return (f"Seeds spent: {spend.against_fixed()}; {spend.resolved} of {spend.family} claims resolved, "
-            f"{spend.still_open} open. {state}")  # fmt: skip
-
-
-def spent(results: Results, frame: pd.DataFrame) -> dict[str, Any]:
+def spent(results: Results, found: Sequence[Verdict]) -> dict[str, Any]:
     """What the sequence spent, as flat keys for the W&B report run: runs trained and the fixed design's, claims
     resolved and open, and per claim the seeds it resolved at (or "open at N")."""
     record = _record(results)
-    spend = Spend.of(record, _trained(results))
+    spend = Spend.of_results(results)
     out: dict[str, Any] = {
         "sequence/runs_trained": spend.trained, "sequence/runs_fixed_design": spend.fixed,
         "sequence/claims_resolved": spend.resolved, "sequence/claims_open": spend.still_open,
         "sequence/looks": len(record["looks"]), "sequence/stopped": spend.last["reason"] if spend.stopped else "",
     }  # fmt: skip
     family = record["design"]["family"]
-    for row in frame[frame["key"].isin(family)].itertuples():
-        resolved = row.resolved_at_seeds
-        out[f"resolved_at/{row.key}"] = (int(resolved) if pd.notna(resolved)
-                                         else f"open at {spend.last['n_seeds']} seeds")  # fmt: skip
+    for v in found:
+        if v.key in family:
+            out[f"resolved_at/{v.key}"] = (v.resolved_at_seeds if v.resolved_at_seeds is not None
+                                           else f"open at {spend.last['n_seeds']} seeds")  # fmt: skip
     return out
 
 
@@ -450,10 +417,6 @@ def _record(results: Results) -> Mapping[str, Any]:
 
 def _trained(results: Results) -> int:
     return len(results.expected) if results.expected is not None else len(results.runs)
-
-
-def _seed_range(looks: Sequence[int]) -> str:
-    return f"{looks[0]}" if len(looks) == 1 else f"{looks[0]} to {looks[-1]}"
 
 
 def _number(value: Any) -> float | None:

@@ -181,7 +181,7 @@ def result_set(scenario: Scenario, rng: np.random.Generator) -> Results:
 def reports(scenario: Scenario, reps: int, seed: int) -> list[pd.DataFrame]:
     """`reps` reports' verdict frames (indexed by claim key), from one seeded stream."""
     rng = np.random.default_rng(seed)
-    return [v.verdicts(result_set(scenario, rng)).set_index("key") for _ in range(reps)]
+    return [v.table(v.verdicts(result_set(scenario, rng))).set_index("key") for _ in range(reps)]
 
 
 @functools.cache

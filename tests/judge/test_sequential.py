@@ -11,6 +11,7 @@ from scipy import stats as sps
 
 from judge import sequential as seq
 from judge import verdicts as v
+from reports import words
 from tests import verdict_simulation as sim
 
 # Jennison & Turnbull (2000), Tables 2.1 and 2.3: two-sided α = 0.05, K equal groups, the z-scale constants of
@@ -155,9 +156,9 @@ def test_the_report_of_a_grown_grid_freezes_each_claim_at_the_look_that_closed_i
     family = [c.key for c in v.testable_claims(results)]
     design = seq.plan(family, 3, 1, 6, seq.POCOCK)  # the report follows the recorded design, whatever its shape
     results.sequence = record_for(design, [[0, 1, 2], [0, 1, 2, 3], [0, 1, 2, 3, 4], [0, 1, 2, 3, 4, 5]])
-    frame = seq.report_verdicts(results).set_index("key")
-    looks = [seq.judge_look(results, s, design, i) for i, s in enumerate(look["seeds"] for look in
-                                                                              results.sequence["looks"])]  # fmt: skip
+    frame = words.table(seq.report_verdicts(results)).set_index("key")
+    looks = [v.table(list(seq.judge_look(results, s, design, i).values())).set_index("key")
+             for i, s in enumerate(look["seeds"] for look in results.sequence["looks"])]  # fmt: skip
     cccp = "cccp_2_vs_0_accuracy"
     assert looks[0].loc[cccp, "verdict"] == v.CONTRADICTED
     assert frame.loc[cccp, "verdict"] == v.CONTRADICTED and frame.loc[cccp, "resolved_at_seeds"] == 3
@@ -178,7 +179,7 @@ def test_the_report_of_a_grown_grid_freezes_each_claim_at_the_look_that_closed_i
     assert frame.loc["gap_params_vs_fc", "sequence"] == ""
     # A plain grid keeps the fixed rule.
     results.sequence = None
-    fixed = seq.report_verdicts(results).set_index("key")
+    fixed = v.table(seq.report_verdicts(results)).set_index("key")
     assert fixed.loc[cccp, "n_seeds"] == 6 and fixed["resolved_at_seeds"].isna().all()
     assert fixed.loc[cccp, "confidence_adjusted"] == pytest.approx(v.family_confidence(len(family)))
 
