@@ -10,16 +10,17 @@ judge decides and writes no prose; every sentence a report states about a verdic
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import pandas as pd
 
 from judge import stats
 from judge import verdicts as rule
 from judge.load import FAILED_TRAINING, FIT_ACCURACY, STALL_MARGIN, Results, training_rates
+from judge.looks import Sequence as Record
+from judge.looks import describe
 from judge.records import Reason, Verdict
-from judge.sequential import Design, Spend, describe
+from judge.sequential import Spend
 
 # report/verdicts.csv. runs_flagged: runs whose training failed among the claim's pairs (all judged); seeds_needed:
 # a planning figure for a new, independent grid; margin_chosen_after: a --margin given to the report, after the runs.
@@ -261,10 +262,9 @@ def criterion_text() -> str:
 
 
 # ---- a grid grown by --until-resolved ----------------------------------------------------------------------------
-def sequence_family_text(record: Mapping[str, Any]) -> str:
+def sequence_family_text(record: Record) -> str:
     """The sequential design and its one error budget, in a sentence for the page."""
-    design = Design.from_record(record["design"])
-    looks = record["looks"]
+    design, looks = record.design, record.looks
     levels = [c for c in design.confidences if not math.isnan(c)]
     level = f"{levels[0]:.2%}" if len(set(levels)) == 1 else f"{levels[0]:.2%} (first look) to {levels[-1]:.2%} (last)"
     k = len(design.family)
@@ -287,8 +287,8 @@ def spend_text(results: Results) -> str:
     """What the sequence spent against the fixed design at its --max-seeds, and why it stopped."""
     spend = Spend.of_results(results)
     last = spend.last
-    state = f"Stopped: {last['reason']}." if spend.stopped else (
-        f"In progress: look {last['look']} added {last['reason']}; run the same command with --until-resolved to "
+    state = f"Stopped: {last.reason}." if spend.stopped else (
+        f"In progress: look {last.look} added {last.reason}; run the same command with --until-resolved to "
         f"take the next look.")  # fmt: skip
     return (f"Seeds spent: {spend.against_fixed()}; {spend.resolved} of {spend.family} claims resolved, "
             f"{spend.still_open} open. {state}")  # fmt: skip
