@@ -56,6 +56,21 @@ class Ratio:
 
 
 @dataclass(frozen=True)
+class ExactHead:
+    """The seeds' exact GAP head (ReLU before GAP), reported apart from a grid whose GAP rows train without it: its
+    runs (by label), how many ended ok and stalled, and the test accuracy of those that trained (95% interval)."""
+
+    labels: tuple[str, ...]
+    runs: int
+    ok: int
+    stalled: int
+    trained: int = 0
+    mean: float = math.nan
+    ci_low: float = math.nan
+    ci_high: float = math.nan
+
+
+@dataclass(frozen=True)
 class Verdict:
     """One claim judged. Counts are None where the path that decided never reached them; floats NaN likewise."""
 

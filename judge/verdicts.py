@@ -36,7 +36,7 @@ from scipy import stats as sps
 
 from judge import stats
 from judge.load import PAPER_LABELS, Results, labels
-from judge.records import Fit, Ratio, Reason, Verdict
+from judge.records import ExactHead, Fit, Ratio, Reason, Verdict
 from nin.errors import InputError
 
 SUPPORTED, CONTRADICTED, EQUIVALENT, INCONCLUSIVE = "supported", "contradicted", "equivalent", "inconclusive"
@@ -243,7 +243,7 @@ def _t_quantiles(confidence: float) -> tuple[np.ndarray, np.ndarray]:
     return n, sps.t.ppf(0.5 + confidence / 2, n - 1)
 
 
-def exact_head_note(results: Results) -> str | None:
+def exact_head(results: Results) -> ExactHead | None:
     """The seeds' exact GAP head (ReLU before GAP) where the grid's GAP axis rows train without it: how often it
     stalled, and its test accuracy where it trained. None where the grid has no such row."""
     nin = results.runs[results.runs["model"] == "nin"]
@@ -256,21 +256,12 @@ def exact_head_note(results: Results) -> str | None:
     ok = rows[rows["status"] == "ok"]
     trained = ok[~ok["stalled"].astype(bool)]
     names = labels(results.runs, PAPER_LABELS, ", ")
-    shown = ", ".join(pd.unique(names[rows.index]))
-    text = (f"The seeds' exact GAP head ({shown} on the class maps), reported apart from the GAP "
-            f"lines above: stalled in {int(ok['stalled'].sum())} of {stats.count(len(rows), 'run')}")  # fmt: skip
-    if len(rows) > len(ok):
-        text += f" ({len(rows) - len(ok)} not ok)"
+    head = ExactHead(tuple(pd.unique(names[rows.index])), len(rows), len(ok), int(ok["stalled"].sum()))
     if trained.empty:
-        return text + "; it never trained."
+        return head
     interval = stats.t_interval(trained["test_acc"], stats.metric_range("test_acc"))
-    text += f"; when it trained, test accuracy {100 * interval['mean']:.1f}%"
-    if interval["n"] < stats.MIN_INTERVAL_N:
-        return text + f" ({stats.count(interval['n'], 'run')}, {stats.FEW}: no interval)."
-    return text + (f" (95% CI {100 * interval['ci_low']:.1f} to {100 * interval['ci_high']:.1f}%, "
-                   f"{interval['n']} runs).")  # fmt: skip
-
-
+    return replace(head, trained=interval["n"], mean=interval["mean"], ci_low=interval["ci_low"],
+                   ci_high=interval["ci_high"])  # fmt: skip
 
 
 # ---- internals ----------------------------------------------------------------------------------------------------

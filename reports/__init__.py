@@ -76,7 +76,7 @@ def write_report(grid_dir: str | Path, margins: dict[str, float] | None = None) 
     cam = cam_figure.write_cam_figure(results, out / "plots")
     if cam is not None:
         plot_paths[cam_figure.CAM_PLOT] = cam
-    exact = verdicts.exact_head_note(results)
+    exact = words.exact_head_note(verdicts.exact_head(results))
     sentences = [*claims["sentence"], *([exact] if exact else []), *stats.sentences(effects)]
     page = out / "report.html"
     page.write_text(

@@ -19,7 +19,7 @@ from judge import verdicts as rule
 from judge.load import FAILED_TRAINING, FIT_ACCURACY, STALL_MARGIN, Results, training_rates
 from judge.looks import Sequence as Record
 from judge.looks import describe
-from judge.records import Reason, Verdict
+from judge.records import ExactHead, Reason, Verdict
 from judge.sequential import Spend
 
 # report/verdicts.csv. runs_flagged: runs whose training failed among the claim's pairs (all judged); seeds_needed:
@@ -190,6 +190,22 @@ def _other(v: Verdict) -> str:
 
 def _what(metric: str | None) -> str:
     return stats.METRIC_NAMES.get(metric or "", metric or "")
+
+
+def exact_head_note(head: ExactHead | None) -> str | None:
+    """The seeds' exact GAP head in one sentence, apart from the GAP lines; None where the grid has none."""
+    if head is None:
+        return None
+    text = (f"The seeds' exact GAP head ({', '.join(head.labels)} on the class maps), reported apart from the GAP "
+            f"lines above: stalled in {head.stalled} of {stats.count(head.runs, 'run')}")  # fmt: skip
+    if head.runs > head.ok:
+        text += f" ({head.runs - head.ok} not ok)"
+    if not head.trained:
+        return text + "; it never trained."
+    text += f"; when it trained, test accuracy {100 * head.mean:.1f}%"
+    if head.trained < stats.MIN_INTERVAL_N:
+        return text + f" ({stats.count(head.trained, 'run')}, {stats.FEW}: no interval)."
+    return text + f" (95% CI {100 * head.ci_low:.1f} to {100 * head.ci_high:.1f}%, {head.trained} runs)."
 
 
 # ---- the sensitivity analysis ------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from judge.verdicts import (
     DEFAULT_MARGINS,
     NOT_TESTED,
     decide,
-    exact_head_note,
+    exact_head,
     parse_margins,
     seeds_needed,
     verdicts,
@@ -321,7 +321,7 @@ def test_gap_lines_use_the_grids_gap_head_and_report_the_exact_relu_head_apart(t
     row = frame.loc["gap_accuracy_vs_fc"]
     assert row["verdict"] == "supported" and row["n_pairs"] == 4 and row["mean"] == pytest.approx(mean)
     assert row["ci_low_adjusted"] == pytest.approx(low)
-    note = exact_head_note(results)
+    note = words.exact_head_note(exact_head(results))
     assert "stalled in 3 of 4 runs" in note and "test accuracy 70.0%" in note and "n < 3" in note
 
 
