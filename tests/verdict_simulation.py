@@ -38,6 +38,7 @@ from scipy import stats as sps
 from judge import sequential, stats
 from judge import verdicts as v
 from judge.load import FIT_ACCURACY, STALL_MARGIN, Results, flag_training, runs_frame
+from judge.looks import SHAPES
 
 HEADS, CCCP, DROPOUT = ("gap", "fc", "alexnet"), (0, 2), (True, False)
 BASE = {"test_acc": 0.90, "gap_acc": 0.02}
@@ -539,7 +540,7 @@ def sequential_main(reps: int, first: int = GRID_SEEDS, most: int = sequential.D
               f"1 per round\n")  # fmt: skip
         print("| design | mean runs | any false verdict | " + " | ".join(SHORT[k] for k in family()) + " |")
         print("|---" * (3 + len(family())) + "|")
-        for shape in sequential.SHAPES:
+        for shape in SHAPES:
             plan = design(first, most, 1, shape)
             looks = follow_all(plan, grids)
             cells = [f"{np.mean([resolved(s[-1].claims[k], k, truth) for s in looks]):.3f} / "
@@ -559,7 +560,7 @@ def sequential_main(reps: int, first: int = GRID_SEEDS, most: int = sequential.D
                                              ("bimodal 0.2", Scenario(bimodal=0.2), first, most, 6200)):  # fmt: skip
         grids = hosts(scenario, end, reps, np.random.default_rng(seed))
         truth = truths(scenario)
-        for shape in sequential.SHAPES:
+        for shape in SHAPES:
             plan = design(start, end, 1, shape)
             looks = follow_all(plan, grids)
             print(f"| {name}, {start} → {end} | {shape} | {np.mean([runs_trained(plan, s) for s in looks]):.1f} | "

@@ -11,6 +11,7 @@ from scipy import stats as sps
 
 from judge import sequential as seq
 from judge import verdicts as v
+from judge.looks import OBRIEN_FLEMING
 from reports import words
 from tests import verdict_simulation as sim
 
@@ -27,7 +28,7 @@ def test_boundaries_match_the_published_z_constants_when_each_look_adds_very_man
     pocock = seq.nominal_levels(schedule, 0.05, seq.POCOCK, 200_000)
     assert len(set(pocock)) == 1  # one nominal level at every look
     assert sps.norm.isf((1 - pocock[0]) / 2) == pytest.approx(POCOCK_Z[looks], abs=0.01)
-    obf = seq.nominal_levels(schedule, 0.05, seq.OBRIEN_FLEMING, 200_000)
+    obf = seq.nominal_levels(schedule, 0.05, OBRIEN_FLEMING, 200_000)
     assert list(obf) == sorted(obf, reverse=True)  # stricter (a higher confidence) early
     assert sps.norm.isf((1 - obf[-1]) / 2) == pytest.approx(OBRIEN_FLEMING_Z[looks], abs=0.01)
 
@@ -42,7 +43,7 @@ def test_one_look_is_the_fixed_rule_and_more_looks_cost_a_stricter_level() -> No
     assert pocock.schedule == tuple(range(5, 13))
     assert fixed < pocock.confidences[0] < bonferroni  # correlated looks: dearer than one, cheaper than a union bound
     design = seq.plan(family, 5, 1, 12)  # the runner's: O'Brien & Fleming's shape
-    assert design.shape == seq.OBRIEN_FLEMING and list(design.confidences) == sorted(design.confidences, reverse=True)
+    assert design.shape == OBRIEN_FLEMING and list(design.confidences) == sorted(design.confidences, reverse=True)
     assert design.confidences[0] > bonferroni and fixed < design.confidences[-1] < pocock.confidences[-1]
     # Deterministic: the same draws on every machine, so a rerun's design is the recorded one.
     seq.nominal_levels.cache_clear()
@@ -51,7 +52,7 @@ def test_one_look_is_the_fixed_rule_and_more_looks_cost_a_stricter_level() -> No
 
 def test_the_nominal_level_holds_the_error_of_repeated_t_intervals_on_fresh_normal_draws() -> None:
     # Independent of the boundary's own draws: 20,000 sequences of 5..12 values, any look's interval missing the mean.
-    for shape in (seq.POCOCK, seq.OBRIEN_FLEMING):
+    for shape in (seq.POCOCK, OBRIEN_FLEMING):
         assert_error_held(seq.plan(["a"], 5, 1, 12, shape))
 
 

@@ -15,6 +15,7 @@ import pytest
 
 from judge import sequential
 from judge import verdicts as v
+from judge.looks import OBRIEN_FLEMING
 from tests import verdict_simulation as sim
 from tests.judge.test_verdict_simulation import at_least, at_most
 
@@ -26,7 +27,7 @@ GRID_RUNS = len(sim.variants()) * sim.GRID_SEEDS  # the quick grid's 14 variants
 def test_the_fast_host_judges_as_the_report_does():
     # One grid of 12 seeds with a second branch (under-fitted runs flagged, the verdict still on all pairs), judged
     # at looks of an O'Brien-Fleming design (a different confidence at each look) and below 3 seeds (no interval).
-    plan = sim.design(shape=sequential.OBRIEN_FLEMING)
+    plan = sim.design(shape=OBRIEN_FLEMING)
     assert len(set(plan.confidences)) == len(plan.schedule)
     host = sim.hosts(sim.Scenario(bimodal=0.3), plan.max_seeds, 1, np.random.default_rng(11))[0]
     results = sim.framed(plan.max_seeds, host.outcomes)
