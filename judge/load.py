@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from judge import looks
 from nin.errors import InputError
 from nin.layout import (
     OUTCOME_KEYS,
@@ -23,7 +24,6 @@ from nin.layout import (
     SPEC_FILE,
     TEXT_OUTCOME_KEYS,
     GridDir,
-    read_looks,
     read_metrics,
     read_result,
     read_tuning,
@@ -71,7 +71,7 @@ class Results:
     epochs: pd.DataFrame
     unfinished: list[str] = field(default_factory=list)  # run directories without a result.json yet
     notes: list[str] = field(default_factory=list)  # anything odd that was skipped, shown on the page
-    sequence: dict[str, Any] | None = None  # looks.json of a grid grown by `run --until-resolved`; None otherwise
+    sequence: looks.Sequence | None = None  # looks.json of a grid grown by `run --until-resolved`; None otherwise
     # What is derived from `runs` once per result set (judge.stats' pairing structure), beside the frame it is of.
     derived: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
@@ -146,17 +146,17 @@ def load_results(grid_dir: str | Path) -> Results:
     return Results(grid_dir, name, expected, spec, runs, epochs, unfinished, notes, sequence)
 
 
-def _read_sequence(layout: GridDir, notes: list[str]) -> dict[str, Any] | None:
+def _read_sequence(layout: GridDir, notes: list[str]) -> looks.Sequence | None:
     """looks.json, when `run --until-resolved` grew this grid and took at least one look; a file that cannot be read
     is a note, and the verdicts fall back to the fixed rule."""
     if not layout.looks_path.is_file():
         return None
     try:
-        record = read_looks(layout.looks_path)
+        record = looks.read(layout.looks_path)
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         notes.append(f"{layout.looks_path}: unreadable ({exc}); the verdicts use the fixed rule")
         return None
-    return record if record["looks"] else None
+    return record if record.looks else None
 
 
 def _tuning_notes(layout: GridDir) -> list[str]:

@@ -1,6 +1,7 @@
 """The NiN paper's and the seeds' claims, each judged on this grid's numbers by the rule its words mean.
 
-    frame = verdicts(results)   # one row per claim; frame["sentence"] says it in words
+    found = verdicts(results)   # one judge.records.Verdict per claim: numbers and a reason code
+    frame = table(found)        # the same as a frame; reports.words says each in words
 
 A claim about a measured difference is judged on one interval per claim, with one error budget per report:
 - the seed is the unit: a contrast's pairs are averaged within each seed (stats.seed_differences), then a Student-t
@@ -26,7 +27,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Collection
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -34,15 +35,8 @@ import pandas as pd
 from scipy import stats as sps
 
 from judge import stats
-from judge.load import (
-    FAILED_TRAINING,
-    FIT_ACCURACY,
-    PAPER_LABELS,
-    STALL_MARGIN,
-    Results,
-    labels,
-    training_rates,
-)
+from judge.load import PAPER_LABELS, Results, labels
+from judge.records import ExactHead, Fit, Ratio, Reason, Verdict
 from nin.errors import InputError
 
 SUPPORTED, CONTRADICTED, EQUIVALENT, INCONCLUSIVE = "supported", "contradicted", "equivalent", "inconclusive"
@@ -57,22 +51,17 @@ DEFAULT_MARGINS = {"test_acc": 0.01, "gap_acc": 0.01, "loc_pointing": 0.05, "epo
                    "log_seconds_to_fit": 0.10}  # fmt: skip
 MARGIN_LIMITS = {"epochs_to_fit": 100.0}  # a margin's upper end where it is not a fraction (below 1)
 MAX_SEEDS_NEEDED = 1000  # beyond this the row says "more than 1000 seeds"
-# runs_flagged: runs whose training failed among the claim's pairs (all judged); seeds_needed: a planning figure
-# for a new, independent grid; margin_chosen_after: a --margin given to the report, after the runs.
-CSV_COLUMNS = ("claim", "verdict", "rule", "margin", "mean", "ci_low", "ci_high", "confidence_adjusted",
-               "ci_low_adjusted", "ci_high_adjusted", "family_size", "n_seeds", "n_pairs", "seeds_left_out",
-               "seeds_needed", "runs_flagged", "settings", "planned_settings", "margin_chosen_after",
-               "resolved_at_seeds", "look", "sentence")  # fmt: skip
-COLUMNS = ("key", *CSV_COLUMNS, "kind", "metric", "direction", "qualifier", "detail", "note", "sequence")
-SENSITIVITY_COLUMNS = ("claim", "metric", "runs_left_out", "n_seeds", "n_pairs", "mean", "ci_low_adjusted",
-                       "ci_high_adjusted", "confidence_adjusted", "mean_all_runs", "sentence")  # fmt: skip
-# Reports with any false verdict in the simulations of failed training (tests/verdict_simulation.py, 4,000 reports
-# of 5 seeds; docs/EVIDENCE.md "Failed training is an outcome"): what the page quotes where flags fire.
-WEAKENED = ("in simulations where a quarter of one arm's runs failed to train, 3–4% of 5-seed reports stated a false "
-            "verdict; where a fifth of the seeds fell on a failing branch together, 18%")  # fmt: skip
 OTHER_HEADS = {"fc": "FC", "alexnet": "AlexNet"}
-NO_CANVAS = "localisation not measured (no canvas)"
-SEED_UNIT = "The seed is the unit: pairs are averaged within each seed, then a t interval over seeds."
+# The columns of a verdicts frame (`table`): the numbers of a Verdict, one row per claim.
+COLUMNS = ("key", "claim", "verdict", "rule", "margin", "mean", "ci_low", "ci_high", "confidence_adjusted",
+           "ci_low_adjusted", "ci_high_adjusted", "family_size", "n_seeds", "n_pairs", "seeds_left_out",
+           "seeds_needed", "runs_flagged", "settings", "planned_settings", "margin_chosen_after", "resolved_at_seeds",
+           "look", "kind", "metric", "direction", "qualifier", "reason")  # fmt: skip
+SENSITIVITY_COLUMNS = ("key", "claim", "metric", "runs_left_out", "n_seeds", "n_pairs", "mean", "ci_low_adjusted",
+                       "ci_high_adjusted", "confidence_adjusted", "mean_all_runs", "ci_low_adjusted_all_runs",
+                       "ci_high_adjusted_all_runs", "n_seeds_all_runs", "n_pairs_all_runs")  # fmt: skip
+COUNTS = ("seeds_needed", "n_pairs", "n_seeds", "seeds_left_out", "runs_flagged", "family_size", "resolved_at_seeds",
+          "look", "settings", "planned_settings")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -155,29 +144,33 @@ def claims(results: Results) -> list[Claim | str]:
     return out
 
 
-def verdicts(results: Results, margins: dict[str, float] | None = None) -> pd.DataFrame:
-    """One row per claim (COLUMNS): the verdict, its rule and margin, the plain 95% and the family-adjusted
-    interval, seeds and pairs, seeds needed, and under-fitted runs it rests on. `margins` overrides the grid's.
+def verdicts(results: Results, margins: dict[str, float] | None = None) -> list[Verdict]:
+    """One Verdict per claim: the verdict, its rule and margin, the plain 95% and the family-adjusted interval,
+    seeds and pairs, seeds needed, and under-fitted runs it rests on. `margins` overrides the grid's.
     The fixed rule, on every seed; the report of a grid grown by `run --until-resolved` reads
     judge.sequential.report_verdicts, which builds on this."""
     return judge_family(results, margins)
 
 
 def judge_family(results: Results, margins: dict[str, float] | None = None, confidence: float | None = None,
-                 family: int | None = None) -> pd.DataFrame:  # fmt: skip
+                 family: int | None = None) -> list[Verdict]:  # fmt: skip
     """The fixed rule on these runs: every difference claim at `confidence` (default: Bonferroni over the claims the
     runs test) as one of a family of `family` claims (default: that many)."""
     context = _context(results, margins)
     listed = claims(results)
     size = len(_testable(context, listed)) if family is None else family
     level = family_confidence(size) if confidence is None else confidence
-    rows = [_params_claim(context, c, OTHER_HEADS[c]) if isinstance(c, str) else context.judge(c, level, size)
+    return [_params_claim(context, c, OTHER_HEADS[c]) if isinstance(c, str) else context.judge(c, level, size)
             for c in listed]  # fmt: skip
+
+
+def table(found: list[Verdict]) -> pd.DataFrame:
+    """Verdicts as a frame (COLUMNS), one row per claim: counts as nullable integers, a missing number as NaN."""
+    rows = [{column: getattr(v, column) for column in COLUMNS} for v in found]
     frame = pd.DataFrame(rows, columns=list(COLUMNS))
-    for column in ("seeds_needed", "n_pairs", "n_seeds", "seeds_left_out", "runs_flagged", "family_size",
-                   "resolved_at_seeds", "look", "settings", "planned_settings"):  # fmt: skip
+    for column in COUNTS:
         frame[column] = frame[column].astype("Int64")
-    frame["sequence"] = frame["sequence"].astype("object").fillna("")
+    frame["reason"] = frame["reason"].map(str)
     return frame
 
 
@@ -212,55 +205,6 @@ def claim_variants(results: Results, keys: Collection[str]) -> set[str]:
 def family_confidence(k: int) -> float:
     """The level of each of k simultaneous intervals: Bonferroni, 1 − FAMILY_ERROR/k."""
     return 1 - FAMILY_ERROR / max(k, 1)
-
-
-def family_text(frame: pd.DataFrame, results: Results | None = None) -> str:
-    """The family and its size, and the condition the 5% holds under, in sentences for the page; `results` adds
-    where this grid's runs weaken it."""
-    sizes = frame["family_size"].dropna()
-    if sizes.empty:
-        return "No difference claim is tested by this grid."
-    k = int(sizes.iloc[0])
-    confidence = family_confidence(k)
-    return (
-        f"One error budget for the report: the family is the {stats.count(k, 'claim')} this grid tests; each "
-        f"interval is at {confidence:.2%} (Bonferroni, 1 − 0.05/{k}) and each exact test at 0.05/{k}, so the chance "
-        f"that any supported, contradicted or equivalent verdict here is wrong is at most 5%, provided each claim's "
-        f"seed-level differences are near normal (the t interval's condition; the exact tests need none). "
-        f"{SEED_UNIT}" + (f" {weakened_text(results)}" if results is not None and weakened_text(results) else "")
-    )
-
-
-def weakened_text(results: Results) -> str:
-    """Where this grid's runs break the 5% statement's condition (failed training, seeds on two branches): one
-    sentence with the simulated figure; '' where they do not."""
-    runs = results.runs
-    failed = int(runs["training"].isin(FAILED_TRAINING).sum()) if "training" in runs else 0
-    if not failed:
-        return ""
-    return (
-        f"Here {stats.count(failed, 'run')} failed to train: seed-level differences with a failed run on one side "
-        f"are far from normal, so the 5% guarantee is weakened ({WEAKENED})."
-    )
-
-
-def training_text(results: Results) -> str:
-    """Each variant whose training failed in some seeds, as a rate ('GAP, cccp 2: 2 of 5 seeds did not fit'); ''
-    where every run fit."""
-    rates = [(name, failed, launched) for name, failed, launched in training_rates(results) if failed]
-    if not rates:
-        return ""
-    parts = "; ".join(f"{name}: {failed} of {launched} seeds did not fit" for name, failed, launched in rates)
-    return (
-        f"{parts}. Did not fit: stalled (final training accuracy ≤ chance + {100 * STALL_MARGIN:g} points), "
-        f"under-fitted (never reached the criterion: {criterion_text()}) or diverged; read from training data only, "
-        f"never the test set. Every one of them is judged with its outcome (intention to treat)."
-    )
-
-
-def criterion_text() -> str:
-    return (f"a training accuracy of {100 * FIT_ACCURACY:g}% in some epoch; under the stopping rule, its stop_reason "
-            f"\"criterion\" (not \"cap\") at a training accuracy of {100 * FIT_ACCURACY:g}% or more")  # fmt: skip
 
 
 def decide(rule: str, low: float, high: float, margin: float, direction: int) -> tuple[str, str]:
@@ -299,7 +243,7 @@ def _t_quantiles(confidence: float) -> tuple[np.ndarray, np.ndarray]:
     return n, sps.t.ppf(0.5 + confidence / 2, n - 1)
 
 
-def exact_head_note(results: Results) -> str | None:
+def exact_head(results: Results) -> ExactHead | None:
     """The seeds' exact GAP head (ReLU before GAP) where the grid's GAP axis rows train without it: how often it
     stalled, and its test accuracy where it trained. None where the grid has no such row."""
     nin = results.runs[results.runs["model"] == "nin"]
@@ -312,24 +256,12 @@ def exact_head_note(results: Results) -> str | None:
     ok = rows[rows["status"] == "ok"]
     trained = ok[~ok["stalled"].astype(bool)]
     names = labels(results.runs, PAPER_LABELS, ", ")
-    shown = ", ".join(pd.unique(names[rows.index]))
-    text = (f"The seeds' exact GAP head ({shown} on the class maps), reported apart from the GAP "
-            f"lines above: stalled in {int(ok['stalled'].sum())} of {stats.count(len(rows), 'run')}")  # fmt: skip
-    if len(rows) > len(ok):
-        text += f" ({len(rows) - len(ok)} not ok)"
+    head = ExactHead(tuple(pd.unique(names[rows.index])), len(rows), len(ok), int(ok["stalled"].sum()))
     if trained.empty:
-        return text + "; it never trained."
+        return head
     interval = stats.t_interval(trained["test_acc"], stats.metric_range("test_acc"))
-    text += f"; when it trained, test accuracy {100 * interval['mean']:.1f}%"
-    if interval["n"] < stats.MIN_INTERVAL_N:
-        return text + f" ({stats.count(interval['n'], 'run')}, {stats.FEW}: no interval)."
-    return text + (f" (95% CI {100 * interval['ci_low']:.1f} to {100 * interval['ci_high']:.1f}%, "
-                   f"{interval['n']} runs).")  # fmt: skip
-
-
-def csv_frame(frame: pd.DataFrame) -> pd.DataFrame:
-    """The columns report/verdicts.csv holds."""
-    return frame[list(CSV_COLUMNS)]
+    return replace(head, trained=interval["n"], mean=interval["mean"], ci_low=interval["ci_low"],
+                   ci_high=interval["ci_high"])  # fmt: skip
 
 
 # ---- internals ----------------------------------------------------------------------------------------------------
@@ -353,24 +285,22 @@ class _Context:
         self._present: dict[str, set[str]] = {}  # axis → its levels among the NiN runs, as text
         self.chosen_after: set[str] = set()  # metrics whose margin this report was given (--margin)
 
-    def missing(self, axis: str, a: Any, b: Any) -> str:
-        """Why the grid cannot test a contrast of these levels ('' when it can)."""
+    def missing(self, axis: str, a: Any, b: Any) -> tuple[Reason, tuple[Any, ...]] | None:
+        """Why the grid cannot test a contrast of these levels, with the levels missing (None when it can)."""
         if axis not in self._present:
             self._present[axis] = {stats.level_text(axis, v) for v in _levels(self.nin, axis)}
         present = self._present[axis]
         absent = [level for level in (a, b) if level is None or stats.level_text(axis, level) not in present]
         if not absent:
-            return ""
+            return None
         if axis not in self.nin.columns or len(present) < 2:
-            return f"the grid has no {axis} axis"
-        return f"no {axis} {' or '.join(stats.level_text(axis, v) for v in absent if v is not None)} among the NiN runs"
+            return Reason.NO_AXIS, ()
+        return Reason.NO_LEVEL, tuple(v for v in absent if v is not None)
 
-    def untested(self, claim: Claim) -> str:
-        """Why the grid cannot test this claim ('' when it can): such a claim is outside the report's family."""
-        if claim.rule == PAIRED_EXACT:
-            return self.missing(claim.axis, claim.a, claim.b)
-        if claim.metric not in self.metrics:
-            return NO_CANVAS if claim.metric == "loc_pointing" else f"{_what(claim.metric)} not measured"
+    def untested(self, claim: Claim) -> tuple[Reason, tuple[Any, ...]] | None:
+        """Why the grid cannot test this claim (None when it can): such a claim is outside the report's family."""
+        if claim.rule != PAIRED_EXACT and claim.metric not in self.metrics:
+            return (Reason.NO_CANVAS if claim.metric == "loc_pointing" else Reason.NOT_MEASURED), ()
         return self.missing(claim.axis, claim.a, claim.b)
 
     def subset(self, axis: str) -> str:
@@ -389,54 +319,27 @@ class _Context:
             self._contrasts[key] = chosen[0] if chosen else None
         return self._contrasts[key]
 
-    def judge(self, claim: Claim, confidence: float, family: int) -> dict:
+    def judge(self, claim: Claim, confidence: float, family: int) -> Verdict:
         margin = self.margins.get(claim.metric, math.nan)
-        row = {"key": claim.key, "claim": claim.text, "kind": "difference", "rule": claim.rule, "margin": margin,
-               "metric": claim.metric, "direction": claim.direction, "mean": math.nan, "ci_low": math.nan,
-               "ci_high": math.nan, "ci_low_adjusted": math.nan, "ci_high_adjusted": math.nan,
-               "confidence_adjusted": math.nan, "family_size": None, "n_seeds": None, "n_pairs": None,
-               "seeds_left_out": None, "seeds_needed": None, "runs_flagged": None, "settings": None,
-               "planned_settings": None, "margin_chosen_after": claim.metric in self.chosen_after,
-               "qualifier": ""}  # fmt: skip
-        rule = _rule_text(claim.rule, claim.metric, margin, claim.metric in self.chosen_after)
+        base = Verdict(claim.key, claim.text, "difference", claim.rule, INCONCLUSIVE, Reason.INTERVAL, b=claim.b,
+                       metric=claim.metric, direction=claim.direction, margin=margin, axis=claim.axis,
+                       margin_chosen_after=claim.metric in self.chosen_after)  # fmt: skip
         untested = self.untested(claim)
         if untested:
-            return _finish(row, NOT_TESTED, untested)
-        row.update(family_size=family, confidence_adjusted=confidence)
+            return replace(base, verdict=NOT_TESTED, reason=untested[0], absent=untested[1])
+        base = replace(base, family_size=family, confidence_adjusted=confidence)
         contrast = self.contrast(claim.axis, claim.a, claim.b)
         if contrast is None or contrast.pairs.empty:
-            row.update(n_pairs=0, n_seeds=0)
-            return _finish(row, INCONCLUSIVE, f"{stats.FEW}: no matched pairs", rule)
-        row["runs_flagged"] = len(contrast.failed_runs())
+            return replace(base, reason=Reason.NO_PAIRS, n_pairs=0, n_seeds=0)
+        base = replace(base, runs_flagged=len(contrast.failed_runs()))
         if claim.rule == PAIRED_EXACT:
-            return self._trainability(claim, contrast, confidence, row)
+            return self._trainability(claim, contrast, confidence, base)
         judged = self._judged(claim, contrast, confidence, margin)
-        row.update({k: v for k, v in judged.items() if k in row})  # the intervals, counts, qualifier, seeds needed
-        verdict, qualifier, needed = judged["verdict"], judged["qualifier"], judged["seeds_needed"]
-        number = f"{rule}; {_what(claim.metric)} {judged['text']}"
-        notes = []
-        if judged["seeds_left_out"]:
-            notes.append(f"{stats.count(judged['seeds_left_out'], 'seed')} without a pair at every setting left out "
-                         f"(missing data: a run failed for a reason not the method's)")  # fmt: skip
-        if row["settings"] is not None and row["settings"] < row["planned_settings"]:
-            notes.append(f"averages over {row['settings']} of the {row['planned_settings']} settings the grid "
-                         f"launched: every run of the others is missing, so the claim measures less than planned")
-        if row["runs_flagged"]:
-            notes.append(f"{stats.count(row['runs_flagged'], 'run')} whose training failed judged with "
-                         f"{'its' if row['runs_flagged'] == 1 else 'their'} outcome")  # fmt: skip
-        if judged["reason"]:
-            notes.append(judged["reason"])
-        elif verdict == INCONCLUSIVE and needed is not None:
-            notes.append(planning_text(needed))
-        elif verdict == INCONCLUSIVE and judged["n_seeds"] >= stats.MIN_INTERVAL_N:
-            notes.append(f"at this mean and spread not even a new grid of {MAX_SEEDS_NEEDED} seeds would resolve it")
-        if claim.metric in stats.TIME_METRICS and verdict in (SUPPORTED, CONTRADICTED):
-            notes.append(f"GAP needs {'fewer' if verdict == SUPPORTED else 'more'} "
-                         f"{'epochs' if claim.metric == 'epochs_to_fit' else 'wall time'}")  # fmt: skip
-        return _finish(row, verdict, "; ".join(notes), number, qualifier)
+        return replace(base, **{k: v for k, v in judged.items() if k != "std"})
 
     def _judged(self, claim: Claim, contrast: stats.Contrast, confidence: float, margin: float,
                 leave_out: frozenset[str] = frozenset()) -> dict[str, Any]:  # fmt: skip
+        """The claim's numbers and decision on the interval rule, as Verdict fields."""
         by_seed = stats.seed_differences(contrast, claim.metric, leave_out)
         bounds = stats.metric_range(claim.metric, difference=True)
         plain = stats.t_interval(by_seed.values, bounds)
@@ -444,47 +347,34 @@ class _Context:
         n = plain["n"]
         out = {"mean": plain["mean"], "ci_low": plain["ci_low"], "ci_high": plain["ci_high"],
                "ci_low_adjusted": adjusted["ci_low"], "ci_high_adjusted": adjusted["ci_high"], "n_seeds": n,
-               "n_pairs": by_seed.n_pairs, "seeds_needed": None,
-               "seeds_left_out": len(by_seed.seeds_left_out) + len(contrast.missing_seeds),
-               "qualifier": "", "reason": "", "settings": by_seed.settings,
-               "planned_settings": max(contrast.planned_settings, by_seed.settings)}  # fmt: skip
-        out["text"] = stats.difference_text(plain["mean"], adjusted["ci_low"], adjusted["ci_high"], n,
-                                            by_seed.n_pairs, f"{confidence:.2%} CI", claim.metric)  # fmt: skip
+               "n_pairs": by_seed.n_pairs, "seeds_left_out": len(by_seed.seeds_left_out) + len(contrast.missing_seeds),
+               "settings": by_seed.settings, "planned_settings": max(contrast.planned_settings, by_seed.settings),
+               "verdict": INCONCLUSIVE, "reason": Reason.FEW_SEEDS}  # fmt: skip
         if n < stats.MIN_INTERVAL_N:
-            out.update(verdict=INCONCLUSIVE, reason=f"{stats.FEW} seeds: no interval")
             return out
         verdict, qualifier = decide(claim.rule, adjusted["ci_low"], adjusted["ci_high"], margin, claim.direction)
-        out.update(verdict=verdict, qualifier=qualifier)
+        out.update(verdict=verdict, qualifier=qualifier, reason=Reason.INTERVAL)
         if verdict == INCONCLUSIVE:
             out["seeds_needed"] = seeds_needed(claim.rule, plain["mean"], plain["std"], margin, claim.direction,
                                                confidence)  # fmt: skip
         return out
 
-    def _trainability(self, claim: Claim, contrast: stats.Contrast, confidence: float, row: dict) -> dict:
+    def _trainability(self, claim: Claim, contrast: stats.Contrast, confidence: float, base: Verdict) -> Verdict:
         """The share of runs that fit at level a vs level b, on the contrast's pairs (neither side missing): an exact
         two-sided McNemar test at 1 − confidence. Contradicted when it finds the shares differ (the line says which
         way); inconclusive otherwise: equal shares would need a margin on proportions that a few seeds cannot meet."""
         pairs = contrast.pairs
         fit_a = pairs["fit_a"].astype(bool).to_numpy()
         fit_b = pairs["fit_b"].astype(bool).to_numpy()
-        seeds = pairs["seed_a"].nunique()
         verdict, p_value, only_a, only_b = trainability_decision(fit_a, fit_b, confidence)
-        row.update(mean=float(fit_a.mean() - fit_b.mean()), n_pairs=len(pairs), n_seeds=seeds, seeds_left_out=0)
-        name_b = OTHER_HEADS.get(str(claim.b), str(claim.b))
-        number = (f"{PAIRED_EXACT} at {1 - confidence:.4f}; GAP fit in {int(fit_a.sum())} of {len(pairs)} runs, the "
-                  f"{name_b} head in {int(fit_b.sum())} of {len(pairs)}; discordant pairs {only_a} (GAP alone fit) "
-                  f"and {only_b} ({name_b} alone), p = {p_value:.3g}")  # fmt: skip
-        note = ""
-        if verdict == CONTRADICTED:
-            note = f"GAP fits {'less' if only_b > only_a else 'more'} often"
-        elif not only_a + only_b:
-            note = "no pair where one side fit and the other did not"
-        note += ("; " if note else "") + "the unit is the pair of runs at one setting and seed"
-        return _finish(row, verdict, note, number)
+        fit = Fit(int(fit_a.sum()), int(fit_b.sum()), len(pairs), only_a, only_b, p_value)
+        return replace(base, verdict=verdict, reason=Reason.PAIRED_EXACT, fit=fit,
+                       mean=float(fit_a.mean() - fit_b.mean()), n_pairs=len(pairs),
+                       n_seeds=int(pairs["seed_a"].nunique()), seeds_left_out=0)  # fmt: skip
 
     def sensitivity(self, claim: Claim, confidence: float) -> dict | None:
         """The claim without the runs whose training failed (their pairs out, a seed left incomplete out whole): a
-        sensitivity analysis conditional on the seeds that trained, outside the budget; no verdict words."""
+        sensitivity analysis conditional on the seeds that trained, outside the budget; no verdict."""
         if claim.rule == PAIRED_EXACT or self.untested(claim):
             return None
         contrast = self.contrast(claim.axis, claim.a, claim.b)
@@ -496,13 +386,13 @@ class _Context:
         margin = self.margins[claim.metric]
         everything = self._judged(claim, contrast, confidence, margin)
         without = self._judged(claim, contrast, confidence, margin, failed)
-        sentence = (f"{claim.text}, without {stats.count(len(failed), 'run')} whose training failed: "
-                    f"{_what(claim.metric)} {without['text']}; with every run: {everything['text']}")  # fmt: skip
         return {"key": claim.key, "claim": claim.text, "metric": claim.metric, "runs_left_out": len(failed),
                 "n_seeds": without["n_seeds"], "n_pairs": without["n_pairs"], "mean": without["mean"],
                 "ci_low_adjusted": without["ci_low_adjusted"], "ci_high_adjusted": without["ci_high_adjusted"],
                 "confidence_adjusted": confidence, "mean_all_runs": everything["mean"],
-                "sentence": sentence}  # fmt: skip
+                "ci_low_adjusted_all_runs": everything["ci_low_adjusted"],
+                "ci_high_adjusted_all_runs": everything["ci_high_adjusted"],
+                "n_seeds_all_runs": everything["n_seeds"], "n_pairs_all_runs": everything["n_pairs"]}  # fmt: skip
 
 
 def trainability_decision(fit_a: np.ndarray, fit_b: np.ndarray, confidence: float) -> tuple[str, float, int, int]:
@@ -516,118 +406,68 @@ def trainability_decision(fit_a: np.ndarray, fit_b: np.ndarray, confidence: floa
     return (CONTRADICTED if p_value < 1 - confidence else INCONCLUSIVE), p_value, only_a, only_b
 
 
-def planning_text(needed: int) -> str:
-    """Seeds needed, as what it is: a planning figure for a new grid, never a reason to add seeds to this one."""
-    return (f"a planning figure: a new, independent grid of about {needed} seeds would resolve it at this seed-level "
-            f"spread; adding seeds to this grid and reporting again looks twice without correction "
-            f"(run --until-resolved plans its looks)")  # fmt: skip
-
-
 def sensitivity(results: Results, margins: dict[str, float] | None = None) -> pd.DataFrame:
     """Each difference claim whose pairs hold a run whose training failed, judged without those runs at the
-    family's level (SENSITIVITY_COLUMNS): outside the 5% budget, conditional on the seeds that trained, no verdict."""
+    family's level (SENSITIVITY_COLUMNS): outside the 5% budget, conditional on the seeds that trained, no verdict;
+    the same claim's numbers with every run beside them (the *_all_runs columns)."""
     context = _context(results, margins)
     listed = claims(results)
     level = family_confidence(len(_testable(context, listed)))
     rows = [context.sensitivity(c, level) for c in listed if isinstance(c, Claim)]
-    frame = pd.DataFrame([r for r in rows if r is not None], columns=["key", *SENSITIVITY_COLUMNS])
-    for column in ("runs_left_out", "n_seeds", "n_pairs"):
+    frame = pd.DataFrame([r for r in rows if r is not None], columns=list(SENSITIVITY_COLUMNS))
+    for column in ("runs_left_out", "n_seeds", "n_pairs", "n_seeds_all_runs", "n_pairs_all_runs"):
         frame[column] = frame[column].astype("Int64")
     return frame
 
 
-SENSITIVITY_TEXT = (
-    "A sensitivity analysis, not a verdict: each claim again without the runs whose training failed. It is outside "
-    "the report's 5% budget and conditional on the seeds that trained, so it answers a different question (how the "
-    "arms compare when they train), which selects on an outcome of the method."
-)
-
-
-def _what(metric: str) -> str:
-    return stats.METRIC_NAMES.get(metric, metric)
-
-
-def _rule_text(rule: str, metric: str, margin: float, chosen_after: bool = False) -> str:
-    if rule == PAIRED_EXACT:
-        return rule
-    text = f"{rule}, margin {stats.margin_text(metric, margin)}"
-    return text + (" (chosen after the runs: --margin)" if chosen_after else "")
-
-
-def _finish(row: dict, verdict: str, note: str, number: str = "", qualifier: str = "") -> dict:
-    row.update(verdict=verdict, note=note, detail=number, qualifier=qualifier)
-    row.setdefault("rule", EXACT)
-    details = "; ".join(part for part in (number, note) if part)
-    word = verdict + (f" ({qualifier})" if qualifier else "")
-    row["sentence"] = f"{row['claim']}: {word}" + (f" — {details}." if details else ".")
-    return row
-
-
-def _params_claim(context: _Context, head: str, name: str) -> dict:
-    key, claim = f"gap_params_vs_{head}", f"GAP has fewer parameters than the {name} head"
-    row = {"key": key, "claim": claim, "kind": "ratio", "rule": EXACT, "margin": math.nan, "mean": math.nan,
-           "ci_low": math.nan, "ci_high": math.nan, "n_pairs": None, "seeds_needed": None}  # fmt: skip
+def _params_claim(context: _Context, head: str, name: str) -> Verdict:
+    base = Verdict(f"gap_params_vs_{head}", f"GAP has fewer parameters than the {name} head", "ratio", EXACT,
+                   INCONCLUSIVE, Reason.EXACT_COUNT, b=head, axis="head")  # fmt: skip
     missing = context.missing("head", "gap", head)
     if missing:
-        return _finish(row, NOT_TESTED, missing)
+        return replace(base, verdict=NOT_TESTED, reason=missing[0], absent=missing[1])
     contrast = context.contrast("head", "gap", head)
     pairs = contrast.pairs if contrast is not None else pd.DataFrame()
     pairs = pairs[pairs["params_a"].notna() & pairs["params_b"].notna()] if len(pairs) else pairs
     if pairs.empty:
-        row["n_pairs"] = 0
-        return _finish(row, INCONCLUSIVE, "no matched pair of runs with a parameter count")
+        return replace(base, reason=Reason.NO_PAIRS, n_pairs=0)
     variants = pairs.drop_duplicates(["group_id_a", "group_id_b"])
     ratios = variants["params_a"] / variants["params_b"]
-    row.update(mean=float(ratios.mean()), n_pairs=len(variants))
     if (ratios < 1).all():
         verdict = SUPPORTED
     elif (ratios > 1).all():
         verdict = CONTRADICTED
     else:
         verdict = INCONCLUSIVE
-    by_setting = _ratio_text(variants, ratios)
-    size = _image_size(variants)
-    if verdict == INCONCLUSIVE:
-        relation = f"the {name} head is larger than GAP in some settings and smaller in others"
-    else:
-        relation = f"the {name} head is {'larger' if verdict == SUPPORTED else 'smaller'} than GAP"
-    number = f"params GAP/{name} = {by_setting}"
-    return _finish(row, verdict, f"{relation} at {size}", number)
+    return replace(base, verdict=verdict, mean=float(ratios.mean()), n_pairs=len(variants),
+                   ratios=_ratios(variants, ratios), image_sizes=_image_sizes(variants))  # fmt: skip
 
 
-def _ratio_text(variants: pd.DataFrame, ratios: pd.Series) -> str:
-    """'0.45 (61,370 vs 136,010)', or one such part per setting that changes the ratio ('... at cccp 0; ...')."""
+def _ratios(variants: pd.DataFrame, ratios: pd.Series) -> tuple[Ratio, ...]:
+    """One Ratio per distinct pair of counts, with the settings that change the ratio."""
     groups = variants.assign(_ratio=ratios.to_numpy()).groupby(["params_a", "params_b"], sort=False)
     # Settings that name a distinct ratio: they vary across the pairs and are constant within each ratio.
     names = [c[:-2] for c in variants.columns if c.endswith("_a") and c[:-2] in _DESCRIBE]
     names = [c for c in names if variants[f"{c}_a"].nunique() > 1
              and all(g[f"{c}_a"].nunique() == 1 for _, g in groups)]  # fmt: skip
-    parts = []
-    for (params_a, params_b), group in groups:
-        where = ", ".join(f"{c} {stats.level_text(c, group[f'{c}_a'].iloc[0])}" for c in names)
-        part = f"{params_a / params_b:.2f} ({params_a:,.0f} vs {params_b:,.0f}"
-        parts.append(part + (f" at {where})" if where else ")"))
-    return "; ".join(parts)
+    return tuple(Ratio(float(params_a), float(params_b), tuple((c, stats.plain(group[f"{c}_a"].iloc[0]))
+                                                               for c in names))
+                 for (params_a, params_b), group in groups)  # fmt: skip
 
 
 _DESCRIBE = ("cccp", "dropout", "width", "image_size", "arch", "num_classes", "in_channels")
 
 
-def _image_size(variants: pd.DataFrame) -> str:
+def _image_sizes(variants: pd.DataFrame) -> tuple[int, ...]:
     if "image_size_a" not in variants:
-        return "this input size"
-    sizes = sorted(pd.unique(variants["image_size_a"].dropna()))
-    return f"{'/'.join(str(s) for s in sizes)} px input" if sizes else "this input size"
+        return ()
+    return tuple(int(s) for s in sorted(pd.unique(variants["image_size_a"].dropna())))
 
 
 def _levels(nin: pd.DataFrame, axis: str) -> list[Any]:
     if axis not in nin.columns:
         return []
     return [stats.plain(v) for v in pd.unique(nin[axis].dropna())]
-
-
-def _seed_count(results: Results) -> str:
-    return stats.count(int(results.runs["seed"].nunique()), "seed")
 
 
 def _main_gap_relu(results: Results, nin: pd.DataFrame) -> Any:

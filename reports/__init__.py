@@ -51,23 +51,24 @@ def write_report(grid_dir: str | Path, margins: dict[str, float] | None = None) 
     not a results directory. A partial grid reports what exists.
     """
     from judge import sequential, stats, verdicts
-    from reports import cam_figure, html, plots, tables
+    from reports import cam_figure, html, plots, tables, words
 
     results = load_results(grid_dir)
     out = GridDir(results.grid_dir).report
     out.mkdir(parents=True, exist_ok=True)
     summary = stats.summarize(results)
     effects = stats.effects(results)
-    claims = sequential.report_verdicts(results, margins)
-    sensitivity = verdicts.sensitivity(results, margins)
+    found = sequential.report_verdicts(results, margins)
+    claims = words.table(found)
+    sensitivity = words.sensitivity_table(verdicts.sensitivity(results, margins))
     names = ("results", "summary", "effects", "verdicts", "sensitivity")
     csvs = {name: out / f"{name}.csv" for name in names}
     # best_test_acc picks its epoch on the test set: kept (a result.json contract) but named for what it is.
     results.runs.rename(columns={"best_test_acc": BEST_TEST_COLUMN}).to_csv(csvs["results"], index=False)
     summary.to_csv(csvs["summary"], index=False)
     effects.to_csv(csvs["effects"], index=False)
-    verdicts.csv_frame(claims).to_csv(csvs["verdicts"], index=False)
-    sensitivity[list(verdicts.SENSITIVITY_COLUMNS)].to_csv(csvs["sensitivity"], index=False)
+    words.csv_frame(claims).to_csv(csvs["verdicts"], index=False)
+    sensitivity[list(words.SENSITIVITY_CSV_COLUMNS)].to_csv(csvs["sensitivity"], index=False)
     documents = {fmt: out / f"ablation.{fmt}" for fmt in TABLE_FORMATS}
     documents["md"].write_text(tables.ablation_markdown(results, summary, claims), encoding="utf-8")
     documents["tex"].write_text(tables.ablation_latex(results, summary, claims), encoding="ascii")
@@ -75,25 +76,25 @@ def write_report(grid_dir: str | Path, margins: dict[str, float] | None = None) 
     cam = cam_figure.write_cam_figure(results, out / "plots")
     if cam is not None:
         plot_paths[cam_figure.CAM_PLOT] = cam
-    exact = verdicts.exact_head_note(results)
+    exact = words.exact_head_note(verdicts.exact_head(results))
     sentences = [*claims["sentence"], *([exact] if exact else []), *stats.sentences(effects)]
     page = out / "report.html"
     page.write_text(
         html.render(results, summary, effects, claims, exact, stats.sentences(effects), plot_paths, sensitivity),
         encoding="utf-8",
     )
-    words = dict(zip(claims["key"], claims["verdict"]))
-    spent = sequential.spent(results, claims) if results.sequence is not None else {}
-    return Report(page, csvs, plot_paths, sentences, results.done_line(), words, documents, spent)
+    said = {v.key: v.verdict for v in found}
+    spent = sequential.spent(results, found) if results.sequence is not None else {}
+    return Report(page, csvs, plot_paths, sentences, results.done_line(), said, documents, spent)
 
 
 def ablation_table(grid_dir: str | Path, fmt: str, margins: dict[str, float] | None = None) -> str:
     """The ablation table of a results directory and its verdicts as markdown ("md") or LaTeX ("tex"); writes
     nothing."""
     from judge import sequential, stats
-    from reports import tables
+    from reports import tables, words
 
     results = load_results(grid_dir)
     summary = stats.summarize(results)
     render = {"md": tables.ablation_markdown, "tex": tables.ablation_latex}[fmt]
-    return render(results, summary, sequential.report_verdicts(results, margins))
+    return render(results, summary, words.table(sequential.report_verdicts(results, margins)))

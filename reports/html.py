@@ -10,13 +10,14 @@ from typing import Any
 
 import pandas as pd
 
-from judge import sequential, stats
+from judge import stats
 from judge import verdicts as verdict_rule
 from judge.load import DIVERGED, FIT, MISSING, PAPER_LABELS, STALL_MARGIN, STALLED, UNDERFIT, Results, labels
 from judge.stats import FEW, METHOD, MIN_INTERVAL_N, SUMMARY_METHOD
-from judge.verdicts import CONTRADICTED, EQUIVALENT, INCONCLUSIVE, NO_CANVAS, NOT_TESTED, SUPPORTED
-from reports import tables, tuning
+from judge.verdicts import CONTRADICTED, EQUIVALENT, INCONCLUSIVE, NOT_TESTED, SUPPORTED
+from reports import tables, tuning, words
 from reports.cam_figure import CAM_PLOT
+from reports.words import NO_CANVAS
 
 RUN_COLUMNS = (
     "variant_id", "label", "seed", "status", "stalled", "underfit", "test_acc", "train_acc", "gap_acc", "gap_loss",
@@ -80,7 +81,7 @@ def render(
         )
     parts.append("<h2>Verdicts</h2>")
     grown = results if results.sequence is not None else None
-    parts.append(_verdicts(claims, exact_head, verdict_rule.training_text(results), grown, results))
+    parts.append(_verdicts(claims, exact_head, words.training_text(results), grown, results))
     parts.append("<h2>Trainability per variant</h2>")
     parts.append(_trainability(results))
     parts.append("<h2>Sensitivity analysis: without the runs whose training failed</h2>")
@@ -115,7 +116,7 @@ def render(
         f"matched settings).</li>"
         f"<li><strong>Failed training is an outcome</strong>: a run <em>stalled</em> (final training accuracy ≤ "
         f"1/classes + {STALL_MARGIN:g}), <em>under-fitted</em> (never reached the criterion: "
-        f"{html.escape(verdict_rule.criterion_text())}) or <em>diverged</em>, decided per run from training data "
+        f"{html.escape(words.criterion_text())}) or <em>diverged</em>, decided per run from training data "
         f"alone (the test set is never read for it), stays in its pairs with its outcome: the verdicts are judged "
         f"over the runs the grid launched (intention to treat). A run that failed for a reason not the method's "
         f"(an exception, an OOM) is missing data: its seed leaves the claims it belongs to, and the line says so. "
@@ -249,12 +250,12 @@ def _verdicts(claims: pd.DataFrame, exact_head: str | None, training: str = "", 
     tally = ", ".join(f"{counts[word]} {word}" for word in (*WORD_CLASS, NOT_TESTED) if word in counts)
     lead = f"<p class='lead'>{html.escape(stats.count(len(claims), 'claim'))} checked: {html.escape(tally)}.</p>"
     if grown is not None:
-        family = (f"<p><strong>{html.escape(sequential.spend_text(grown))}</strong></p>"
-                  f"<p>{html.escape(sequential.family_text(grown.sequence))}</p>")  # fmt: skip
+        family = (f"<p><strong>{html.escape(words.spend_text(grown))}</strong></p>"
+                  f"<p>{html.escape(words.sequence_family_text(grown.sequence))}</p>")  # fmt: skip
     else:
-        family = f"<p>{html.escape(verdict_rule.family_text(claims, results))}</p>"
-    if grown is not None and verdict_rule.weakened_text(grown):
-        family += f"<p>{html.escape(verdict_rule.weakened_text(grown))}</p>"
+        family = f"<p>{html.escape(words.family_text(claims, results))}</p>"
+    if grown is not None and words.weakened_text(grown):
+        family += f"<p>{html.escape(words.weakened_text(grown))}</p>"
     if training:
         family += f"<p><strong>Runs whose training failed.</strong> {html.escape(training)}</p>"
     extra = f"<p>{html.escape(exact_head)}</p>" if exact_head else ""
@@ -269,8 +270,8 @@ def _verdicts(claims: pd.DataFrame, exact_head: str | None, training: str = "", 
 
 def _family(results: Results, claims: pd.DataFrame) -> str:
     if results.sequence is not None:
-        return sequential.family_text(results.sequence)
-    return verdict_rule.family_text(claims, results)
+        return words.sequence_family_text(results.sequence)
+    return words.family_text(claims, results)
 
 
 TRAINING_COLUMNS = ((FIT, "fit"), (STALLED, "stalled"), (UNDERFIT, "under-fitted"), (DIVERGED, "diverged"),
@@ -294,7 +295,7 @@ def _trainability(results: Results) -> str:
         rows.append("<tr>" + "".join(cells) + "</tr>")
     return (
         f"<table><tr>{head}</tr>{''.join(rows)}</table><p class='note'>Decided per run from training data alone "
-        f"(the criterion: {html.escape(verdict_rule.criterion_text())}; stalled: final training accuracy ≤ chance + "
+        f"(the criterion: {html.escape(words.criterion_text())}; stalled: final training accuracy ≤ chance + "
         f"{100 * STALL_MARGIN:g} points). Per run: the <code>training</code> column of "
         "<a href='results.csv'>results.csv</a>. The trainability claims above test GAP's share against each other "
         "head's.</p>"
@@ -306,7 +307,7 @@ SENSITIVITY_HEADERS = {"claim": "Claim", "runs_left_out": "Runs left out", "n_se
 
 def _sensitivity(frame: pd.DataFrame | None) -> str:
     """The analysis without failed runs: numbers only, no verdict words, apart from the verdicts."""
-    lead = f"<p>{html.escape(verdict_rule.SENSITIVITY_TEXT)}</p>"
+    lead = f"<p>{html.escape(words.SENSITIVITY_TEXT)}</p>"
     if frame is None or frame.empty:
         return lead + "<p class='note'>No claim's pairs hold a run whose training failed: nothing to leave out.</p>"
     rows = []

@@ -42,30 +42,27 @@ def _load_grid(args: argparse.Namespace):
 
 
 def _listed(grid, out: str) -> list[tuple[object, dict]]:
-    """(variant, what the row says) per run: the grid's runs; for a tuned grid its tuning runs (stage 1) and then the
-    stage-2 runs, each arm's tuned value "to be tuned" (and no id yet) until stage 1 in OUT/<grid> has picked it."""
+    """(variant, what the row says) per run: the grid's runs now (runners.grid_runs.current); for a tuned grid its
+    tuning runs (stage 1) and then the stage-2 runs, each arm's tuned value "to be tuned" (and no id yet) until stage
+    1 in OUT/<grid> has picked it, and "not picked" where it could not."""
     from pathlib import Path
 
     from nin.layout import GridDir
-    from runners import tuning, until_resolved
-
-    if grid.tune is None:  # with the seeds an --until-resolved sequence in OUT added
-        grown = until_resolved.grown(grid, GridDir(Path(out) / grid.name), until_resolved.warn)
-        return [(v, {}) for v in grown.variants]
+    from runners import grid_runs, tuning
 
     grid_dir = GridDir(Path(out) / grid.name)
+    if grid.tune is None:  # with the seeds an --until-resolved sequence in OUT added
+        return [(v, {}) for v in grid_runs.current(grid, grid_dir).variants]
+
     plans = tuning.plan(grid, grid_dir.tuning)
     rows: list[tuple[object, dict]] = [(v, {"stage": "tuning"}) for p in plans for v in p.runs(grid.tune)]
-    done = tuning.finished(plans)
-    picked = {p.arm_id: p.pick for p in plans}
-    for variant in grid.planned():  # arm by arm, seed by seed
-        pick = picked[variant.arm_id((grid.tune.key,))]
-        if done and pick is not None:
-            rows.append((tuning.tuning_run(variant, grid.tune.key, pick, variant.seed), {"stage": "grid"}))
-        else:
-            unknown = "to be tuned" if not done else "not picked"
-            rows.append((variant, {"stage": "grid", "variant_id": None, grid.tune.key: unknown}))
-    return rows
+    if tuning.finished(plans):
+        picked = {p.arm_id for p in plans if p.pick is not None}
+        unpicked = [v for v in grid.planned() if v.arm_id((grid.tune.key,)) not in picked]
+        rows += [(v, {"stage": "grid"}) for v in grid_runs.current(grid, grid_dir, plans).variants]
+        return rows + [(v, {"stage": "grid", "variant_id": None, grid.tune.key: "not picked"}) for v in unpicked]
+    unknown = {"stage": "grid", "variant_id": None, grid.tune.key: "to be tuned"}
+    return rows + [(v, dict(unknown)) for v in grid.planned()]
 
 
 def cmd_list(args: argparse.Namespace) -> int:

@@ -13,12 +13,12 @@ import torch
 import yaml
 from tqdm.auto import tqdm
 
-from judge import sequential
+from judge import looks
 from nin import store
 from nin.errors import InputError
 from nin.layout import GridDir, read_result
 from nin.tracking import resolve_mode
-from runners import EXIT_FAILED_RUNS, EXIT_OK, slurm, tuning, until_resolved
+from runners import EXIT_FAILED_RUNS, EXIT_OK, grid_runs, slurm, tuning, until_resolved
 from runners.executor import run_local, run_ray
 from runners.lock import GridLock
 from runners.overrides import parse_overrides
@@ -89,21 +89,20 @@ def run_grid(options: RunOptions, grid: Grid | None = None) -> int:
         store.remove_temp_files(run.grid_dir.root)  # a runner killed while writing spec.yaml left its temp file
         slurm.forget_lost(run.grid_dir)  # a variant whose Slurm job was lost trains again, from its checkpoint
         context = _context(run)
-        plans: list[tuning.ArmPlan] = []
-        base = run.grid
-        if base.tune is not None:
+        plans: list[tuning.ArmPlan] | None = None
+        if run.grid.tune is not None:
             tuned = _tune_stage(run, context)
             if tuned is None:
                 return EXIT_FAILED_RUNS
-            base, context, plans = tuned
-        trained = _train_stage(run, base, context)
-        record = _grow_stage(run, base, context) if run.sequence is not None else None
+            context, plans = tuned
+        trained = _train_stage(run, plans, context)
+        record = _grow_stage(run, grid_runs.base(run.grid, plans), context) if run.sequence is not None else None
         if record is not None:
-            grown = until_resolved.with_additions(base, record["looks"])
+            grown = grid_runs.current(run.grid, run.grid_dir, plans)
             trained = replace(trained, grid=grown, selected=list(grown.variants))
             _write_spec(run.grid_dir, trained.grid)
         report_path = _write_report(run.grid_dir, run.wandb_mode, options) if options.report else None
-    return _close(run, trained, record, [p for p in plans if p.pick is None], report_path)
+    return _close(run, trained, record, [p for p in plans or () if p.pick is None], report_path)
 
 
 @dataclass(frozen=True)
@@ -200,20 +199,22 @@ def _context(run: _Checked) -> RunContext:
     )
 
 
-def _tune_stage(run: _Checked, context: RunContext) -> tuple[Grid, RunContext, list[tuning.ArmPlan]] | None:
-    """Stage 1 of a grid with tune:, then the grid at its picks; None when the picks could not be made."""
+def _tune_stage(run: _Checked, context: RunContext) -> tuple[RunContext, list[tuning.ArmPlan]] | None:
+    """Stage 1 of a grid with tune:, and the context its picked runs train in; None when the picks could not be
+    made."""
     grid = run.grid
     # spec.yaml lists no run until the picks exist: which runs the grid has depends on them.
     _write_spec(run.grid_dir, grid)
     plans = _tune(run, context)
     if plans is None:
         return None
-    return tuning.picked_grid(grid, plans), replace(context, tuned=(grid.tune.key,)), plans  # type: ignore[union-attr]
+    return replace(context, tuned=(grid.tune.key,)), plans  # type: ignore[union-attr]
 
 
-def _train_stage(run: _Checked, base: Grid, context: RunContext) -> _Trained:
-    """The grid's runs as they stand (with the seeds earlier looks added), each unfinished one trained."""
-    grid = until_resolved.grown(base, run.grid_dir, until_resolved.warn)
+def _train_stage(run: _Checked, plans: list[tuning.ArmPlan] | None, context: RunContext) -> _Trained:
+    """The grid's runs as they stand (a tuned grid's at its picks, with the seeds earlier looks added), each
+    unfinished one trained."""
+    grid = grid_runs.current(run.grid, run.grid_dir, plans)
     options, grid_dir = run.options, run.grid_dir
     selected = _select(grid.variants, options.only, options.spec) if options.only else list(grid.variants)
     _write_spec(grid_dir, grid)
@@ -239,7 +240,7 @@ def _train_stage(run: _Checked, base: Grid, context: RunContext) -> _Trained:
     return _Trained(grid, selected, len(finished))
 
 
-def _grow_stage(run: _Checked, base: Grid, context: RunContext) -> dict[str, Any]:
+def _grow_stage(run: _Checked, base: Grid, context: RunContext) -> looks.Sequence:
     """--until-resolved: look, add seeds where a claim is open, train them, look again; the record of the looks."""
     assert run.sequence is not None
     grid_dir, options = run.grid_dir, run.options
@@ -256,7 +257,7 @@ def _grow_stage(run: _Checked, base: Grid, context: RunContext) -> dict[str, Any
 def _close(
     run: _Checked,
     trained: _Trained,
-    record: dict[str, Any] | None,
+    record: looks.Sequence | None,
     unpicked: list[tuning.ArmPlan],
     report_path: Path | None,
 ) -> int:
@@ -270,9 +271,9 @@ def _close(
         f"{len(selected)} runs ({trained.finished_before} were already done){where}"
     )
     open_sequence = False
-    if record is not None and record["looks"]:
+    if record is not None and record.looks:
         print(until_resolved.final_line(grid.name, record, len(grid.variants)))
-        open_sequence = record["looks"][-1]["decision"] != sequential.STOP
+        open_sequence = not record.stopped
     missing = len(selected) - sum(total.values())
     return EXIT_FAILED_RUNS if total["failed"] or missing or unpicked or open_sequence else EXIT_OK
 

@@ -1,30 +1,30 @@
 """`nin-ablate run SPEC --until-resolved`: the grid's seeds first, then more seeds only where a verdict is still open.
 
 The rule is judge.sequential's (planned looks, repeated t intervals, one error budget); this module feeds it runs.
-OUT/<grid>/looks.json holds the design (written before the first look) and every look: its seeds, each claim's
-verdict, the open claims and the decision, written before the runs that decision adds are trained. The seeds a look
-adds are part of the grid from then on: every later `run` or `report` of the same grid file reads them from
-looks.json (`grown`), so they are never stale. A rerun after a kill follows the record: it trains what the last look
-added and is unfinished, then takes the next look; no look is decided twice and no run is trained twice.
+OUT/<grid>/looks.json (judge.looks.Sequence) holds the design (written before the first look) and every look: its
+seeds, each claim's verdict, the open claims and the decision, written before the runs that decision adds are
+trained. The seeds a look adds are part of the grid from then on (runners.grid_runs.current). A rerun after a kill
+follows the record: it trains what the last look added and is unfinished, then takes the next look; no look is
+decided twice and no run is trained twice.
 """
 
 from __future__ import annotations
 
-import hashlib
-import sys
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from judge import sequential
+from judge import looks, sequential
 from judge import verdicts as rule
 from judge.load import Results, runs_frame
+from judge.looks import ClaimAtLook, Look
 from nin.errors import InputError
-from nin.layout import GridDir, read_looks
+from nin.layout import GridDir
 from nin.variant import Variant
+from runners.grid_runs import base_digest, with_additions
 from runners.spec import Grid
 
 
@@ -51,13 +51,13 @@ def check(grid: Grid, grid_dir: GridDir, options: SequenceOptions, spec: Path | 
     record = existing(grid_dir)
     if record is None:
         return
-    if record.get("base_runs") != base_digest(grid):
+    if record.base_runs != base_digest(grid):
         raise InputError(f"{grid_dir.looks_path} is the sequence of another version of {spec} (its runs differ): "
                          f"use another --out to start a new sequence, or move that file away")  # fmt: skip
-    design = record["design"]
-    if (design["max_seeds"], design["seeds_per_round"]) != (options.max_seeds, options.seeds_per_round):
-        raise InputError(f"{grid_dir.looks_path} was planned with --max-seeds {design['max_seeds']} --seeds-per-round "
-                         f"{design['seeds_per_round']} before its first look: rerun with those to continue it (a "
+    design = record.design
+    if (design.max_seeds, design.seeds_per_round) != (options.max_seeds, options.seeds_per_round):
+        raise InputError(f"{grid_dir.looks_path} was planned with --max-seeds {design.max_seeds} --seeds-per-round "
+                         f"{design.seeds_per_round} before its first look: rerun with those to continue it (a "
                          f"design changed mid-sequence would void its error budget)")  # fmt: skip
 
 
@@ -66,54 +66,15 @@ def family(grid: Grid) -> list[str]:
     return [c.key for c in rule.testable_claims(planned_results(grid))]
 
 
-def existing(grid_dir: GridDir) -> dict[str, Any] | None:
+def existing(grid_dir: GridDir) -> looks.Sequence | None:
     """The grid's looks.json, or None; one line when it is there but unreadable."""
     path = grid_dir.looks_path
     if not path.is_file():
         return None
     try:
-        record = read_looks(path)
+        return looks.read(path)
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise InputError(f"{path}: unreadable ({exc}): restore it, or move it away to start a new sequence") from None
-    return record
-
-
-def base_digest(grid: Grid) -> str:
-    """What the sequence's runs grow from: the grid's own runs (a tuned grid's arms on its seeds), by id."""
-    ids = "\n".join(sorted(v.id for v in grid.planned()))
-    return hashlib.sha256(ids.encode()).hexdigest()[:16]
-
-
-def grown(grid: Grid, grid_dir: GridDir, warn: Callable[[str], None]) -> Grid:
-    """The grid with every run its looks.json added (none without one). A record of another version of the grid adds
-    nothing: its runs are then stale like any other run of an earlier grid, and `warn` says so."""
-    try:
-        record = existing(grid_dir)
-    except InputError as error:
-        warn(f"nin-ablate: warning: {error}; its added seeds are not part of this run")
-        return grid
-    if record is None or not record["looks"]:
-        return grid
-    if record.get("base_runs") != base_digest(grid):
-        warn(f"nin-ablate: warning: {grid_dir.looks_path} is the sequence of another version of this grid: its added "
-             f"seeds are not part of this run")  # fmt: skip
-        return grid
-    return with_additions(grid, record["looks"])
-
-
-def with_additions(grid: Grid, looks: Sequence[Mapping[str, Any]]) -> Grid:
-    """The grid's variants and, look by look, each added seed for each added variant."""
-    templates: dict[str, Variant] = {}
-    for variant in grid.variants:
-        templates.setdefault(variant.group_id, variant)
-    added = [
-        Variant.model_validate({**templates[group].config(), "seed": seed})
-        for look in looks
-        for seed in look["added_seeds"]
-        for group in look["added_groups"]
-        if group in templates
-    ]
-    return replace(grid, variants=(*grid.variants, *added))
 
 
 def planned_results(grid: Grid) -> Results:
@@ -134,67 +95,64 @@ def planned_results(grid: Grid) -> Results:
     return Results(Path("."), grid.name, None, grid.resolved(), runs_frame(records), pd.DataFrame())
 
 
-def new_record(grid: Grid, design: sequential.Design, reserved: Sequence[int]) -> dict[str, Any]:
-    return {
-        "schema": sequential.SCHEMA, "grid": grid.name, "base_runs": base_digest(grid), "base_seeds": list(grid.seeds),
-        "reserved_seeds": list(reserved), "variants": len({v.group_id for v in grid.variants}),
-        "design": design.as_record(), "looks": [],
-    }  # fmt: skip
+def new_record(grid: Grid, design: sequential.Design, reserved: Sequence[int]) -> looks.Sequence:
+    return looks.Sequence(grid.name, base_digest(grid), tuple(grid.seeds), tuple(reserved),
+                          len({v.group_id for v in grid.variants}), design)  # fmt: skip
 
 
 class RunnerHost:
     """judge.sequential.Host for the runner: `train(grid, pending)` trains variants into the grid directory,
     `write(path, obj)` writes JSON atomically."""
 
-    def __init__(self, grid: Grid, grid_dir: GridDir, sequence: dict[str, Any], design: sequential.Design,
+    def __init__(self, grid: Grid, grid_dir: GridDir, sequence: looks.Sequence,
                  train: Callable[[Grid, list[Variant]], None], write: Callable[[Path, Any], None]) -> None:  # fmt: skip
-        self.base, self.grid_dir, self.sequence, self.design = grid, grid_dir, sequence, design
+        self.base, self.grid_dir, self.sequence, self.design = grid, grid_dir, sequence, sequence.design
         self.train, self.write = train, write
         self.structure = planned_results(grid)
 
-    def ready(self, seeds: Sequence[int], looks: Sequence[Mapping[str, Any]]) -> bool:
-        grid = with_additions(self.base, looks)
+    def ready(self, seeds: Sequence[int], taken: Sequence[Look]) -> bool:
+        grid = with_additions(self.base, taken)
         pending = [v for v in grid.variants if not self.grid_dir.is_finished(v.id)]
         if pending:
             self.train(grid, pending)
         return all(self.grid_dir.is_finished(v.id) for v in grid.variants)
 
-    def judge(self, seeds: Sequence[int], confidence: float, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+    def judge(self, seeds: Sequence[int], confidence: float, keys: Sequence[str]) -> dict[str, ClaimAtLook]:
         from judge.load import load_results
 
         results = load_results(self.grid_dir.root)
-        frame = sequential.judge_look(results, seeds, self.design, len(self.sequence["looks"]))
-        return sequential.judged_claims(frame, keys)
+        found = sequential.judge_look(results, seeds, self.design, len(self.sequence.looks))
+        return sequential.judged_claims(found, keys)
 
     def groups(self, keys: frozenset[str]) -> list[str]:
         return sorted(rule.claim_variants(self.structure, keys))
 
-    def record(self, look: dict[str, Any]) -> None:
-        self.sequence["looks"].append(look)
-        self.write(self.grid_dir.looks_path, self.sequence)
+    def record(self, look: Look) -> None:
+        self.sequence = self.sequence.with_look(look)
+        self.write(self.grid_dir.looks_path, self.sequence.as_record())
         print(look_line(self.design, look), flush=True)
 
 
-def look_line(design: sequential.Design, look: Mapping[str, Any]) -> str:
-    resolved = len(design.family) - len(look["open"])
-    head = (f"look {look['look']} of at most {len(design.schedule)} ({look['n_seeds']} seeds): {resolved} of "
+def look_line(design: sequential.Design, look: Look) -> str:
+    resolved = len(design.family) - len(look.open)
+    head = (f"look {look.look} of at most {len(design.schedule)} ({look.n_seeds} seeds): {resolved} of "
             f"{len(design.family)} claims resolved")  # fmt: skip
-    if look["decision"] == sequential.ADD:
-        return f"{head}; open: {', '.join(look['open'])}; next: {look['reason']}"
-    return f"{head}; stop: {look['reason']}"
+    if look.decision == sequential.ADD:
+        return f"{head}; open: {', '.join(look.open)}; next: {look.reason}"
+    return f"{head}; stop: {look.reason}"
 
 
-def final_line(grid_name: str, record: Mapping[str, Any], trained: int) -> str:
+def final_line(grid_name: str, record: looks.Sequence, trained: int) -> str:
     """The sequence in one line: resolved and open claims, runs trained against the fixed design, why it stopped."""
     spend = sequential.Spend.of(record, trained)
-    state = f"stopped: {spend.last['reason']}" if spend.stopped else "the sequence is not over: run the same command " \
+    state = f"stopped: {spend.last.reason}" if spend.stopped else "the sequence is not over: run the same command " \
         "to continue it"  # fmt: skip
     return (f"grid '{grid_name}': {spend.resolved} of {spend.family} claims resolved, {spend.still_open} still open "
-            f"at {spend.last['n_seeds']} seeds; {spend.against_fixed()}; {state}")  # fmt: skip
+            f"at {spend.last.n_seeds} seeds; {spend.against_fixed()}; {state}")  # fmt: skip
 
 
 def run_sequence(grid: Grid, grid_dir: GridDir, options: SequenceOptions, train: Callable[[Grid, list[Variant]], None],
-                 write: Callable[[Path, Any], None], ceiling: int | None) -> dict[str, Any]:  # fmt: skip
+                 write: Callable[[Path, Any], None], ceiling: int | None) -> looks.Sequence:  # fmt: skip
     """Follow the grid's sequence from its record (a new one planned now) until a look stops it or runs are missing;
     returns the record."""
     reserved = tuple(grid.tune.seeds) if grid.tune is not None else ()
@@ -202,16 +160,11 @@ def run_sequence(grid: Grid, grid_dir: GridDir, options: SequenceOptions, train:
     if record is None:
         design = sequential.plan(family(grid), len(grid.seeds), options.seeds_per_round, options.max_seeds)
         record = new_record(grid, design, reserved)
-        write(grid_dir.looks_path, record)  # the design is on record before the first look
-    design = sequential.Design.from_record(record["design"])
-    if record["looks"] and record["looks"][-1]["decision"] == sequential.STOP:
-        print(f"grid '{grid.name}': the sequence already stopped at look {record['looks'][-1]['look']}: "
-              f"{record['looks'][-1]['reason']}")  # fmt: skip
+        write(grid_dir.looks_path, record.as_record())  # the design is on record before the first look
+    if record.stopped:
+        last = record.looks[-1]
+        print(f"grid '{grid.name}': the sequence already stopped at look {last.look}: {last.reason}")
         return record
-    host = RunnerHost(grid, grid_dir, record, design, train, write)
-    sequential.follow(design, record["looks"], grid.seeds, len(grid.variants), host, reserved, ceiling)
-    return record
-
-
-def warn(line: str) -> None:
-    print(line, file=sys.stderr)
+    host = RunnerHost(grid, grid_dir, record, train, write)
+    sequential.follow(record.design, record.looks, grid.seeds, len(grid.variants), host, reserved, ceiling)
+    return host.sequence

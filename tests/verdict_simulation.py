@@ -38,6 +38,7 @@ from scipy import stats as sps
 from judge import sequential, stats
 from judge import verdicts as v
 from judge.load import FIT_ACCURACY, STALL_MARGIN, Results, flag_training, runs_frame
+from judge.looks import SHAPES
 
 HEADS, CCCP, DROPOUT = ("gap", "fc", "alexnet"), (0, 2), (True, False)
 BASE = {"test_acc": 0.90, "gap_acc": 0.02}
@@ -181,7 +182,7 @@ def result_set(scenario: Scenario, rng: np.random.Generator) -> Results:
 def reports(scenario: Scenario, reps: int, seed: int) -> list[pd.DataFrame]:
     """`reps` reports' verdict frames (indexed by claim key), from one seeded stream."""
     rng = np.random.default_rng(seed)
-    return [v.verdicts(result_set(scenario, rng)).set_index("key") for _ in range(reps)]
+    return [v.table(v.verdicts(result_set(scenario, rng))).set_index("key") for _ in range(reps)]
 
 
 @functools.cache
@@ -368,10 +369,14 @@ class SimHost:
         # claim → seeds with a failed run among its pairs (what the per-protocol analysis leaves out)
         self.failed_seeds = {key: (np.abs(pairing[key]) > 0) @ failed > 0 for key in DIFFERENCE_CLAIMS}
 
-    def ready(self, seeds: Sequence[int], looks: Sequence[Mapping[str, Any]]) -> bool:
+    def ready(self, seeds: Sequence[int], looks: Sequence[sequential.Look]) -> bool:
         return True  # every run is drawn already
 
-    def judge(self, seeds: Sequence[int], confidence: float, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+    def judge(self, seeds: Sequence[int], confidence: float, keys: Sequence[str]) -> dict[str, sequential.ClaimAtLook]:
+        return {key: sequential.ClaimAtLook(**judged) for key, judged in self.judged(seeds, confidence, keys).items()}
+
+    def judged(self, seeds: Sequence[int], confidence: float, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+        """Each claim's verdict, qualifier, mean, interval and seeds, as plain values (the fast path's rows)."""
         index = np.asarray(seeds, dtype=int)
         out = {}
         for key in keys:
@@ -385,7 +390,7 @@ class SimHost:
     def groups(self, keys: frozenset[str]) -> list[str]:
         return groups_of(keys)
 
-    def record(self, look: dict[str, Any]) -> None:
+    def record(self, look: sequential.Look) -> None:
         pass  # follow returns the looks
 
     def _judged(self, c: v.Claim, values: np.ndarray, confidence: float) -> dict[str, Any]:
@@ -441,7 +446,7 @@ def fixed_rule(grids: list[SimHost], confidence: float | None = None) -> list[di
     """Each grid judged once by the fixed rule at its every seed: the report's verdicts, through the fast host.
     `confidence` other than the family's level makes a deliberately loosened rule (the negative controls)."""
     level = v.family_confidence(len(family())) if confidence is None else confidence
-    return [g.judge(range(g.seeds), level, family()) for g in grids]
+    return [g.judged(range(g.seeds), level, family()) for g in grids]
 
 
 @functools.cache
@@ -457,40 +462,42 @@ def design(first: int = GRID_SEEDS, max_seeds: int = sequential.DEFAULT_MAX_SEED
     return sequential.plan(family(), first, per_round, max_seeds, shape)
 
 
-def follow_all(plan: sequential.Design, grids: list[SimHost]) -> list[list[dict[str, Any]]]:
+def follow_all(plan: sequential.Design, grids: list[SimHost]) -> list[list[sequential.Look]]:
     """Each grid's sequence from the plan's first look, by judge.sequential.follow: the loop the runner runs."""
     first = plan.schedule[0]
     return [sequential.follow(plan, [], list(range(first)), len(variants()) * first, host) for host in grids]
 
 
-def sequences(scenario: Scenario, plan: sequential.Design, reps: int, seed: int) -> list[list[dict[str, Any]]]:
+def sequences(scenario: Scenario, plan: sequential.Design, reps: int, seed: int) -> list[list[sequential.Look]]:
     """`reps` sequences under the scenario, from one seeded stream."""
     return follow_all(plan, hosts(scenario, plan.max_seeds, reps, np.random.default_rng(seed)))
 
 
-def claim_row(key: str, judged: Mapping[str, Any]) -> dict[str, Any]:
-    """A claim's verdict as a look (or SimHost.judge) states it, with what false_verdict reads of the claim."""
+def claim_row(key: str, judged: Mapping[str, Any] | sequential.ClaimAtLook) -> dict[str, Any]:
+    """A claim's verdict as a look (or SimHost.judged) states it, with what false_verdict reads of the claim."""
     c = claim(key)
+    judged = judged.as_record() if isinstance(judged, sequential.ClaimAtLook) else judged
     return {"rule": c.rule, "direction": c.direction, "margin": v.DEFAULT_MARGINS.get(c.metric, math.nan),
             "verdict": judged["verdict"], "qualifier": judged["qualifier"], "mean": judged["mean"]}  # fmt: skip
 
 
-def ever_false(looks: list[dict[str, Any]], truth: dict[str, float]) -> bool:
+def ever_false(looks: list[sequential.Look], truth: dict[str, float]) -> bool:
     """Whether any look of the sequence states a false verdict on any claim (false_verdict)."""
-    return any(false_verdict(claim_row(key, c), truth[key]) for look in looks for key, c in look["claims"].items())
+    return any(false_verdict(claim_row(key, c), truth[key]) for look in looks for key, c in look.claims.items())
 
 
-def resolved(judged: Mapping[str, Any], key: str, truth: dict[str, float]) -> bool:
+def resolved(judged: Mapping[str, Any] | sequential.ClaimAtLook, key: str, truth: dict[str, float]) -> bool:
     """Whether a claim's verdict resolves it correctly: anything but inconclusive, and not false."""
-    return judged["verdict"] != v.INCONCLUSIVE and not false_verdict(claim_row(key, judged), truth[key])
+    row = claim_row(key, judged)
+    return row["verdict"] != v.INCONCLUSIVE and not false_verdict(row, truth[key])
 
 
-def stopped_at(looks: list[dict[str, Any]], key: str) -> int:
+def stopped_at(looks: list[sequential.Look], key: str) -> int:
     """The seeds at which the sequence stopped judging a claim: the look that closed it, else its last look."""
-    return looks[-1]["claims"][key]["closed_at_seeds"] or looks[-1]["n_seeds"]
+    return looks[-1].claims[key].closed_at_seeds or looks[-1].n_seeds
 
 
-def runs_trained(plan: sequential.Design, looks: list[dict[str, Any]]) -> int:
+def runs_trained(plan: sequential.Design, looks: list[sequential.Look]) -> int:
     """The grid's runs and every run the looks added."""
     return sequential.runs_of(len(variants()) * plan.schedule[0], looks)
 
@@ -533,15 +540,15 @@ def sequential_main(reps: int, first: int = GRID_SEEDS, most: int = sequential.D
               f"1 per round\n")  # fmt: skip
         print("| design | mean runs | any false verdict | " + " | ".join(SHORT[k] for k in family()) + " |")
         print("|---" * (3 + len(family())) + "|")
-        for shape in sequential.SHAPES:
+        for shape in SHAPES:
             plan = design(first, most, 1, shape)
             looks = follow_all(plan, grids)
-            cells = [f"{np.mean([resolved(s[-1]['claims'][k], k, truth) for s in looks]):.3f} / "
-                     f"{np.mean([s[-1]['claims'][k]['verdict'] == v.SUPPORTED for s in looks]):.3f} / "
+            cells = [f"{np.mean([resolved(s[-1].claims[k], k, truth) for s in looks]):.3f} / "
+                     f"{np.mean([s[-1].claims[k].verdict == v.SUPPORTED for s in looks]):.3f} / "
                      f"{np.mean([stopped_at(s, k) for s in looks]):.2f}" for k in family()]  # fmt: skip
             print(f"| {shape} | {np.mean([runs_trained(plan, s) for s in looks]):.1f} | "
                   f"{np.mean([ever_false(s, truth) for s in looks]):.3f} | " + " | ".join(cells) + " |")  # fmt: skip
-        judged = [g.judge(range(most), fixed_level, family()) for g in grids]
+        judged = [g.judged(range(most), fixed_level, family()) for g in grids]
         wrong = np.mean([any(false_verdict(claim_row(k, j[k]), truth[k]) for k in family()) for j in judged])
         cells = [f"{np.mean([resolved(j[k], k, truth) for j in judged]):.3f} / "
                  f"{np.mean([j[k]['verdict'] == v.SUPPORTED for j in judged]):.3f} / {most}"
@@ -553,12 +560,12 @@ def sequential_main(reps: int, first: int = GRID_SEEDS, most: int = sequential.D
                                              ("bimodal 0.2", Scenario(bimodal=0.2), first, most, 6200)):  # fmt: skip
         grids = hosts(scenario, end, reps, np.random.default_rng(seed))
         truth = truths(scenario)
-        for shape in sequential.SHAPES:
+        for shape in SHAPES:
             plan = design(start, end, 1, shape)
             looks = follow_all(plan, grids)
             print(f"| {name}, {start} → {end} | {shape} | {np.mean([runs_trained(plan, s) for s in looks]):.1f} | "
                   f"{np.mean([ever_false(s, truth) for s in looks]):.3f} |")  # fmt: skip
-        judged = [g.judge(range(end), v.family_confidence(len(family())), family()) for g in grids]
+        judged = [g.judged(range(end), v.family_confidence(len(family())), family()) for g in grids]
         wrong = np.mean([any(false_verdict(claim_row(k, j[k]), truth[k]) for k in family()) for j in judged])
         print(f"| {name}, {start} → {end} | fixed at {end} | {len(variants()) * end} | {wrong:.3f} |")
     return 0

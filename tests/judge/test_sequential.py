@@ -11,6 +11,8 @@ from scipy import stats as sps
 
 from judge import sequential as seq
 from judge import verdicts as v
+from judge.looks import OBRIEN_FLEMING
+from reports import words
 from tests import verdict_simulation as sim
 
 # Jennison & Turnbull (2000), Tables 2.1 and 2.3: two-sided α = 0.05, K equal groups, the z-scale constants of
@@ -26,7 +28,7 @@ def test_boundaries_match_the_published_z_constants_when_each_look_adds_very_man
     pocock = seq.nominal_levels(schedule, 0.05, seq.POCOCK, 200_000)
     assert len(set(pocock)) == 1  # one nominal level at every look
     assert sps.norm.isf((1 - pocock[0]) / 2) == pytest.approx(POCOCK_Z[looks], abs=0.01)
-    obf = seq.nominal_levels(schedule, 0.05, seq.OBRIEN_FLEMING, 200_000)
+    obf = seq.nominal_levels(schedule, 0.05, OBRIEN_FLEMING, 200_000)
     assert list(obf) == sorted(obf, reverse=True)  # stricter (a higher confidence) early
     assert sps.norm.isf((1 - obf[-1]) / 2) == pytest.approx(OBRIEN_FLEMING_Z[looks], abs=0.01)
 
@@ -41,7 +43,7 @@ def test_one_look_is_the_fixed_rule_and_more_looks_cost_a_stricter_level() -> No
     assert pocock.schedule == tuple(range(5, 13))
     assert fixed < pocock.confidences[0] < bonferroni  # correlated looks: dearer than one, cheaper than a union bound
     design = seq.plan(family, 5, 1, 12)  # the runner's: O'Brien & Fleming's shape
-    assert design.shape == seq.OBRIEN_FLEMING and list(design.confidences) == sorted(design.confidences, reverse=True)
+    assert design.shape == OBRIEN_FLEMING and list(design.confidences) == sorted(design.confidences, reverse=True)
     assert design.confidences[0] > bonferroni and fixed < design.confidences[-1] < pocock.confidences[-1]
     # Deterministic: the same draws on every machine, so a rerun's design is the recorded one.
     seq.nominal_levels.cache_clear()
@@ -50,7 +52,7 @@ def test_one_look_is_the_fixed_rule_and_more_looks_cost_a_stricter_level() -> No
 
 def test_the_nominal_level_holds_the_error_of_repeated_t_intervals_on_fresh_normal_draws() -> None:
     # Independent of the boundary's own draws: 20,000 sequences of 5..12 values, any look's interval missing the mean.
-    for shape in (seq.POCOCK, seq.OBRIEN_FLEMING):
+    for shape in (seq.POCOCK, OBRIEN_FLEMING):
         assert_error_held(seq.plan(["a"], 5, 1, 12, shape))
 
 
@@ -86,8 +88,7 @@ class ScriptedHost:
     def judge(self, seeds, confidence, keys):
         self.asked.append(list(keys))
         look = len(self.recorded)
-        return {key: {"verdict": self.script[key][look], "qualifier": "", "mean": 0.0, "ci_low": -1.0,
-                      "ci_high": 1.0, "n_seeds": len(seeds)} for key in keys}  # fmt: skip
+        return {key: seq.ClaimAtLook(self.script[key][look], "", 0.0, -1.0, 1.0, len(seeds)) for key in keys}
 
     def groups(self, keys):
         return sorted(f"{key}-{side}" for key in keys for side in ("a", "b"))
@@ -104,16 +105,15 @@ def test_a_closed_claim_stays_frozen_and_only_open_claims_get_seeds() -> None:
         "never": [v.INCONCLUSIVE] * 4,
     })  # fmt: skip
     looks = seq.follow(design, [], [0, 1, 2], 6, host)
-    assert [look["n_seeds"] for look in looks] == [3, 4, 5, 6] and looks == host.recorded
+    assert [look.n_seeds for look in looks] == [3, 4, 5, 6] and looks == host.recorded
     assert host.asked == [["early", "late", "never"], ["late", "never"], ["late", "never"], ["never"]]
-    last = looks[-1]["claims"]
-    assert (last["early"]["verdict"], last["early"]["closed_at"], last["early"]["closed_at_seeds"]) == (
-        v.SUPPORTED, 1, 3)  # fmt: skip
-    assert (last["late"]["verdict"], last["late"]["closed_at"]) == (v.EQUIVALENT, 3)
-    assert last["never"]["closed_at"] is None and looks[-1]["open"] == ["never"]
-    assert looks[0]["added_groups"] == ["late-a", "late-b", "never-a", "never-b"]
-    assert looks[2]["added_groups"] == ["never-a", "never-b"] and looks[2]["added_seeds"] == [5]
-    assert looks[-1]["decision"] == seq.STOP and "--max-seeds 6" in looks[-1]["reason"]
+    last = looks[-1].claims
+    assert (last["early"].verdict, last["early"].closed_at, last["early"].closed_at_seeds) == (v.SUPPORTED, 1, 3)
+    assert (last["late"].verdict, last["late"].closed_at) == (v.EQUIVALENT, 3)
+    assert last["never"].closed_at is None and looks[-1].open == ("never",)
+    assert looks[0].added_groups == ("late-a", "late-b", "never-a", "never-b")
+    assert looks[2].added_groups == ("never-a", "never-b") and looks[2].added_seeds == (5,)
+    assert looks[-1].decision == seq.STOP and "--max-seeds 6" in looks[-1].reason
     assert seq.runs_of(6, looks) == 6 + 4 + 4 + 2
 
 
@@ -121,8 +121,8 @@ def test_the_loop_resumes_from_its_record_and_stops_for_the_reasons_it_names() -
     design = seq.plan(["a", "b"], 3, 2, 9)
     script = {"a": [v.INCONCLUSIVE, v.SUPPORTED, v.SUPPORTED], "b": [v.INCONCLUSIVE, v.INCONCLUSIVE, v.SUPPORTED]}
     whole = seq.follow(design, [], [0, 1, 2], 6, ScriptedHost(script))
-    assert [look["n_seeds"] for look in whole] == [3, 5, 7] and whole[-1]["reason"].startswith("every claim resolved")
-    assert whole[0]["added_seeds"] == [3, 4]
+    assert [look.n_seeds for look in whole] == [3, 5, 7] and whole[-1].reason.startswith("every claim resolved")
+    assert whole[0].added_seeds == (3, 4)
     # Resumed after look 1: the record's decision is followed, look 1 is not taken again.
     resumed_host = ScriptedHost(script)
     resumed_host.recorded = whole[:1]
@@ -130,21 +130,20 @@ def test_the_loop_resumes_from_its_record_and_stops_for_the_reasons_it_names() -
     assert resumed == whole and len(resumed_host.asked) == 2
     # The run ceiling: the next round would need 2 seeds × 4 groups.
     capped = seq.follow(design, [], [0, 1, 2], 6, ScriptedHost(script), ceiling=13)
-    assert len(capped) == 1 and "13-run ceiling" in capped[0]["reason"] and capped[0]["decision"] == seq.STOP
+    assert len(capped) == 1 and "13-run ceiling" in capped[0].reason and capped[0].decision == seq.STOP
     # A host whose runs are not all finished (a worker died): the loop returns with the last look still adding.
     class Stalled(ScriptedHost):
         def ready(self, seeds, looks) -> bool:
             return len(looks) < 1
 
     partial = seq.follow(design, [], [0, 1, 2], 6, Stalled(script))
-    assert len(partial) == 1 and partial[-1]["decision"] == seq.ADD
+    assert len(partial) == 1 and partial[-1].decision == seq.ADD
 
 
-def record_for(design: seq.Design, looks_seeds: list[list[int]]) -> dict:
-    looks = [{"look": i + 1, "seeds": s, "n_seeds": len(s), "decision": seq.ADD, "open": [], "reason": "",
-              "added_seeds": [], "added_groups": []} for i, s in enumerate(looks_seeds)]  # fmt: skip
-    looks[-1]["decision"] = seq.STOP
-    return {"design": design.as_record(), "looks": looks}
+def record_for(design: seq.Design, looks_seeds: list[list[int]]) -> seq.Record:
+    looks = [seq.Look(i + 1, tuple(s), None, decision=seq.ADD) for i, s in enumerate(looks_seeds)]
+    looks[-1] = seq.Look(len(looks), tuple(looks_seeds[-1]), None, decision=seq.STOP)
+    return seq.Record("g", "", tuple(looks_seeds[0]), (), 0, design, tuple(looks))
 
 
 def test_the_report_of_a_grown_grid_freezes_each_claim_at_the_look_that_closed_it() -> None:
@@ -155,9 +154,9 @@ def test_the_report_of_a_grown_grid_freezes_each_claim_at_the_look_that_closed_i
     family = [c.key for c in v.testable_claims(results)]
     design = seq.plan(family, 3, 1, 6, seq.POCOCK)  # the report follows the recorded design, whatever its shape
     results.sequence = record_for(design, [[0, 1, 2], [0, 1, 2, 3], [0, 1, 2, 3, 4], [0, 1, 2, 3, 4, 5]])
-    frame = seq.report_verdicts(results).set_index("key")
-    looks = [seq.judge_look(results, s, design, i) for i, s in enumerate(look["seeds"] for look in
-                                                                              results.sequence["looks"])]  # fmt: skip
+    frame = words.table(seq.report_verdicts(results)).set_index("key")
+    looks = [v.table(list(seq.judge_look(results, s, design, i).values())).set_index("key")
+             for i, s in enumerate(look.seeds for look in results.sequence.looks)]  # fmt: skip
     cccp = "cccp_2_vs_0_accuracy"
     assert looks[0].loc[cccp, "verdict"] == v.CONTRADICTED
     assert frame.loc[cccp, "verdict"] == v.CONTRADICTED and frame.loc[cccp, "resolved_at_seeds"] == 3
@@ -178,7 +177,7 @@ def test_the_report_of_a_grown_grid_freezes_each_claim_at_the_look_that_closed_i
     assert frame.loc["gap_params_vs_fc", "sequence"] == ""
     # A plain grid keeps the fixed rule.
     results.sequence = None
-    fixed = seq.report_verdicts(results).set_index("key")
+    fixed = v.table(seq.report_verdicts(results)).set_index("key")
     assert fixed.loc[cccp, "n_seeds"] == 6 and fixed["resolved_at_seeds"].isna().all()
     assert fixed.loc[cccp, "confidence_adjusted"] == pytest.approx(v.family_confidence(len(family)))
 

@@ -15,6 +15,7 @@ import pytest
 
 from judge import sequential
 from judge import verdicts as v
+from judge.looks import OBRIEN_FLEMING
 from tests import verdict_simulation as sim
 from tests.judge.test_verdict_simulation import at_least, at_most
 
@@ -26,7 +27,7 @@ GRID_RUNS = len(sim.variants()) * sim.GRID_SEEDS  # the quick grid's 14 variants
 def test_the_fast_host_judges_as_the_report_does():
     # One grid of 12 seeds with a second branch (under-fitted runs flagged, the verdict still on all pairs), judged
     # at looks of an O'Brien-Fleming design (a different confidence at each look) and below 3 seeds (no interval).
-    plan = sim.design(shape=sequential.OBRIEN_FLEMING)
+    plan = sim.design(shape=OBRIEN_FLEMING)
     assert len(set(plan.confidences)) == len(plan.schedule)
     host = sim.hosts(sim.Scenario(bimodal=0.3), plan.max_seeds, 1, np.random.default_rng(11))[0]
     results = sim.framed(plan.max_seeds, host.outcomes)
@@ -37,17 +38,18 @@ def test_the_fast_host_judges_as_the_report_does():
         full = sequential.judged_claims(sequential.judge_look(results, seeds, plan, look), keys)
         fast = host.judge(seeds, plan.confidence(look), keys)
         for key in keys:
-            assert (fast[key]["verdict"], fast[key]["qualifier"], fast[key]["n_seeds"]) == (
-                full[key]["verdict"], full[key]["qualifier"], full[key]["n_seeds"]), (look, key)  # fmt: skip
+            assert (fast[key].verdict, fast[key].qualifier, fast[key].n_seeds) == (
+                full[key].verdict, full[key].qualifier, full[key].n_seeds), (look, key)  # fmt: skip
             for field in ("mean", "ci_low", "ci_high"):
-                if full[key][field] is None:
-                    assert fast[key][field] is None, (look, key, field)
+                expected, got = getattr(full[key], field), getattr(fast[key], field)
+                if expected is None:
+                    assert got is None, (look, key, field)
                 else:
-                    assert fast[key][field] == pytest.approx(full[key][field], abs=1e-12, rel=0), (look, key, field)
+                    assert got == pytest.approx(expected, abs=1e-12, rel=0), (look, key, field)
                     compared += 1
     # means at 2 seeds, every interval from 5 seeds on, and the trainability claims' share difference at every look
     assert compared == 7 + 3 * 7 * 3 + 4 * len(sim.TRAINABILITY_CLAIMS)
-    verdicts = {full[key]["verdict"] for key in keys}
+    verdicts = {full[key].verdict for key in keys}
     assert len(verdicts) > 1  # the last look judges more than one verdict: the check is not all "inconclusive"
     for keys_open in (set(keys), {"cccp_2_vs_0_accuracy"}, set(NI_CLAIMS), {"gap_overfitting_vs_alexnet"}):
         assert host.groups(frozenset(keys_open)) == sorted(v.claim_variants(results, keys_open))
@@ -60,7 +62,7 @@ def test_null_no_effect_anywhere_at_most_5_percent_of_sequences_ever_state_a_fal
     truth = sim.truths(scenario)
     wrong = np.mean([sim.ever_false(s, truth) for s in looks])
     assert at_most(wrong, 0.05, reps), wrong
-    assert all(s[-1]["decision"] == sequential.STOP for s in looks)
+    assert all(s[-1].decision == sequential.STOP for s in looks)
     assert all(runs <= len(sim.variants()) * plan.max_seeds for runs in (sim.runs_trained(plan, s) for s in looks))
 
 
@@ -70,19 +72,19 @@ def test_null_from_3_to_20_seeds():
     truth = sim.truths(scenario)
     wrong = np.mean([sim.ever_false(s, truth) for s in looks])
     assert at_most(wrong, 0.05, reps), wrong
-    assert max(s[-1]["n_seeds"] for s in looks) == 20  # some sequence used the whole schedule
+    assert max(s[-1].n_seeds for s in looks) == 20  # some sequence used the whole schedule
 
 
 def test_boundaries_minus_delta_is_not_matched_and_delta_is_not_equivalent():
     reps, scenario, plan = 1000, sim.boundaries(DELTA), sim.design()
     truth = sim.truths(scenario)
     looks = sim.sequences(scenario, plan, reps, seed=7103)
-    final = [s[-1]["claims"] for s in looks]  # a closed claim is frozen at its closing look's verdict
+    final = [s[-1].claims for s in looks]  # a closed claim is frozen at its closing look's verdict
     for key in NI_CLAIMS:
-        supported = np.mean([c[key]["verdict"] == v.SUPPORTED for c in final])
+        supported = np.mean([c[key].verdict == v.SUPPORTED for c in final])
         assert at_most(supported, 0.05, reps), (key, supported)
     for key in ("cccp_2_vs_0_accuracy", "dropout_accuracy", *NI_CLAIMS):
-        equivalent = np.mean([v.EQUIVALENT in (c[key]["verdict"], c[key]["qualifier"]) for c in final])
+        equivalent = np.mean([v.EQUIVALENT in (c[key].verdict, c[key].qualifier) for c in final])
         assert at_most(equivalent, 0.05, reps), (key, equivalent)
     wrong = np.mean([sim.ever_false(s, truth) for s in looks])
     assert at_most(wrong, 0.05, reps), wrong
@@ -94,9 +96,9 @@ def test_a_large_effect_resolves_at_the_first_look_and_the_sequence_trains_less_
     shift = effect * sim.seed_level_sd(base, "cccp_2_vs_0_accuracy")
     scenario = sim.Scenario(effects={("cccp", 2, "test_acc"): shift})
     looks = sim.sequences(scenario, plan, reps, seed=7104)
-    cccp = [s[-1]["claims"]["cccp_2_vs_0_accuracy"] for s in looks]
+    cccp = [s[-1].claims["cccp_2_vs_0_accuracy"] for s in looks]
     first = plan.schedule[0]
-    at_first = np.mean([c["verdict"] == v.SUPPORTED and c["closed_at_seeds"] == first for c in cccp])
+    at_first = np.mean([c.verdict == v.SUPPORTED and c.closed_at_seeds == first for c in cccp])
     power = sim.noncentral_power(effect, first, plan.confidence(0))
     assert power > 0.9
     assert at_least(at_first, power, reps), (at_first, power)
@@ -137,7 +139,7 @@ def test_bimodal_seeds_under_the_sequential_rule_are_measured(capsys):
     reps, scenario, plan = 400, sim.Scenario(bimodal=0.2), sim.design()
     looks = sim.sequences(scenario, plan, reps, seed=7106)
     truth = sim.truths(scenario)
-    assert all(s[-1]["decision"] == sequential.STOP for s in looks)
+    assert all(s[-1].decision == sequential.STOP for s in looks)
     wrong = float(np.mean([sim.ever_false(s, truth) for s in looks]))
     assert math.isfinite(wrong)
     with capsys.disabled():

@@ -12,6 +12,7 @@ import pytest
 from scipy import stats as sps
 
 from judge import verdicts as v
+from reports import words
 from tests import verdict_simulation as sim
 
 DELTA = v.DEFAULT_MARGINS["test_acc"]
@@ -91,12 +92,12 @@ def test_bimodal_seeds_are_named_and_their_coverage_is_measured(capsys):
     covers, named = [], []
     for _ in range(reps):
         results = sim.result_set(scenario, rng)
-        frame = v.verdicts(results).set_index("key")
+        frame = words.table(v.verdicts(results)).set_index("key")
         covers.append(sim.covered(frame, truth))
         second_branch = bool(results.runs["underfit"].any())
         flagged = frame.loc["gap_accuracy_vs_fc", "runs_flagged"]
         named.append(second_branch == (flagged > 0))
-        assert bool(v.weakened_text(results)) == second_branch
+        assert bool(words.weakened_text(results)) == second_branch
         if second_branch:
             assert "whose training failed judged with" in frame.loc["gap_accuracy_vs_fc", "sentence"]
     assert all(named)
@@ -173,7 +174,7 @@ def test_the_fast_path_judges_failed_training_as_the_report_and_its_sensitivity_
         for host in sim.hosts(scenario, scenario.seeds, 4, np.random.default_rng(2704)):
             results = sim.framed(scenario.seeds, host.outcomes)
             assert (results.runs["fit"].to_numpy() == sim.fit_flags(host.outcomes)[0]).all()
-            frame = v.verdicts(results).set_index("key")
+            frame = v.table(v.verdicts(results)).set_index("key")
             fast = sim.fixed_rule([host])[0]
             for key in sim.family():
                 assert frame.loc[key, "verdict"] == fast[key]["verdict"], (kind, key)

@@ -19,16 +19,16 @@ from scipy import stats as sps
 from judge import stats
 from judge.load import FIT_ACCURACY, STALL_MARGIN
 from judge.verdicts import (
-    CSV_COLUMNS,
     DEFAULT_MARGINS,
     NOT_TESTED,
     decide,
-    exact_head_note,
+    exact_head,
     parse_margins,
     seeds_needed,
     verdicts,
 )
-from reports import load_results, write_report
+from reports import load_results, words, write_report
+from reports.words import CSV_COLUMNS
 from tests.reports_fixtures import PARAMS, paired_runs, result, write_grid
 
 DELTA = DEFAULT_MARGINS["test_acc"]
@@ -37,7 +37,12 @@ LEVEL = 1 - 0.05 / K
 
 
 def _verdicts(tmp_path: Path, runs: list[dict], name: str = "g", override=None, **spec) -> pd.DataFrame:
-    return verdicts(load_results(write_grid(tmp_path, name, runs, **spec)), override).set_index("key")
+    return _said(load_results(write_grid(tmp_path, name, runs, **spec)), override)
+
+
+def _said(results, override=None) -> pd.DataFrame:
+    """The verdicts as the report states them: judge.verdicts' records, in reports.words' sentences."""
+    return words.table(verdicts(results, override)).set_index("key")
 
 
 def _interval(values: list[float], level: float = LEVEL) -> tuple[float, float, float]:
@@ -201,12 +206,13 @@ def test_a_run_that_never_fit_is_judged_with_its_outcome_and_left_out_only_in_th
     results = load_results(write_grid(tmp_path, "u", runs))
     flagged = results.runs.loc[results.runs["underfit"], "variant_id"].tolist()
     assert flagged == [r["variant_id"] for r in runs if r["head"] == "gap" and r["seed"] == 4]
-    row = verdicts(results).set_index("key").loc["gap_accuracy_vs_fc"]
+    row = _said(results).loc["gap_accuracy_vs_fc"]
     assert row["verdict"] == "inconclusive" and row["runs_flagged"] == 1 and row["n_seeds"] == 5
     assert row["mean"] == pytest.approx(np.mean([0.002, -0.001, 0.001, 0.0, -0.30]))  # every launched run
     assert "1 run whose training failed judged with its outcome" in row["sentence"]
     assert "verdict_without_flagged" not in CSV_COLUMNS
-    sensitivity = __import__("judge.verdicts", fromlist=["sensitivity"]).sensitivity(results).set_index("key")
+    sensitivity = words.sensitivity_table(__import__("judge.verdicts", fromlist=["sensitivity"]).sensitivity(results))
+    sensitivity = sensitivity.set_index("key")
     without = sensitivity.loc["gap_accuracy_vs_fc"]
     assert without["mean"] == pytest.approx(np.mean([0.002, -0.001, 0.001, 0.0])) and without["n_seeds"] == 4
     assert "verdict" not in sensitivity.columns and "supported" not in without["sentence"]
@@ -240,7 +246,7 @@ def test_a_diverged_run_stays_in_its_pairs_at_chance_and_a_failed_one_is_missing
     assert bool(by_id.loc[("gap", 2), "imputed"])  # results.csv says the chance outcome was filled in
     assert not by_id.drop(("gap", 2))["imputed"].any()
     assert by_id.loc[("fc", 3), "training"] == "missing"
-    row = verdicts(results).set_index("key").loc["gap_accuracy_vs_fc"]
+    row = _said(results).loc["gap_accuracy_vs_fc"]
     assert row["n_seeds"] == 3 and row["seeds_left_out"] == 1  # seeds 0-2; seed 3 lacks its FC run
     assert row["mean"] == pytest.approx(np.mean([0.0, 0.001, 0.1 - 0.90]))
     assert "missing data" in row["sentence"]
@@ -310,12 +316,12 @@ def test_gap_lines_use_the_grids_gap_head_and_report_the_exact_relu_head_apart(t
             run["variant_id"] += f"-s{seed}"
             runs.append(run)
     results = load_results(write_grid(tmp_path, "relu", runs, settings={"gap_relu": False}))
-    frame = verdicts(results).set_index("key")
+    frame = _said(results)
     mean, low, _ = _interval([0.04, 0.05, 0.06, 0.05])  # the linear GAP rows only
     row = frame.loc["gap_accuracy_vs_fc"]
     assert row["verdict"] == "supported" and row["n_pairs"] == 4 and row["mean"] == pytest.approx(mean)
     assert row["ci_low_adjusted"] == pytest.approx(low)
-    note = exact_head_note(results)
+    note = words.exact_head_note(exact_head(results))
     assert "stalled in 3 of 4 runs" in note and "test accuracy 70.0%" in note and "n < 3" in note
 
 
@@ -377,11 +383,11 @@ def test_report_margin_flag_overrides_and_bad_ones_are_one_line_exit_2(tmp_path:
         "GAP matches or beats the FC head in test accuracy"]  # fmt: skip
     assert (row["verdict"], row["margin"]) == ("inconclusive", 0.001)
     capsys.readouterr()
-    for flag, words in (("test_acc", "METRIC=VALUE"), ("test_acc=big", "not a number"),
+    for flag, said in (("test_acc", "METRIC=VALUE"), ("test_acc=big", "not a number"),
                         ("loss=0.1", "unknown margin metric"), ("test_acc=1.5", "between 0 and 1")):  # fmt: skip
         assert main(["report", str(grid), "--margin", flag, "--wandb", "disabled"]) == 2
         lines = capsys.readouterr().err.strip().splitlines()
-        assert len(lines) == 1 and words in lines[0], lines
+        assert len(lines) == 1 and said in lines[0], lines
 
 
 def test_a_claim_whose_settings_shrank_says_so_and_a_report_margin_is_marked_as_chosen_after_the_runs(
@@ -395,11 +401,11 @@ def test_a_claim_whose_settings_shrank_says_so_and_a_report_margin_is_marked_as_
         if run["head"] == "fc" and run["cccp"] == 0:
             run.update(status="failed", error="OOM", test_acc=None, train_acc=None, gap_acc=None)
             (grid / "runs" / run["variant_id"] / "result.json").write_text(json.dumps(run))
-    row = verdicts(load_results(grid), {"test_acc": 0.02}).set_index("key").loc["gap_accuracy_vs_fc"]
+    row = _said(load_results(grid), {"test_acc": 0.02}).loc["gap_accuracy_vs_fc"]
     assert (row["settings"], row["planned_settings"], row["n_seeds"]) == (1, 2, 3)
     assert "averages over 1 of the 2 settings the grid launched" in row["sentence"]
     assert bool(row["margin_chosen_after"]) and "margin 2 points (chosen after the runs: --margin)" in row["sentence"]
-    other = verdicts(load_results(grid)).set_index("key").loc["gap_overfitting_vs_fc"]
+    other = _said(load_results(grid)).loc["gap_overfitting_vs_fc"]
     assert not bool(other["margin_chosen_after"]) and "chosen after" not in other["sentence"]
 
 
@@ -415,7 +421,7 @@ def test_training_time_reads_the_stopping_rules_record_where_result_json_has_one
     by_run = results.runs.set_index(["head", "seed"])
     assert by_run.loc[("gap", 0), "epochs_to_fit"] == 6 and by_run.loc[("fc", 2), "epochs_to_fit"] == 10
     assert by_run.loc[("fc", 2), "training"] == "underfit" and by_run.loc[("fc", 0), "training"] == "fit"
-    frame = verdicts(results).set_index("key")
+    frame = _said(results)
     epochs = frame.loc["gap_epochs_to_fit_vs_fc"]
     assert epochs["mean"] == pytest.approx(np.mean([-2, -2, -4]))
     seconds = frame.loc["gap_seconds_to_fit_vs_fc"]
@@ -443,5 +449,5 @@ def test_a_run_its_rule_stopped_on_a_plateau_below_a_fit_is_underfit(tmp_path: P
     training = results.runs.set_index(["head", "seed"])["training"]
     assert training[("gap", 1)] == "underfit"
     assert (training.drop(("gap", 1)) == "fit").all()
-    trains = verdicts(results).set_index("key").loc["gap_trains_as_often_as_fc"]
+    trains = _said(results).loc["gap_trains_as_often_as_fc"]
     assert "GAP fit in 2 of 3 runs, the FC head in 3 of 3" in trains["sentence"]

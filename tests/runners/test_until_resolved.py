@@ -162,6 +162,11 @@ def test_a_tuned_grid_grows_on_new_seeds_that_skip_its_tuning_seeds(tmp_path, mo
     assert sorted({v.seed for v in stage_2}) == [0, 1, 2, 5, 6]
     assert {v.lr for v in stage_2} == {0.05}  # the pick (val_loss lowest at lr 0.05), on the added seeds too
     assert json.loads((tmp_path / "out" / "tuned" / layout.LOOKS_FILE).read_text())["reserved_seeds"] == [3, 4]
+    # `list` shows the grid's runs now (runners.grid_runs.current): its picked runs and the seeds the looks added.
+    capsys.readouterr()
+    assert main(["list", str(spec), "--out", str(tmp_path / "out"), "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert sorted(r["variant_id"] for r in listed if r["stage"] == "grid") == sorted(v.id for v in stage_2)
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,49 @@
+"""reports.words: a verdict's sentence comes from its record alone. The recorded grid's verdicts, sent through JSON
+and back, say exactly the sentences of its recorded verdicts.csv; each reason code reads as what it means."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from judge import verdicts
+from judge.load import load_results
+from judge.records import Fit, Reason, Verdict
+from reports import words
+
+RECORDED = Path(__file__).parents[1] / "fixtures" / "recorded_grid"
+
+
+def test_the_recorded_sentences_come_back_from_records_read_from_json() -> None:
+    found = verdicts.verdicts(load_results(RECORDED / "quick"))
+    rebuilt = [Verdict.from_record(json.loads(json.dumps(v.as_record()))) for v in found]
+    expected = pd.read_csv(RECORDED / "expected" / "verdicts.csv")["sentence"].tolist()
+    assert [words.sentence(v) for v in rebuilt] == expected
+    assert words.csv_frame(words.table(rebuilt))["sentence"].tolist() == expected
+
+
+def test_each_reason_reads_as_what_it_means() -> None:
+    claim = Verdict("k", "cccp raises test accuracy", "difference", verdicts.SUPERIORITY, verdicts.NOT_TESTED,
+                    Reason.NO_LEVEL, metric="test_acc", direction=1, margin=0.01, axis="cccp", absent=(1, 2))
+    assert words.sentence(claim) == ("cccp raises test accuracy: not tested by this grid — no cccp 1 or 2 among the "
+                                     "NiN runs.")
+    assert words.note(Verdict("k", "c", "difference", "superiority", verdicts.NOT_TESTED, Reason.NO_AXIS,
+                              axis="dropout")) == "the grid has no dropout axis"  # fmt: skip
+    assert words.note(Verdict("k", "c", "difference", "superiority", verdicts.NOT_TESTED, Reason.NO_CANVAS,
+                              metric="loc_pointing")) == words.NO_CANVAS  # fmt: skip
+    few = Verdict("k", "c", "difference", verdicts.SUPERIORITY, verdicts.INCONCLUSIVE, Reason.FEW_SEEDS,
+                  metric="test_acc", margin=0.01, mean=0.05, confidence_adjusted=0.99, n_seeds=2, n_pairs=2,
+                  seeds_left_out=0, runs_flagged=1)  # fmt: skip
+    assert words.note(few) == "1 run whose training failed judged with its outcome; n < 3 seeds: no interval"
+    assert words.detail(few).startswith("superiority, margin 1 point; test accuracy +5.0 points (2 seeds, 2 pairs")
+    fits = Verdict("k", "c", "difference", verdicts.PAIRED_EXACT, verdicts.CONTRADICTED, Reason.PAIRED_EXACT, b="fc",
+                   confidence_adjusted=0.99, fit=Fit(2, 9, 10, 0, 7, 0.0156))  # fmt: skip
+    assert "GAP fit in 2 of 10 runs, the FC head in 9 of 10" in words.detail(fits)
+    assert words.note(fits).startswith("GAP fits less often")
+    assert words.sequence_text(few.resolved(4, 2, 5, False)) == "resolved at 5 seeds (look 2 of 4)"
+    still = few.resolved(4, None, 8, True)
+    assert words.sequence_text(still) == "open at 8 seeds, the most this sequence plans"
+    assert words.sentence(still).endswith("; sequential: open at 8 seeds, the most this sequence plans.")
+    assert words.sequence_text(few) == "" and "sequential" not in words.sentence(few)
