@@ -77,10 +77,10 @@ def write_report(grid_dir: str | Path, margins: dict[str, float] | None = None) 
     if cam is not None:
         plot_paths[cam_figure.CAM_PLOT] = cam
     exact = words.exact_head_note(verdicts.exact_head(results))
-    sentences = [*claims["sentence"], *([exact] if exact else []), *stats.sentences(effects)]
+    sentences = [*claims["sentence"], *([exact] if exact else []), *words.effect_sentences(effects)]
     page = out / "report.html"
     page.write_text(
-        html.render(results, summary, effects, claims, exact, stats.sentences(effects), plot_paths, sensitivity),
+        html.render(results, summary, effects, claims, exact, words.effect_sentences(effects), plot_paths, sensitivity),
         encoding="utf-8",
     )
     said = {v.key: v.verdict for v in found}

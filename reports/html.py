@@ -10,7 +10,6 @@ from typing import Any
 
 import pandas as pd
 
-from judge import stats
 from judge import verdicts as verdict_rule
 from judge.load import DIVERGED, FIT, MISSING, PAPER_LABELS, STALL_MARGIN, STALLED, UNDERFIT, Results, labels
 from judge.stats import FEW, METHOD, MIN_INTERVAL_N, SUMMARY_METHOD
@@ -184,7 +183,7 @@ def _class_maps(results: Results, cam: Path | None) -> str:
             items.append(
                 f"<li>{html.escape(str(label))}: pointing game {runs['loc_pointing'].mean():.1%} (chance "
                 f"{runs['loc_pointing_chance'].mean():.1%}), positive map mass in the box "
-                f"{runs['loc_energy'].mean():.1%}, mean of {stats.count(len(runs), 'run')}</li>"
+                f"{runs['loc_energy'].mean():.1%}, mean of {words.count(len(runs), 'run')}</li>"
             )
         lead = (
             "<p>Localisation on every test image (stalled runs left out; per run: loc_pointing, "
@@ -248,7 +247,7 @@ def _verdicts(claims: pd.DataFrame, exact_head: str | None, training: str = "", 
     )
     counts = claims["verdict"].value_counts()
     tally = ", ".join(f"{counts[word]} {word}" for word in (*WORD_CLASS, NOT_TESTED) if word in counts)
-    lead = f"<p class='lead'>{html.escape(stats.count(len(claims), 'claim'))} checked: {html.escape(tally)}.</p>"
+    lead = f"<p class='lead'>{html.escape(words.count(len(claims), 'claim'))} checked: {html.escape(tally)}.</p>"
     if grown is not None:
         family = (f"<p><strong>{html.escape(words.spend_text(grown))}</strong></p>"
                   f"<p>{html.escape(words.sequence_family_text(grown.sequence))}</p>")  # fmt: skip
@@ -340,13 +339,13 @@ def _readable_effects(effects: pd.DataFrame) -> pd.DataFrame:
     """The effects table as the page shows it: readable headers and outcome names, unadjusted CIs; the flags the
     sentences already say (interval notes, zero crossings, unpaired counts) stay in effects.csv."""
     frame = effects[[c for c in EFFECT_HEADERS if c in effects]].copy()
-    frame["metric"] = frame["metric"].map(lambda m: stats.METRIC_NAMES.get(m, m))
+    frame["metric"] = frame["metric"].map(lambda m: words.METRIC_NAMES.get(m, m))
     return frame.rename(columns=EFFECT_HEADERS)
 
 
 def _unit(metric: str) -> tuple[float, str]:
     """A difference's scale and short unit in the page's tables: points, epochs, or log-% (100 × ln ratio)."""
-    scale, unit = stats.UNITS.get(metric, stats.DEFAULT_UNIT)
+    scale, unit = words.UNITS.get(metric, words.DEFAULT_UNIT)
     return scale, {"points": "pts", "epochs": "epochs"}.get(unit, "log-%")
 
 

@@ -19,9 +19,10 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import EngFormatter, LogLocator, MaxNLocator, NullFormatter
 
 from judge.load import STALL_MARGIN, Results
-from judge.stats import FEW, METRIC_NAMES, MIN_INTERVAL_N, TIME_METRICS, level_text
+from judge.stats import FEW, MIN_INTERVAL_N, TIME_METRICS, level_text
 from judge.stats import pairs as effect_pairs
 from reports.tuning import TUNING_PLOT, tuning_figure
+from reports.words import METRIC_NAMES
 
 STALLED_COLOR = "#d62728"
 STALLED_LABEL = f"stalled run (final train acc ≤ chance + {100 * STALL_MARGIN:g} points)"

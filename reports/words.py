@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import Any
 
 import pandas as pd
 
@@ -83,7 +84,7 @@ def detail(v: Verdict) -> str:
     rule_text = _rule_text(v)
     if v.reason == Reason.NO_PAIRS:
         return rule_text
-    difference = stats.difference_text(v.mean, v.ci_low_adjusted, v.ci_high_adjusted, v.n_seeds, v.n_pairs,
+    difference = difference_text(v.mean, v.ci_low_adjusted, v.ci_high_adjusted, v.n_seeds, v.n_pairs,
                                        f"{v.confidence_adjusted:.2%} CI", v.metric)  # fmt: skip
     return f"{rule_text}; {_what(v.metric)} {difference}"
 
@@ -108,13 +109,13 @@ def note(v: Verdict) -> str:
         return _trainability_note(v)
     notes = []
     if v.seeds_left_out:
-        notes.append(f"{stats.count(v.seeds_left_out, 'seed')} without a pair at every setting left out (missing "
+        notes.append(f"{count(v.seeds_left_out, 'seed')} without a pair at every setting left out (missing "
                      f"data: a run failed for a reason not the method's)")  # fmt: skip
     if v.settings is not None and v.planned_settings is not None and v.settings < v.planned_settings:
         notes.append(f"averages over {v.settings} of the {v.planned_settings} settings the grid launched: every run "
                      f"of the others is missing, so the claim measures less than planned")  # fmt: skip
     if v.runs_flagged:
-        notes.append(f"{stats.count(v.runs_flagged, 'run')} whose training failed judged with "
+        notes.append(f"{count(v.runs_flagged, 'run')} whose training failed judged with "
                      f"{'its' if v.runs_flagged == 1 else 'their'} outcome")  # fmt: skip
     if v.reason == Reason.FEW_SEEDS:
         notes.append(f"{stats.FEW} seeds: no interval")
@@ -170,7 +171,7 @@ def _trainability_note(v: Verdict) -> str:
 def _rule_text(v: Verdict) -> str:
     if v.rule == rule.PAIRED_EXACT:
         return v.rule
-    text = f"{v.rule}, margin {stats.margin_text(v.metric, v.margin)}"
+    text = f"{v.rule}, margin {margin_text(v.metric, v.margin)}"
     return text + (" (chosen after the runs: --margin)" if v.margin_chosen_after else "")
 
 
@@ -189,7 +190,7 @@ def _other(v: Verdict) -> str:
 
 
 def _what(metric: str | None) -> str:
-    return stats.METRIC_NAMES.get(metric or "", metric or "")
+    return METRIC_NAMES.get(metric or "", metric or "")
 
 
 def exact_head_note(head: ExactHead | None) -> str | None:
@@ -197,14 +198,14 @@ def exact_head_note(head: ExactHead | None) -> str | None:
     if head is None:
         return None
     text = (f"The seeds' exact GAP head ({', '.join(head.labels)} on the class maps), reported apart from the GAP "
-            f"lines above: stalled in {head.stalled} of {stats.count(head.runs, 'run')}")  # fmt: skip
+            f"lines above: stalled in {head.stalled} of {count(head.runs, 'run')}")  # fmt: skip
     if head.runs > head.ok:
         text += f" ({head.runs - head.ok} not ok)"
     if not head.trained:
         return text + "; it never trained."
     text += f"; when it trained, test accuracy {100 * head.mean:.1f}%"
     if head.trained < stats.MIN_INTERVAL_N:
-        return text + f" ({stats.count(head.trained, 'run')}, {stats.FEW}: no interval)."
+        return text + f" ({count(head.trained, 'run')}, {stats.FEW}: no interval)."
     return text + f" (95% CI {100 * head.ci_low:.1f} to {100 * head.ci_high:.1f}%, {head.trained} runs)."
 
 
@@ -218,11 +219,11 @@ def sensitivity_table(frame: pd.DataFrame) -> pd.DataFrame:
 
 def _sensitivity_sentence(row) -> str:
     label = f"{row.confidence_adjusted:.2%} CI"
-    without = stats.difference_text(row.mean, row.ci_low_adjusted, row.ci_high_adjusted, row.n_seeds, row.n_pairs,
+    without = difference_text(row.mean, row.ci_low_adjusted, row.ci_high_adjusted, row.n_seeds, row.n_pairs,
                                     label, row.metric)  # fmt: skip
-    everything = stats.difference_text(row.mean_all_runs, row.ci_low_adjusted_all_runs, row.ci_high_adjusted_all_runs,
+    everything = difference_text(row.mean_all_runs, row.ci_low_adjusted_all_runs, row.ci_high_adjusted_all_runs,
                                        row.n_seeds_all_runs, row.n_pairs_all_runs, label, row.metric)  # fmt: skip
-    return (f"{row.claim}, without {stats.count(row.runs_left_out, 'run')} whose training failed: "
+    return (f"{row.claim}, without {count(row.runs_left_out, 'run')} whose training failed: "
             f"{_what(row.metric)} {without}; with every run: {everything}")  # fmt: skip
 
 
@@ -237,7 +238,7 @@ def family_text(frame: pd.DataFrame, results: Results | None = None) -> str:
     confidence = rule.family_confidence(k)
     weakened = weakened_text(results) if results is not None else ""
     return (
-        f"One error budget for the report: the family is the {stats.count(k, 'claim')} this grid tests; each "
+        f"One error budget for the report: the family is the {count(k, 'claim')} this grid tests; each "
         f"interval is at {confidence:.2%} (Bonferroni, 1 − 0.05/{k}) and each exact test at 0.05/{k}, so the chance "
         f"that any supported, contradicted or equivalent verdict here is wrong is at most 5%, provided each claim's "
         f"seed-level differences are near normal (the t interval's condition; the exact tests need none). "
@@ -253,7 +254,7 @@ def weakened_text(results: Results) -> str:
     if not failed:
         return ""
     return (
-        f"Here {stats.count(failed, 'run')} failed to train: seed-level differences with a failed run on one side "
+        f"Here {count(failed, 'run')} failed to train: seed-level differences with a failed run on one side "
         f"are far from normal, so the 5% guarantee is weakened ({WEAKENED})."
     )
 
@@ -308,3 +309,69 @@ def spend_text(results: Results) -> str:
         f"take the next look.")  # fmt: skip
     return (f"Seeds spent: {spend.against_fixed()}; {spend.resolved} of {spend.family} claims resolved, "
             f"{spend.still_open} open. {state}")  # fmt: skip
+
+
+# The effects section's words: metric names and units, and one sentence per axis and pair of levels.
+METRIC_NAMES = {"test_acc": "test accuracy", "gap_acc": "overfitting gap", "loc_pointing": "pointing-game hits",
+                "epochs_to_fit": "epochs to the training criterion",
+                "log_seconds_to_fit": "wall time to the training criterion (log ratio)",
+                "fit": "share of runs that fit"}  # fmt: skip
+# How a difference of each metric reads: (scale, unit). Accuracy-like outcomes in points (0.01 = 1 point); epochs as
+# they are; log seconds ×100, about a percentage for small ratios.
+UNITS = {"epochs_to_fit": (1.0, "epochs"), "log_seconds_to_fit": (100.0, "log-% (100 × ln ratio)")}
+DEFAULT_UNIT = (100.0, "points")
+
+
+def margin_text(metric: str, margin: float) -> str:
+    scale, unit = UNITS.get(metric, DEFAULT_UNIT)
+    value = scale * margin
+    return f"{value:g} {unit if value != 1 or unit != 'points' else 'point'}".replace("1 epochs", "1 epoch")
+
+
+def effect_sentences(table: pd.DataFrame) -> list[str]:
+    """One plain sentence per axis and pair of levels, in accuracy points (1 point = 0.01 accuracy)."""
+    out = []
+    for by_metric in stats.pairs(table):
+        row = by_metric["test_acc"]
+        head = f"{row.axis} {stats.level_text(row.axis, row.level_a)} vs {stats.level_text(row.axis, row.level_b)}"
+        head += f" (where {row.subset}): " if row.subset else ": "
+        parts = [_clause(METRIC_NAMES.get(metric, metric), metric_row) for metric, metric_row in by_metric.items()]
+        tail = []
+        if row.unpaired:
+            tail.append(f"{count(row.unpaired, 'run')} left out without a pair")
+        if row.pairs_failed_training:
+            tail.append(f"{count(row.pairs_failed_training, 'pair')} with a failed training run, kept in")
+        if row.seeds_left_out:
+            tail.append(f"{count(row.seeds_left_out, 'seed')} without a pair at every setting left out (a run "
+                        f"missing: failed for a reason not the method's)")  # fmt: skip
+        if row.confounded_with:
+            tail.append(f"confounded with {row.confounded_with}")
+        out.append(head + "; ".join(parts) + (f" ({'; '.join(tail)})" if tail else "") + ".")
+    return out
+
+
+def count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def difference_text(mean: float, low: float, high: float, n_seeds: int, n_pairs: int,
+                    interval: str = "95% CI", metric: str = "test_acc") -> str:  # fmt: skip
+    """'+1.2 points (95% CI +0.3 to +2.1, 5 seeds, 20 pairs)', or without an interval below MIN_INTERVAL_N seeds;
+    in the metric's unit (UNITS)."""
+    if n_pairs == 0:
+        return "no matched pairs"
+    scale, unit = UNITS.get(metric, DEFAULT_UNIT)
+    units = f"{count(n_seeds, 'seed')}, {count(n_pairs, 'pair')}"
+    if n_seeds < stats.MIN_INTERVAL_N:
+        return f"{scale * mean:+.1f} {unit} ({units}; {stats.FEW} seeds: too few for an interval)"
+    return f"{scale * mean:+.1f} {unit} ({interval} {scale * low:+.1f} to {scale * high:+.1f}, {units})"
+
+
+def _clause(what: str, row: Any) -> str:
+    if row.n_pairs == 0:
+        return f"{what}: no matched pairs"
+    interval = difference_text(row.mean_diff, row.ci_low, row.ci_high, row.n_seeds, row.n_pairs, metric=row.metric)
+    text = f"{what} {interval}"
+    if row.n_seeds < stats.MIN_INTERVAL_N:
+        return text
+    return text + (": the unadjusted CI excludes zero" if row.ci_excludes_zero else ": the unadjusted CI includes zero")

@@ -14,7 +14,7 @@ import pytest
 from scipy import stats as sps
 
 from judge import stats as rstats
-from reports import load_results, write_report
+from reports import load_results, words, write_report
 from tests.conftest import cli
 from tests.reports_fixtures import result, write_grid, write_run
 
@@ -180,7 +180,7 @@ def test_effects_intervals_are_over_seed_means_unadjusted(tmp_path: Path) -> Non
     assert (head["n_seeds"], head["n_pairs"]) == (3, 6)
     assert (head["mean_diff"], head["std_diff"]) == pytest.approx((mean, sd))
     assert (head["ci_low"], head["ci_high"]) == pytest.approx((low, high))
-    sentence = next(s for s in rstats.sentences(effects) if s.startswith("head gap vs fc"))
+    sentence = next(s for s in words.effect_sentences(effects) if s.startswith("head gap vs fc"))
     expected = f"(95% CI {100 * low:+.1f} to {100 * high:+.1f}, 3 seeds, 6 pairs): the unadjusted CI excludes zero"
     assert expected in sentence
 
@@ -229,7 +229,7 @@ def test_other_varying_keys_become_axes_and_levels_keep_their_type(tmp_path: Pat
     # Without a grid file's order levels sort by value: fc vs gap, over 2 cccp × 2 dropout × 2 lr × 2 seeds pairs.
     assert (head["level_a"], head["level_b"]) == ("fc", "gap")
     assert (head["n_pairs"], head["unpaired"], head["mean_diff"]) == (16, 0, pytest.approx(-0.02))
-    text = "\n".join(rstats.sentences(effects))
+    text = "\n".join(words.effect_sentences(effects))
     assert "dropout on vs off: " in text and "cccp 1 vs 2: " in text and "lr 0.05 vs 0.1: " in text
 
 
@@ -371,7 +371,7 @@ def test_effects_with_two_pairs_have_no_interval_and_do_not_set_the_plot_scale(t
     head = effects[(effects["axis"] == "head") & (effects["metric"] == "test_acc")].iloc[0]
     assert head["n_pairs"] == 2 and head["ci_note"] == "n < 3" and pd.isna(head["ci_low"])
     assert head["mean_diff"] == pytest.approx(0.6) and pd.isna(head["ci_excludes_zero"])
-    sentence = next(s for s in rstats.sentences(effects) if s.startswith("head gap vs fc"))
+    sentence = next(s for s in words.effect_sentences(effects) if s.startswith("head gap vs fc"))
     assert "+60.0 points (2 seeds, 2 pairs; n < 3 seeds: too few for an interval)" in sentence
     cccp = effects[(effects["axis"] == "cccp") & (effects["metric"] == "test_acc")].iloc[0]
     assert cccp["n_pairs"] == 3 and pd.notna(cccp["ci_low"]) and cccp["ci_note"] == ""
