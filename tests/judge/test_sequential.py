@@ -74,6 +74,15 @@ def test_schedule_and_new_seed_numbers() -> None:
     assert math.isnan(design.confidences[0])  # 2 seeds: no interval, so no error to spend there
 
 
+def test_a_sequence_whose_looks_all_have_too_few_seeds_for_an_interval_is_described() -> None:
+    design = seq.plan(["a"], 1, 1, 2)  # a 1-seed grid with --max-seeds 2: looks at 1 and 2 seeds
+    assert design.schedule == (1, 2) and all(math.isnan(c) for c in design.confidences)
+    text = seq.family_text({"design": design.as_record(), "looks": []})
+    assert "judged on no interval (every look has fewer than 3 seeds" in text
+    assert "judged on a 95.00% t interval" in seq.family_text({"design": seq.plan(["a"], 3, 1, 3).as_record(),
+                                                                "looks": []})  # fmt: skip
+
+
 class ScriptedHost:
     """Verdicts chosen per (claim, look); the groups of a claim are named after it."""
 
