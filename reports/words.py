@@ -283,15 +283,20 @@ def sequence_family_text(record: Record) -> str:
     """The sequential design and its one error budget, in a sentence for the page."""
     design, looks = record.design, record.looks
     levels = [c for c in design.confidences if not math.isnan(c)]
-    level = f"{levels[0]:.2%}" if len(set(levels)) == 1 else f"{levels[0]:.2%} (first look) to {levels[-1]:.2%} (last)"
+    if not levels:  # every look below 3 seeds (--max-seeds 2): seeds are added, but no claim can ever close
+        interval = "no interval (every look has fewer than 3 seeds, too few for one: each claim stays open)"
+    elif len(set(levels)) == 1:
+        interval = f"a {levels[0]:.2%} t interval"
+    else:
+        interval = f"a {levels[0]:.2%} (first look) to {levels[-1]:.2%} (last) t interval"
     k = len(design.family)
     seeds = design.schedule
     seed_range = f"{seeds[0]}" if len(seeds) == 1 else f"{seeds[0]} to {seeds[-1]}"
     return (
         f"Seeds on demand (run --until-resolved): {len(design.schedule)} looks at {seed_range} "
         f"seeds ({design.seeds_per_round} more per look, only to the variants of claims still open), all planned "
-        f"before the first. One error budget: at each look each of the {k} difference claims is judged on a "
-        f"{level} t interval — {describe(design.shape)} — so that for each claim the chance that any "
+        f"before the first. One error budget: at each look each of the {k} difference claims is judged on "
+        f"{interval} — {describe(design.shape)} — so that for each claim the chance that any "
         f"look's interval misses the truth is 0.05/{k}, and the chance that any supported, contradicted or "
         f"equivalent verdict here is wrong is at most 5%, wherever the sequence stopped, provided the seed-level "
         f"differences are near normal (the exact trainability tests take the same levels, set for t statistics: "

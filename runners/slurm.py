@@ -235,20 +235,29 @@ def repo_root() -> Path:
     return Path(__file__).resolve().parent.parent
 
 
+def was_lost(layout: GridDir, variant_id: str) -> bool:
+    """Whether the variant's result.json is the failed result of a job Slurm lost (it carries LOST_KEY): a stand-in
+    that the next run replaces by training the variant again, not an outcome."""
+    try:
+        return bool(read_result(layout.result_path(variant_id)).get(LOST_KEY))
+    except (OSError, ValueError):
+        return False
+
+
 def forget_lost(grid_dir: GridDir) -> list[str]:
-    """Remove the failed results of jobs Slurm lost (they carry LOST_KEY), in the grid and its tuning runs, so that
-    this run trains them again (from their checkpoints). Returns their variant ids."""
+    """Remove the failed results of jobs Slurm lost, in the grid and its tuning runs, so that this run trains them
+    again (from their checkpoints), and their jobs from jobs.json: such a job was cancelled, but may still be
+    completing (its node just back), and must not be collected. Returns their variant ids."""
     forgotten = []
     for layout in (grid_dir, grid_dir.tuning):
-        for variant_id in layout.finished_ids():
-            path = layout.result_path(variant_id)
-            try:
-                lost = read_result(path).get(LOST_KEY)
-            except (OSError, ValueError):
-                continue
-            if lost:
-                path.unlink(missing_ok=True)
-                forgotten.append(variant_id)
+        lost = [variant_id for variant_id in layout.finished_ids() if was_lost(layout, variant_id)]
+        book = JobBook(layout.root / SLURM_DIR)
+        if any(variant_id in book.jobs for variant_id in lost):
+            book.jobs = {vid: job for vid, job in book.jobs.items() if vid not in lost}
+            book.save()
+        for variant_id in lost:
+            layout.result_path(variant_id).unlink(missing_ok=True)
+        forgotten.extend(lost)
     return forgotten
 
 

@@ -69,11 +69,13 @@ def _put(target: dict, item) -> None:
     target[leaf] = json.loads(item.value_json)
 
 
-def offline_runs(wandb_dir: Path, timeout: float = 20) -> list[OfflineRun]:
-    """Every finished offline run. wandb's service writes the run file after run.finish() returns, so wait for it."""
+def offline_runs(wandb_dir: Path, timeout: float = 20, unfinished: int = 0) -> list[OfflineRun]:
+    """Every offline run, once all but `unfinished` of them have their exit record (a process killed before W&B
+    wrote it leaves a run without one for good). wandb's service writes the run file after run.finish() returns, so
+    wait for it, up to `timeout` seconds."""
     deadline = time.monotonic() + timeout
     while True:
         runs = [OfflineRun(d) for d in sorted((wandb_dir / "wandb").glob("offline-run-*"))]
-        if all(run.exit_code is not None for run in runs) or time.monotonic() > deadline:
+        if sum(run.exit_code is None for run in runs) <= unfinished or time.monotonic() > deadline:
             return runs
         time.sleep(0.1)

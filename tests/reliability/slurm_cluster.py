@@ -7,7 +7,8 @@ says in one line why it cannot start here.
 
 The settings make a test cluster quick rather than production-like: no accounting (so no sacct: job state comes
 from squeue and scontrol only); a requeued job waits for its credential to expire (cred_expire=5) and the scheduler
-looks at pending jobs every second (sched_interval), instead of minutes; a lost slurmd is declared down after
+looks at pending jobs every second (sched_interval), instead of minutes; a lost slurmd is marked not responding
+after one failed ping (every SlurmdTimeout/3, waiting MessageTimeout for the answer) and declared down after
 SlurmdTimeout; a finished job stays visible for MinJobAge; the node offers more job slots than the machine has cores.
 """
 
@@ -32,6 +33,10 @@ NODE = "localhost"
 PARTITION = "debug"
 CPUS = 4  # job slots: more than the machine's cores is fine (config_overrides), the tests' jobs are tiny
 SLURMD_TIMEOUT_S = 6  # a silent slurmd is declared down after this long (Slurm's default is 300 s)
+# How long the controller waits for any answer, a ping's included (Slurm's default 10 s): a lost slurmd shows as not
+# responding about 6 s after its loss with 3, 13 s with 10. Below 3 a slow answer on a loaded 2-core machine could
+# mark a live node not responding, and the runner would fail its jobs.
+MESSAGE_TIMEOUT_S = 3
 MIN_JOB_AGE_S = 300  # how long a finished job stays in the controller's memory (squeue -t all, scontrol show job)
 
 CONF = """\
@@ -63,6 +68,7 @@ JobCompType=jobcomp/none
 ReturnToService=2
 SlurmdParameters=config_overrides
 SlurmdTimeout={slurmd_timeout}
+MessageTimeout={message_timeout}
 MinJobAge={min_job_age}
 KillWait=5
 InactiveLimit=0
@@ -120,6 +126,15 @@ class SlurmCluster:
             time.sleep(0.2)
         raise AssertionError(f"the test Slurm node is not idle after {timeout} s ({self.node_state()!r}): "
                              f"{self.log_tail()}")  # fmt: skip
+
+    def wait_down(self, timeout: float = 60) -> None:
+        """Until the controller declares the node down (SlurmdTimeout after its last answer)."""
+        deadline = time.monotonic() + timeout
+        while "down" not in self.node_state():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"the test Slurm node is not down after {timeout} s ({self.node_state()!r}): "
+                                     f"{self.log_tail()}")  # fmt: skip
+            time.sleep(0.2)
 
     def log_tail(self) -> str:
         tails = []
@@ -209,7 +224,7 @@ def slurm_cluster(cpus: int = CPUS, start_timeout: float = 60) -> Iterator[Slurm
     conf = root / "slurm.conf"
     conf.write_text(CONF.format(node=NODE, partition=PARTITION, cpus=cpus, root=root, ctld_port=free_port(),
                                 slurmd_port=free_port(), slurmd_timeout=SLURMD_TIMEOUT_S,
-                                min_job_age=MIN_JOB_AGE_S))  # fmt: skip
+                                message_timeout=MESSAGE_TIMEOUT_S, min_job_age=MIN_JOB_AGE_S))  # fmt: skip
     cluster = SlurmCluster(root, {"SLURM_CONF": str(conf)})
     try:
         socket_path = munge_dir / "munge.socket"

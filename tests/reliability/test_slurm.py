@@ -2,7 +2,8 @@
 
 One cluster per pytest worker, shared by the cases. Each case drives the real CLI while it acts on the jobs as a
 cluster would: scancel, a preemption signal, a time limit, a lost node. The reference is the local executor at the
-same thread count, whose CPU results the Slurm runs must equal, timings and device aside.
+same thread count, growing the grid with --until-resolved: its CPU results the Slurm runs must equal, timings and
+device aside, and its looks.json and verdicts.csv the sequence through Slurm must equal.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from nin import layout
 from runners.cli import main
 from tests.conftest import REPO
 from tests.reliability.helpers import (
@@ -39,7 +41,8 @@ SETTINGS = (
     f"batch_size: 25, epochs: {EPOCHS}, lr: 0.05, momentum: 0.9, precision: fp32}}"
 )
 LONG_EPOCHS = 10_000  # never done in a test: the time-limited job trains until it is cancelled
-GRID = "axes: {cccp: [1, 2]}\n"
+GRID = "axes: {cccp: [1, 2]}\n"  # one seed, so no interval: look 1 adds seed 1 to both variants, look 2 stops
+GROW = ("--until-resolved", "--max-seeds", "2")  # the smallest sequence that adds seeds: two rounds of jobs
 FLAGS = (*QUIET, "--cpu-threads", "1")  # one thread on both sides: CPU results are then bit-identical
 SLURM = ("--executor", "slurm", "--slurm", "poll_s=0.5", "--slurm", "timeout_min=30")
 WAIT_S = 240  # a hang guard, not a time limit
@@ -52,22 +55,23 @@ def cluster():
 
 
 class Reference:
-    """The grid on the local executor, uninterrupted: it trains while the Slurm case runs, and is read when needed."""
+    """The grid grown by --until-resolved on the local executor, uninterrupted: it trains while the Slurm cases run,
+    and is read when needed. Its seed-0 runs are the plain grid's."""
 
     def __init__(self, out: Path):
         spec = write_grid(out / "grid.yaml", GRID, name="slurm", settings=SETTINGS)
         self.grid_dir = out / "slurm"
-        self.proc = subprocess.Popen([sys.executable, "-m", "runners", "run", str(spec), "--out", str(out), *FLAGS],
-                                     cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE,
-                                     stderr=subprocess.PIPE, text=True)  # fmt: skip
+        self.proc = subprocess.Popen([sys.executable, "-m", "runners", "run", str(spec), "--out", str(out), *FLAGS,
+                                      *GROW], cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)},
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
         self._files: dict | None = None
 
-    def files(self) -> dict:
+    def files(self, seeds: tuple[int, ...] = (0, 1)) -> dict:
         if self._files is None:
             code, _, err = finish(self.proc)
             assert code == 0, err
             self._files = comparable(self.grid_dir)
-        return self._files
+        return {vid: files for vid, files in self._files.items() if files[0]["seed"] in seeds}
 
 
 @pytest.fixture(scope="session")
@@ -175,13 +179,14 @@ def test_ctrl_c_collect_cancel_preemption_and_time_limit(cluster, reference, tmp
     assert code == 130, err
     assert "stay queued" in err and "run the same command to collect" in err, err
     submitted = jobs(grid_dir)
-    # The local executor must not train what those jobs will: one line, nothing trained.
+
+    second = start_runner(cluster, spec, out, *tracked)
+    # While it starts, the local executor must not train what those jobs will: one line, nothing trained. (It is
+    # refused in the checks, before the grid's lock that the second runner may hold by then.)
     monkeypatch.setenv("SLURM_CONF", cluster.env["SLURM_CONF"])
     assert main(["run", str(spec), "--out", str(out), *FLAGS]) == 2
     assert_one_clear_line(capsys.readouterr().err, "2 Slurm job(s)", "--executor slurm")
     assert not results(grid_dir) and not epochs(grid_dir)
-
-    second = start_runner(cluster, spec, out, *tracked)
     read_until(second, "collecting 2 run(s) from Slurm jobs")  # from here on, it watches the queue
     assert jobs(grid_dir) == submitted  # collected, not submitted again
     cluster.run("scontrol", "release", *submitted.values())
@@ -221,9 +226,10 @@ def test_ctrl_c_collect_cancel_preemption_and_time_limit(cluster, reference, tmp
     assert code == 0, err
     assert "1 of 2 runs to train" in stdout and "1 resuming from a checkpoint" in stdout, stdout
     assert jobs(grid_dir)[preempted] == submitted[preempted]
-    assert_equal(grid_dir, reference.files())
-    # One W&B run per variant, by its id: the requeued job's part resumes it (offline, each part is a folder).
-    parts = [r for r in offline_runs(grid_dir) if r.run is not None and r.run.job_type == "train"]
+    assert_equal(grid_dir, reference.files(seeds=(0,)))
+    # One W&B run per variant, by its id: the requeued job's part resumes it (offline, each part is a folder). The
+    # cancelled job's part was killed before W&B wrote its records: it has none, and never will.
+    parts = [r for r in offline_runs(grid_dir, unfinished=1) if r.run is not None and r.run.job_type == "train"]
     preempted_parts = sorted((r for r in parts if r.run.run_id == preempted), key=lambda r: bool(r.run.resume))
     assert [bool(r.run.resume) for r in preempted_parts] == [False, True]
     epochs_logged = [row["epoch"] for part in preempted_parts for row in part.history]
@@ -232,12 +238,14 @@ def test_ctrl_c_collect_cancel_preemption_and_time_limit(cluster, reference, tmp
 
 
 
-def test_lost_node_fails_its_jobs_then_rerun_completes(cluster, reference, tmp_path):
-    """slurmd and its jobs die mid-grid: the runner does not wait on them, each becomes a failed result naming the
-    node failure; with slurmd back, a rerun trains them again from their checkpoints and equals the local run."""
+def test_lost_node_fails_its_jobs_then_the_sequence_completes_as_locally(cluster, reference, tmp_path):
+    """slurmd and its jobs die mid-grid, in the first round of an --until-resolved sequence: the runner does not wait
+    on them, each becomes a failed result naming the node failure, and no look is taken over them. With slurmd back,
+    a rerun trains them again from their checkpoints, looks, trains the seeds the look added as a second round of
+    jobs, and ends with the local executor's result files, looks.json and verdicts.csv."""
     spec = write_grid(tmp_path / "grid.yaml", GRID, name="slurm", settings=SETTINGS)
     out, grid_dir = tmp_path / "out", tmp_path / "out" / "slurm"
-    runner = start_runner(cluster, spec, out)
+    runner = start_runner(cluster, spec, out, *GROW)
     try:
         # Lost while both are in flight: one has finished an epoch or more, neither has a result.
         wait_for(lambda: not results(grid_dir) and any(1 <= n <= EPOCHS - 2 for n in epochs(grid_dir).values()),
@@ -248,18 +256,26 @@ def test_lost_node_fails_its_jobs_then_rerun_completes(cluster, reference, tmp_p
         print(f"lost slurmd: failed results after {time.monotonic() - lost_at:.1f} s")
     finally:
         if "slurmd" not in cluster.procs:
+            # Back once the controller has declared the node down, as a lost machine is by the time it returns: its
+            # jobs are then cleared at once, rather than left completing until the controller retries their kill.
+            cluster.wait_down()
             cluster.start_slurmd()
         cluster.wait_idle()
     assert code == 1, err
     found = results(grid_dir)
-    assert sorted(found) == sorted(reference.files())
+    assert sorted(found) == sorted(reference.files(seeds=(0,)))
     for result in found.values():
         assert result["status"] == "failed" and "NODE_FAIL" in result["error"] and "node failure" in result["error"]
+    assert json.loads((grid_dir / layout.LOOKS_FILE).read_text())["looks"] == []  # the lost runs are not data
 
-    code, stdout, err = finish(start_runner(cluster, spec, out))
+    code, stdout, err = finish(start_runner(cluster, spec, out, *GROW))
     assert code == 0, err
-    assert "2 of 2 runs to train" in stdout, stdout
+    assert "2 of 2 runs to train" in stdout and "look 1 of at most 2 (1 seeds)" in stdout, stdout
+    assert "the report could not be written" not in err, err
     assert_equal(grid_dir, reference.files())
+    # The same looks and verdicts: the grid has no head axis, so no wall-time claim, and nothing here is wall-clock.
+    for name in (layout.LOOKS_FILE, "report/verdicts.csv"):
+        assert (grid_dir / name).read_text() == (reference.grid_dir / name).read_text(), name
 
 
 @pytest.mark.parametrize(

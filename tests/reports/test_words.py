@@ -4,12 +4,14 @@ and back, say exactly the sentences of its recorded verdicts.csv; each reason co
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pandas as pd
 
-from judge import verdicts
+from judge import sequential, verdicts
 from judge.load import load_results
+from judge.looks import Sequence
 from judge.records import Fit, Reason, Verdict
 from reports import words
 
@@ -47,3 +49,15 @@ def test_each_reason_reads_as_what_it_means() -> None:
     assert words.sequence_text(still) == "open at 8 seeds, the most this sequence plans"
     assert words.sentence(still).endswith("; sequential: open at 8 seeds, the most this sequence plans.")
     assert words.sequence_text(few) == "" and "sequential" not in words.sentence(few)
+
+
+def _described(first: int, max_seeds: int) -> str:
+    design = sequential.plan(["a"], first, 1, max_seeds)
+    return words.sequence_family_text(Sequence("g", "digest", tuple(range(first)), (), 1, design))
+
+
+def test_a_sequence_whose_looks_all_have_too_few_seeds_for_an_interval_is_described() -> None:
+    """A 1-seed grid with --max-seeds 2 looks at 1 and 2 seeds: no interval at either, and the page says so."""
+    assert all(math.isnan(c) for c in sequential.plan(["a"], 1, 1, 2).confidences)
+    assert "judged on no interval (every look has fewer than 3 seeds" in _described(1, 2)
+    assert "judged on a 95.00% t interval" in _described(3, 3)

@@ -95,8 +95,14 @@ def test_a_lost_job_result_names_the_state_and_is_trained_again(tmp_path, monkey
     other = Variant(**TINY, epochs=1, seed=1)  # a failure the training itself raised stays final
     grid.run_dir(other.id).mkdir(parents=True)
     grid.result_path(other.id).write_text(json.dumps({"status": "failed", "error": "ValueError: x"}))
+    book = slurm.JobBook(grid.root / slurm.SLURM_DIR)
+    book.jobs = {variant.id: "7_3", other.id: "7_4"}
+    book.save()
+    assert slurm.was_lost(grid, variant.id) and not slurm.was_lost(grid, other.id)
     assert slurm.forget_lost(grid) == [variant.id]
     assert not grid.is_finished(variant.id) and grid.is_finished(other.id)
+    # The next run submits the lost variant afresh: its cancelled job, perhaps still completing, is not collected.
+    assert slurm.JobBook(grid.root / slurm.SLURM_DIR).jobs == {other.id: "7_4"}
 
 
 def test_a_requested_stop_ends_training_after_the_epoch_in_flight_with_its_checkpoint(tmp_path):
