@@ -375,6 +375,16 @@ def _tune(run: _Checked, context: RunContext) -> list[tuning.ArmPlan] | None:
             f"{', '.join(map(str, run.devices))}{note}; results in {layout.root}"
         )
         _train(pending, total, total - len(pending), tuning_context, run, f"tuning {grid.name}")
+        # A tuning run whose Slurm job was lost has a failed stand-in result: no pick is made over it (it would rule
+        # its candidate out), and the next run trains it again.
+        lost = [v.id for v in pending if slurm.was_lost(layout, v.id)]
+        if lost:
+            print(
+                f"grid '{grid.name}': {len(lost)} tuning run(s) were lost by Slurm (their results say why); nothing is "
+                f"picked from part of the candidates. Run the same command to train them again.",
+                file=sys.stderr,
+            )
+            return None
     stale = layout.stale_runs({v.id for p in plans for v in p.runs(tune)})
     if stale:
         print(

@@ -14,10 +14,10 @@ import pytest
 from nin import layout, store
 from nin.layout import GridDir
 from nin.variant import Variant
-from runners import tuning
+from runners import slurm, tuning
 from runners.cli import main
 from runners.overrides import parse_overrides
-from runners.run import RunOptions, run_grid
+from runners.run import EXIT_FAILED_RUNS, RunOptions, run_grid
 from runners.spec import parse_grid
 from tests.reliability.helpers import QUIET, assert_nothing_written, assert_one_clear_line
 
@@ -269,6 +269,31 @@ def test_a_diverged_seed_rules_its_value_out_and_ties_go_to_the_smaller_value(tm
     top = fc["scores"][2]
     assert not top["eligible"] and "seed 101 diverged" in top["problem"] and top["mean"] is None
     assert fc["pick"] == 0.02 and fc["at_edge"] is None
+
+
+def test_a_tuning_run_slurm_lost_stops_before_any_pick_and_the_rerun_trains_it(tmp_path, monkeypatch, capsys) -> None:
+    """The lost run is the one the pick rests on: picked over its stand-in, fc would get 0.01 and keep it."""
+    spec, out = write(tmp_path, grid_text()), tmp_path / "o"
+    lost = {"head": "fc", "lr": 0.02, "seed": 101}
+
+    def score(v: Variant) -> dict:
+        if {key: getattr(v, key) for key in lost} == lost:
+            return {"status": "failed", "val_acc": None, "val_loss": None,
+                    slurm.LOST_KEY: {"job_id": "7_3", "state": "NODE_FAIL"}}  # fmt: skip
+        acc = 0.9 - 0.1 * abs(math.log2(v.lr / 0.02))
+        return {"val_acc": acc, "val_loss": 1 - acc}
+
+    first = FakeTraining(score)
+    assert run_fake(monkeypatch, spec, out, first) == EXIT_FAILED_RUNS
+    assert "1 tuning run(s) were lost by Slurm" in capsys.readouterr().err
+    assert len(first.trained) == 2 * 3 * 3  # two arms × three candidates × three tuning seeds; no stage-2 run
+    assert {arm["pick"] for arm in read_record(out)["arms"]} == {None}
+    lost["seed"] = -1  # trained again, it succeeds
+    again = FakeTraining(score)
+    assert run_fake(monkeypatch, spec, out, again) == 0
+    assert [(v.head, v.lr, v.seed) for v in again.trained] == [("fc", 0.02, 101)] + [
+        (head, 0.02, seed) for head in ("gap", "fc") for seed in (0, 1)]  # fmt: skip
+    assert {arm["pick"] for arm in read_record(out)["arms"]} == {0.02}
 
 
 def test_resume_mid_tuning_then_edit_the_candidates(tmp_path, monkeypatch, capsys) -> None:
