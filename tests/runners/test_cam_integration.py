@@ -232,7 +232,7 @@ def test_the_cam_grid_runs_on_mnist_files(tmp_path: Path) -> None:
 
     make_mnist(tmp_path / "data", "MNIST")  # torchvision's raw layout: MNIST/raw/*-idx?-ubyte
     out = tmp_path / "out"
-    sets = ("dataset=mnist", "canvas=40", "epochs=3", "seeds=1")  # epochs 3: the grid warms up for two
+    sets = ("dataset=mnist", "canvas=40", "epochs=3", "warmup_epochs=1", "seeds=1")  # short: 1 warm-up epoch of 3
     args = ["run", "ablations/cam.yaml", *(f"--set={s}" for s in sets), "--data-dir", str(tmp_path / "data")]
     done = cli(*args, "--out", str(out), "--wandb", "disabled", "--device", "cpu", "--no-progress")
     assert done.returncode == 0, done.stderr[-2000:]

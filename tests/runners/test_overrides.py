@@ -141,7 +141,7 @@ def test_the_demo_grid_runs_unchanged_on_mnist_files(tmp_path, capsys):
     """ablations/quick.yaml itself, as the README tells a user with MNIST files in torchvision's raw layout."""
     make_mnist(tmp_path / "data", "MNIST")
     out = tmp_path / "out"
-    sets = ("dataset=mnist", "epochs=3", "seeds=1")  # epochs 3: the grid warms up for two
+    sets = ("dataset=mnist", "epochs=3", "warmup_epochs=1", "seeds=1")  # short: 3 epochs, 1 of them warm-up
     argv = ["run", str(REPO / "ablations" / "quick.yaml"), *(f"--set={s}" for s in sets)]
     argv += ["--data-dir", str(tmp_path / "data"), "--out", str(out), "--wandb", "disabled", "--device", "cpu",
              "--no-progress"]  # fmt: skip
