@@ -50,12 +50,12 @@ from nin.device import (
     resolve_precision,
 )
 from nin.errors import InputError
-from nin.layout import METRICS_FILE, GridDir, read_result
+from nin.layout import METRICS_FILE, METRICS_TIMING_KEYS, GridDir, read_result
 
 JSON_FILE, TEXT_FILE = "gpu-check.json", "gpu-check.txt"
 STEPS = ("environment", "peak", "bench", "grid", "determinism", "packing")
-# What differs between two identical runs without being a result: wall-clock figures.
-TIMING_KEYS = ("epoch_seconds", "images_per_s")
+# What differs between two identical runs without being a result: wall-clock figures, the machine's load.
+TIMING_KEYS = METRICS_TIMING_KEYS
 # The settings every trained row starts from: the quick grid's (embedded digits; every head trains with them).
 QUICK_GRID = Path(__file__).resolve().parents[1] / "ablations" / "quick.yaml"
 

@@ -112,6 +112,9 @@ class Verdict:
     resolved_at_seeds: int | None = None
     open_at_seeds: int | None = None
     max_seeds_reached: bool = False
+    # The wall-time claims: the highest 1-minute load average any of the grid's runs met, and the machine's cores.
+    machine_load: float = math.nan
+    machine_cores: int | None = None
 
     def as_record(self) -> dict[str, Any]:
         record = asdict(self)
@@ -126,7 +129,7 @@ class Verdict:
         names = {f.name for f in fields(cls)}
         values = {k: v for k, v in record.items() if k in names}
         for name in ("margin", "mean", "ci_low", "ci_high", "confidence_adjusted", "ci_low_adjusted",
-                     "ci_high_adjusted"):  # fmt: skip
+                     "ci_high_adjusted", "machine_load"):  # fmt: skip
             values[name] = math.nan if values.get(name) is None else float(values[name])
         values["reason"] = Reason(values["reason"])
         values["absent"] = tuple(values.get("absent", ()))

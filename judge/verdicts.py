@@ -335,7 +335,19 @@ class _Context:
         if claim.rule == PAIRED_EXACT:
             return self._trainability(claim, contrast, confidence, base)
         judged = self._judged(claim, contrast, confidence, margin)
+        if claim.key.startswith(WALL_TIME_KEY):
+            judged.update(self.machine_load())
         return replace(base, **{k: v for k, v in judged.items() if k != "std"})
+
+    def machine_load(self) -> dict[str, Any]:
+        """The busiest the machine was while the grid's runs trained (result.json's load_avg_max), and its cores:
+        what the wall-time claims measured besides training. Empty for runs that did not record it."""
+        runs = self.results.runs
+        if "load_avg_max" not in runs or runs["load_avg_max"].isna().all():
+            return {}
+        cores = runs["cpu_count"].max() if "cpu_count" in runs else math.nan
+        return {"machine_load": float(runs["load_avg_max"].max()),
+                "machine_cores": None if pd.isna(cores) else int(cores)}  # fmt: skip
 
     def _judged(self, claim: Claim, contrast: stats.Contrast, confidence: float, margin: float,
                 leave_out: frozenset[str] = frozenset()) -> dict[str, Any]:  # fmt: skip

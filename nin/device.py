@@ -104,6 +104,15 @@ def resolve_device(requested: str = "auto") -> torch.device:
 
 
 @functools.lru_cache(maxsize=1)
+def load_average() -> float | None:
+    """The machine's 1-minute load average (runnable processes, this run's own included), or None where the OS has
+    none: wall seconds measure whatever else ran beside a run, and this says how much did."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
+
+
 def cpu_flags() -> tuple[str, ...]:
     """The matmul-relevant flags of this CPU (MATMUL_FLAGS present in /proc/cpuinfo), plus torch's ISA level."""
     try:

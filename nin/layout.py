@@ -131,6 +131,7 @@ NUMERIC_OUTCOME_KEYS = (
     # box, each in [0, 1]; and the seconds the maps and measures took.
     "loc_pointing", "loc_pointing_chance", "loc_energy", "cam_seconds",
     "lr_drops", "train_images",  # ENDING_KEYS' numbers
+    "load_avg_max", "cpu_count",  # how busy the machine was (nin.results.machine_load)
     *VALIDATION_OUTCOME_KEYS,
 )  # fmt: skip
 # Mappings: reports flatten `versions` into version_<name> columns, and `tuned` (a grid with `tune:`: the settings
@@ -142,9 +143,9 @@ OUTCOME_KEYS = (*TEXT_OUTCOME_KEYS, *NUMERIC_OUTCOME_KEYS, *NESTED_OUTCOME_KEYS)
 # equal-results comparison (resume, executors, clusters) leaves these out.
 TIMING_KEYS = (
     "train_seconds", "images_per_s", "mfu", "peak_flops", "peak_source", "cam_seconds", "started", "finished",
-    "device", "device_name",
+    "device", "device_name", "load_avg_max", "cpu_count",
 )  # fmt: skip
-METRICS_TIMING_KEYS = ("epoch_seconds", "images_per_s")  # the same, per metrics.jsonl line
+METRICS_TIMING_KEYS = ("epoch_seconds", "images_per_s", "load_avg")  # the same, per metrics.jsonl line
 
 
 def read_result(path: Path) -> dict[str, Any]:

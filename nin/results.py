@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import platform
 import traceback
 from collections.abc import Mapping
@@ -91,6 +92,13 @@ def ending(history: list[dict[str, Any]], n_train: int | None) -> dict[str, Any]
     }  # the keys of nin.layout.ENDING_KEYS (a test holds them equal)
 
 
+def machine_load(history: list[dict[str, Any]]) -> dict[str, Any]:
+    """How busy the machine was while the run trained: the highest 1-minute load average at an epoch's end, and the
+    cores it had (wall seconds are only comparable between runs that had the machine to themselves)."""
+    loads = [row["load_avg"] for row in history if row.get("load_avg") is not None]
+    return {"load_avg_max": max(loads) if loads else None, "cpu_count": os.cpu_count()}
+
+
 def build_result(
     variant: Variant, profile: dict[str, Any], history: list[dict[str, Any]], outcome: RunOutcome
 ) -> dict[str, Any]:
@@ -133,6 +141,7 @@ def build_result(
         "n_test": o.n_test,
         "train_seconds": o.train_seconds,
         **ending(history, o.n_train),
+        **machine_load(history),
         "images_per_s": images_per_s,
         "mfu": model_flops_utilization(profile["flops"], images_per_s or 0.0, peak.flops if peak else None),
         "peak_flops": peak.flops if peak else None,

@@ -24,7 +24,14 @@ from tqdm.auto import tqdm
 
 from nin import host_memory, store
 from nin._timm import create_optimizer_v2, create_scheduler_v2
-from nin.device import AUTOCAST_DTYPES, prepare_cuda_process, resolve_device, resolve_precision, synchronize
+from nin.device import (
+    AUTOCAST_DTYPES,
+    load_average,
+    prepare_cuda_process,
+    resolve_device,
+    resolve_precision,
+    synchronize,
+)
 from nin.layout import CAM_FILE, CHECKPOINT_FILE, METRICS_FILE, RESULT_FILE
 from nin.models import create_model
 from nin.plateau import BUDGET, CAP, CRITERION, DROP, STOP, Plateau
@@ -420,6 +427,7 @@ def _train(variant: Variant, run_dir: Path, options: TrainOptions) -> dict[str, 
         best_test_acc = max(best_test_acc or 0.0, test.acc)
         row.update(
             epoch_seconds=epoch_seconds,
+            load_avg=load_average(),
             images_per_s=running.images / running.seconds if running.seconds > 0 else None,
             skipped_steps=running.skipped_steps,
         )

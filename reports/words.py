@@ -126,7 +126,23 @@ def note(v: Verdict) -> str:
     if v.metric in stats.TIME_METRICS and v.verdict in (rule.SUPPORTED, rule.CONTRADICTED):
         notes.append(f"GAP needs {'fewer' if v.verdict == rule.SUPPORTED else 'more'} "
                      f"{'epochs' if v.metric == 'epochs_to_fit' else 'wall time'}")  # fmt: skip
+    if not math.isnan(v.machine_load):
+        notes.append(machine_load_text(v.machine_load, v.machine_cores))
     return "; ".join(notes)
+
+
+# Above this many runnable processes per core, a run shared its core with other work (the grid's own workers count).
+SHARED_LOAD_PER_CORE = 1.5
+
+
+def machine_load_text(load: float, cores: int | None) -> str:
+    """What the machine was doing while the wall-time claim's runs trained: the load they met, and what it means."""
+    on = f" on {count(cores, 'core')}" if cores else ""
+    text = f"the machine's 1-minute load average reached {load:.1f}{on} while the grid trained"
+    if cores and load > SHARED_LOAD_PER_CORE * cores:
+        text += (": its runs shared the CPU with other work, and their wall times measure that work too (a rerun on a "
+                 "quiet machine can decide otherwise)")
+    return text
 
 
 def untested_text(v: Verdict) -> str:

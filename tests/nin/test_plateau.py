@@ -46,6 +46,9 @@ def test_run_records_how_it_ended(tmp_path):
     assert result["stop_reason"] == CRITERION and result["epochs_done"] == 7 == len(rows)
     assert result["lr_drop_epochs"] == [3, 5] and result["lr_drops"] == 2
     assert result["train_images"] == 7 * result["n_train"]
+    # How busy the machine was (Linux has a load average): each epoch's, and the run's highest, beside the cores.
+    assert all(row["load_avg"] >= 0 for row in rows) and result["load_avg_max"] == max(r["load_avg"] for r in rows)
+    assert result["cpu_count"] >= 1
     lrs = [row["lr"] for row in rows]
     assert lrs == pytest.approx([0.05] * 3 + [0.005] * 2 + [0.0005] * 2)
     assert [row.get("lr_drop", False) for row in rows] == [False, False, True, False, True, False, False]

@@ -6,15 +6,17 @@ import json
 import textwrap
 from pathlib import Path
 
+from nin import layout
+
 # Tiny on purpose: a variant trains 3 epochs in about a second on 2 CPU cores.
 SETTINGS = (
     "{arch: cifar, width: 0.125, dataset: synthetic, image_size: 16, train_size: 200, test_size: 50, "
     "batch_size: 50, epochs: 3, lr: 0.05, momentum: 0.9, precision: fp32}"
 )
 QUIET = ("--wandb", "disabled", "--no-progress", "--device", "cpu")  # CPU: where resumed metrics are exact
-TIMING_KEYS = frozenset({"epoch_seconds", "images_per_s", "train_seconds", "started", "finished", "mfu"})
-# Where a run happened and how fast, not what it computed.
-NOT_COMPARED = TIMING_KEYS | {"peak_flops", "peak_source", "device", "device_name"}
+# Where a run happened, how fast and beside what, not what it computed (nin.layout owns the lists).
+TIMING_KEYS = frozenset(layout.TIMING_KEYS) | frozenset(layout.METRICS_TIMING_KEYS)
+NOT_COMPARED = TIMING_KEYS
 
 
 def write_grid(

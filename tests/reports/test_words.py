@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -61,3 +62,29 @@ def test_a_sequence_whose_looks_all_have_too_few_seeds_for_an_interval_is_descri
     assert all(math.isnan(c) for c in sequential.plan(["a"], 1, 1, 2).confidences)
     assert "judged on no interval (every look has fewer than 3 seeds" in _described(1, 2)
     assert "judged on a 95.00% t interval" in _described(3, 3)
+
+
+def test_a_wall_time_claim_says_how_busy_the_machine_was(tmp_path: Path) -> None:
+    """The recorded runs, as if trained while other work kept 6 processes runnable on 2 cores: every wall-time
+    verdict says so, and warns that its wall times measure that work too; no other claim mentions the machine."""
+    grid = tmp_path / "quick"
+    shutil.copytree(RECORDED / "quick", grid)
+    for path in grid.glob("runs/*/result.json"):
+        result = json.loads(path.read_text())
+        path.write_text(json.dumps({**result, "load_avg_max": 6.0 if "fc" in result["variant_id"] else 2.2,
+                                    "cpu_count": 2}))  # fmt: skip
+    found = {v.key: v for v in verdicts.verdicts(load_results(grid))}
+    timed = [v for key, v in found.items() if key.startswith(verdicts.WALL_TIME_KEY)]
+    assert timed and all(v.machine_load == 6.0 and v.machine_cores == 2 for v in timed)
+    for v in timed:
+        assert "load average reached 6.0 on 2 cores" in words.sentence(v) and "shared the CPU" in words.sentence(v)
+    assert all(math.isnan(v.machine_load) and "load average" not in words.sentence(v)
+               for key, v in found.items() if not key.startswith(verdicts.WALL_TIME_KEY))  # fmt: skip
+    assert Verdict.from_record(json.loads(json.dumps(timed[0].as_record()))) == timed[0]
+
+
+def test_a_quiet_machine_is_named_without_the_warning() -> None:
+    quiet = "the machine's 1-minute load average reached 2.2 on 2 cores while the grid trained"
+    assert words.machine_load_text(2.2, 2) == quiet
+    assert "shared the CPU" in words.machine_load_text(3.1, 2) and "shared" not in words.machine_load_text(3.0, 2)
+    assert words.machine_load_text(0.5, None).endswith("reached 0.5 while the grid trained")
