@@ -103,7 +103,6 @@ def resolve_device(requested: str = "auto") -> torch.device:
     return device
 
 
-@functools.lru_cache(maxsize=1)
 def load_average() -> float | None:
     """The machine's 1-minute load average (runnable processes, this run's own included), or None where the OS has
     none: wall seconds measure whatever else ran beside a run, and this says how much did."""
@@ -113,6 +112,7 @@ def load_average() -> float | None:
         return None
 
 
+@functools.lru_cache(maxsize=1)
 def cpu_flags() -> tuple[str, ...]:
     """The matmul-relevant flags of this CPU (MATMUL_FLAGS present in /proc/cpuinfo), plus torch's ISA level."""
     try:

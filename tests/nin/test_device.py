@@ -180,3 +180,15 @@ def test_a_gpu_process_fixes_the_cublas_workspace_that_deterministic_variants_ne
     monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":16:8")
     prepare_cuda_process(torch.device("cuda", 0))
     assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":16:8"  # the user's own fixed size wins
+
+
+def test_the_load_average_is_read_afresh_each_time_and_none_without_one(monkeypatch) -> None:
+    loads = iter([(0.5, 0, 0), (6.25, 0, 0)])
+    monkeypatch.setattr(dev.os, "getloadavg", lambda: next(loads))
+    assert (dev.load_average(), dev.load_average()) == (0.5, 6.25)
+
+    def unavailable():
+        raise OSError("no load average here")
+
+    monkeypatch.setattr(dev.os, "getloadavg", unavailable)
+    assert dev.load_average() is None
