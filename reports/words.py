@@ -124,8 +124,9 @@ def note(v: Verdict) -> str:
     elif v.verdict == rule.INCONCLUSIVE and (v.n_seeds or 0) >= stats.MIN_INTERVAL_N:
         notes.append(f"at this mean and spread not even a new grid of {rule.MAX_SEEDS_NEEDED} seeds would resolve it")
     if v.metric in stats.TIME_METRICS and v.verdict in (rule.SUPPORTED, rule.CONTRADICTED):
-        notes.append(f"GAP needs {'fewer' if v.verdict == rule.SUPPORTED else 'more'} "
-                     f"{'epochs' if v.metric == 'epochs_to_fit' else 'wall time'}")  # fmt: skip
+        fewer = v.verdict == rule.SUPPORTED
+        notes.append(f"GAP needs {'fewer' if fewer else 'more'} epochs" if v.metric == "epochs_to_fit"
+                     else f"GAP needs {'less' if fewer else 'more'} wall time")  # fmt: skip
     if not math.isnan(v.machine_load):
         notes.append(machine_load_text(v.machine_load, v.machine_cores))
     return "; ".join(notes)

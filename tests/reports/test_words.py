@@ -88,3 +88,13 @@ def test_a_quiet_machine_is_named_without_the_warning() -> None:
     assert words.machine_load_text(2.2, 2) == quiet
     assert "shared the CPU" in words.machine_load_text(3.1, 2) and "shared" not in words.machine_load_text(3.0, 2)
     assert words.machine_load_text(0.5, None).endswith("reached 0.5 while the grid trained")
+
+
+def test_a_training_time_verdict_says_which_way_in_plain_words() -> None:
+    def timed(metric: str, verdict: str) -> str:
+        return words.note(Verdict("k", "c", "difference", verdicts.SUPERIORITY, verdict, Reason.INTERVAL,
+                                  metric=metric, direction=-1, margin=0.1, n_seeds=5, n_pairs=20))  # fmt: skip
+
+    assert timed("log_seconds_to_fit", verdicts.SUPPORTED) == "GAP needs less wall time"
+    assert timed("log_seconds_to_fit", verdicts.CONTRADICTED) == "GAP needs more wall time"
+    assert timed("epochs_to_fit", verdicts.SUPPORTED) == "GAP needs fewer epochs"
