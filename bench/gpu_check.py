@@ -54,8 +54,6 @@ from nin.layout import METRICS_FILE, METRICS_TIMING_KEYS, GridDir, read_result
 
 JSON_FILE, TEXT_FILE = "gpu-check.json", "gpu-check.txt"
 STEPS = ("environment", "peak", "bench", "grid", "determinism", "packing")
-# What differs between two identical runs without being a result: wall-clock figures, the machine's load.
-TIMING_KEYS = METRICS_TIMING_KEYS
 # The settings every trained row starts from: the quick grid's (embedded digits; every head trains with them).
 QUICK_GRID = Path(__file__).resolve().parents[1] / "ablations" / "quick.yaml"
 
@@ -359,7 +357,7 @@ def _errors(grid_dir: GridDir) -> list[str]:
 
 def _metrics(path: Path) -> list[dict[str, Any]]:
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return [{k: v for k, v in row.items() if k not in TIMING_KEYS} for row in rows]
+    return [{k: v for k, v in row.items() if k not in METRICS_TIMING_KEYS} for row in rows]
 
 
 def _max_diff(first: list[dict[str, Any]], second: list[dict[str, Any]]) -> float | None:

@@ -33,10 +33,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", help="run directories (default: a temporary folder)")
     args = parser.parse_args(argv)
 
-    import torch
-
-    from nin.data import load_dataset
     from nin.errors import InputError
+    from nin.layout import METRICS_FILE, read_metrics
     from nin.train import train
     from runners.overrides import parse_overrides
     from runners.spec import load_grid
@@ -52,17 +50,14 @@ def main(argv: list[str] | None = None) -> int:
     if not rows:
         print(f"recipe_screen: no row of {args.spec} has {args.where}", file=sys.stderr)
         return 2
-    torch.set_num_threads(1)
     out = Path(args.out or tempfile.mkdtemp(prefix="recipe-screen-"))
-    data = {}
     for seed in seeds:
         for row in rows.values():
             variant = type(row).model_validate({**row.config(), "seed": seed})  # the id follows the seed
-            data.setdefault(variant.dataset, load_dataset(variant.dataset, None))
             started = time.perf_counter()
-            result = train(variant, out / variant.id, device="cpu", data=data[variant.dataset], progress=False,
-                           log=lambda *_: None, threads=1)  # fmt: skip
-            epochs = [json.loads(line) for line in (out / variant.id / "metrics.jsonl").read_text().splitlines()]
+            # One thread per process, as the demo trains; the dataset is decoded once per process (nin.data caches it).
+            result = train(variant, out / variant.id, device="cpu", progress=False, log=lambda *_: None, threads=1)
+            epochs = read_metrics(out / variant.id / METRICS_FILE)
             print(json.dumps({
                 "variant": variant.id, "seed": seed, "stop": result["stop_reason"], "epochs": result["epochs_done"],
                 "lr_drop_epochs": result["lr_drop_epochs"], "train_acc": round(result["train_acc"], 4),

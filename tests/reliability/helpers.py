@@ -16,7 +16,6 @@ SETTINGS = (
 QUIET = ("--wandb", "disabled", "--no-progress", "--device", "cpu")  # CPU: where resumed metrics are exact
 # Where a run happened, how fast and beside what, not what it computed (nin.layout owns the lists).
 TIMING_KEYS = frozenset(layout.TIMING_KEYS) | frozenset(layout.METRICS_TIMING_KEYS)
-NOT_COMPARED = TIMING_KEYS
 
 
 def write_grid(
@@ -36,8 +35,8 @@ def comparable(grid_dir: Path) -> dict[str, tuple[dict, list[dict]]]:
     out = {}
     for variant_id, result in results(grid_dir).items():
         lines = (grid_dir / "runs" / variant_id / "metrics.jsonl").read_text().splitlines()
-        rows = [{k: v for k, v in json.loads(line).items() if k not in NOT_COMPARED} for line in lines]
-        out[variant_id] = ({k: v for k, v in result.items() if k not in NOT_COMPARED}, rows)
+        rows = [{k: v for k, v in json.loads(line).items() if k not in TIMING_KEYS} for line in lines]
+        out[variant_id] = ({k: v for k, v in result.items() if k not in TIMING_KEYS}, rows)
     return out
 
 
