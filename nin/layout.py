@@ -32,6 +32,9 @@ CAM_FILE = "cam.npz"
 TUNING_FILE = "tuning.json"
 LOOKS_FILE = "looks.json"  # the sequence of `run --until-resolved` (judge.sequential is its schema)
 TUNING_DIR = "tuning"  # a GridDir of its own: tuning runs resume and go stale exactly as the grid's runs do
+# In a failed result.json: the cluster job that was lost before the run could end (its id, state, reason). Such a
+# result stands in for the run until the next `run` trains it again; it is not an outcome.
+LOST_JOB_KEY = "slurm"
 
 
 @dataclass(frozen=True)
@@ -82,7 +85,20 @@ class GridDir:
         return self.run_dir(variant_id) / CAM_FILE
 
     def is_finished(self, variant_id: str) -> bool:
+        """Whether the variant has a result.json: an outcome, or the stand-in of a lost job."""
         return self.result_path(variant_id).is_file()
+
+    def is_lost_job(self, variant_id: str) -> bool:
+        """Whether the variant's result.json is the stand-in of a cluster job that was lost (it has LOST_JOB_KEY)."""
+        try:
+            return bool(read_result(self.result_path(variant_id)).get(LOST_JOB_KEY))
+        except (OSError, ValueError):
+            return False
+
+    def is_settled(self, variant_id: str) -> bool:
+        """Whether the variant has its outcome: a result.json that no later run replaces. What is picked or judged
+        over (a tuning pick, a look of --until-resolved) waits for this, not for is_finished."""
+        return self.is_finished(variant_id) and not self.is_lost_job(variant_id)
 
     def has_checkpoint(self, variant_id: str) -> bool:
         return self.checkpoint_path(variant_id).is_file()

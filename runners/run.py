@@ -345,7 +345,8 @@ def _train(
 
 def _tune(run: _Checked, context: RunContext) -> list[tuning.ArmPlan] | None:
     """Stage 1: train the tuning runs round by round (a widening adds a round) until every arm has its pick;
-    None when runs it trained left no result (a worker died), so that nothing is picked from part of them."""
+    None when runs it trained are left without their outcome (a worker died, a Slurm job was lost), so that
+    nothing is picked from part of them."""
     grid, grid_dir = run.grid, run.grid_dir
     assert grid.tune is not None
     tune, layout = grid.tune, grid_dir.tuning
@@ -361,8 +362,9 @@ def _tune(run: _Checked, context: RunContext) -> list[tuning.ArmPlan] | None:
             break
         if tried & {v.id for v in pending}:
             print(
-                f"grid '{grid.name}': {len(pending)} tuning run(s) ended without a result (a worker stopped); "
-                f"nothing is picked from part of the candidates. Run the same command to resume.",
+                f"grid '{grid.name}': {len(pending)} tuning run(s) ended without their outcome (a worker stopped, or "
+                f"Slurm lost the job: its result.json says why); nothing is picked from part of the candidates. "
+                f"Run the same command to train them again.",
                 file=sys.stderr,
             )
             return None
@@ -375,16 +377,6 @@ def _tune(run: _Checked, context: RunContext) -> list[tuning.ArmPlan] | None:
             f"{', '.join(map(str, run.devices))}{note}; results in {layout.root}"
         )
         _train(pending, total, total - len(pending), tuning_context, run, f"tuning {grid.name}")
-        # A tuning run whose Slurm job was lost has a failed stand-in result: no pick is made over it (it would rule
-        # its candidate out), and the next run trains it again.
-        lost = [v.id for v in pending if slurm.was_lost(layout, v.id)]
-        if lost:
-            print(
-                f"grid '{grid.name}': {len(lost)} tuning run(s) were lost by Slurm (their results say why); nothing is "
-                f"picked from part of the candidates. Run the same command to train them again.",
-                file=sys.stderr,
-            )
-            return None
     stale = layout.stale_runs({v.id for p in plans for v in p.runs(tune)})
     if stale:
         print(

@@ -32,12 +32,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from nin import store
 from nin.errors import InputError
-from nin.layout import GridDir, read_result
+from nin.layout import LOST_JOB_KEY, GridDir, read_result
 from runners.slurm_job import SlurmTask
 
 SLURM_DIR = "slurm"  # OUT/<grid>/slurm/: jobs.json and the jobs' logs (logs/<job id>_0_log.out)
 JOBS_FILE = "jobs.json"
-LOST_KEY = "slurm"  # in a failed result.json: the job that was lost, which the next run trains again
 COMMAND_TIMEOUT_S = 60.0  # one squeue/scontrol call; a controller that does not answer in this long is down
 # Slurm's end states and what they mean for the user; any other state is still queued or running.
 ENDED = {
@@ -235,22 +234,13 @@ def repo_root() -> Path:
     return Path(__file__).resolve().parent.parent
 
 
-def was_lost(layout: GridDir, variant_id: str) -> bool:
-    """Whether the variant's result.json is the failed result of a job Slurm lost (it carries LOST_KEY): a stand-in
-    that the next run replaces by training the variant again, not an outcome."""
-    try:
-        return bool(read_result(layout.result_path(variant_id)).get(LOST_KEY))
-    except (OSError, ValueError):
-        return False
-
-
 def forget_lost(grid_dir: GridDir) -> list[str]:
     """Remove the failed results of jobs Slurm lost, in the grid and its tuning runs, so that this run trains them
     again (from their checkpoints), and their jobs from jobs.json: such a job was cancelled, but may still be
     completing (its node just back), and must not be collected. Returns their variant ids."""
     forgotten = []
     for layout in (grid_dir, grid_dir.tuning):
-        lost = [variant_id for variant_id in layout.finished_ids() if was_lost(layout, variant_id)]
+        lost = [variant_id for variant_id in layout.finished_ids() if layout.is_lost_job(variant_id)]
         book = JobBook(layout.root / SLURM_DIR)
         if any(variant_id in book.jobs for variant_id in lost):
             book.jobs = {vid: job for vid, job in book.jobs.items() if vid not in lost}
@@ -447,7 +437,7 @@ def _write_lost(grid: GridDir, variant: Any, job: str, lost: str, context: Any) 
     tuned = {key: getattr(variant, key) for key in context.tuned}
     result = failed_result(variant, SlurmJobLost(message), now_iso(), None, run_dir=grid.run_dir(variant.id),
                            tuned=tuned)  # fmt: skip
-    result[LOST_KEY] = {"job_id": job, "state": state, "reason": reason, "meaning": meaning}
+    result[LOST_JOB_KEY] = {"job_id": job, "state": state, "reason": reason, "meaning": meaning}
     path = grid.result_path(variant.id)
     if path.is_file():  # the job's own result came first
         return read_result(path)

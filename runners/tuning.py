@@ -155,7 +155,7 @@ def _plan_arm(arm: Variant, tune: Tune, layout: GridDir) -> ArmPlan:
     state = ArmPlan(arm=arm, arm_id=arm.arm_id((tune.key,)), candidates=list(tune.candidates))
     while True:
         runs = state.runs(tune)
-        state.pending = [v for v in runs if not layout.is_finished(v.id)]
+        state.pending = [v for v in runs if not layout.is_settled(v.id)]
         if state.pending:  # nothing is picked from part of the candidates; the finished ones are shown
             waiting = {v.id for v in state.pending}
             done = [

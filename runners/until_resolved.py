@@ -24,7 +24,6 @@ from judge.looks import ClaimAtLook, Look
 from nin.errors import InputError
 from nin.layout import GridDir
 from nin.variant import Variant
-from runners import slurm
 from runners.grid_runs import base_digest, with_additions
 from runners.spec import Grid
 
@@ -116,10 +115,8 @@ class RunnerHost:
         pending = [v for v in grid.variants if not self.grid_dir.is_finished(v.id)]
         if pending:
             self.train(grid, pending)
-        # A run whose Slurm job was lost has a stand-in result that the next run replaces: no look is taken over it,
-        # or the look would be decided on missing runs that the rerun then trains.
-        return all(self.grid_dir.is_finished(v.id) and not slurm.was_lost(self.grid_dir, v.id)
-                   for v in grid.variants)  # fmt: skip
+        # A lost job's stand-in result is replaced by the next run: a look over it would be decided on missing runs.
+        return all(self.grid_dir.is_settled(v.id) for v in grid.variants)
 
     def judge(self, seeds: Sequence[int], confidence: float, keys: Sequence[str]) -> dict[str, ClaimAtLook]:
         from judge.load import load_results

@@ -98,7 +98,9 @@ def test_a_lost_job_result_names_the_state_and_is_trained_again(tmp_path, monkey
     book = slurm.JobBook(grid.root / slurm.SLURM_DIR)
     book.jobs = {variant.id: "7_3", other.id: "7_4"}
     book.save()
-    assert slurm.was_lost(grid, variant.id) and not slurm.was_lost(grid, other.id)
+    assert grid.is_lost_job(variant.id) and not grid.is_lost_job(other.id)
+    # Finished, but not settled: no pick or look is made over the stand-in; the training's own failure is an outcome.
+    assert grid.is_finished(variant.id) and not grid.is_settled(variant.id) and grid.is_settled(other.id)
     assert slurm.forget_lost(grid) == [variant.id]
     assert not grid.is_finished(variant.id) and grid.is_finished(other.id)
     # The next run submits the lost variant afresh: its cancelled job, perhaps still completing, is not collected.

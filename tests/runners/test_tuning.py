@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from nin import layout, store
-from nin.layout import GridDir
+from nin.layout import LOST_JOB_KEY, GridDir
 from nin.variant import Variant
-from runners import slurm, tuning
+from runners import tuning
 from runners.cli import main
 from runners.overrides import parse_overrides
 from runners.run import EXIT_FAILED_RUNS, RunOptions, run_grid
@@ -279,15 +279,19 @@ def test_a_tuning_run_slurm_lost_stops_before_any_pick_and_the_rerun_trains_it(t
     def score(v: Variant) -> dict:
         if {key: getattr(v, key) for key in lost} == lost:
             return {"status": "failed", "val_acc": None, "val_loss": None,
-                    slurm.LOST_KEY: {"job_id": "7_3", "state": "NODE_FAIL"}}  # fmt: skip
+                    LOST_JOB_KEY: {"job_id": "7_3", "state": "NODE_FAIL"}}  # fmt: skip
         acc = 0.9 - 0.1 * abs(math.log2(v.lr / 0.02))
         return {"val_acc": acc, "val_loss": 1 - acc}
 
     first = FakeTraining(score)
     assert run_fake(monkeypatch, spec, out, first) == EXIT_FAILED_RUNS
-    assert "1 tuning run(s) were lost by Slurm" in capsys.readouterr().err
+    assert "1 tuning run(s) ended without their outcome (a worker stopped, or Slurm lost" in capsys.readouterr().err
     assert len(first.trained) == 2 * 3 * 3  # two arms × three candidates × three tuning seeds; no stage-2 run
-    assert {arm["pick"] for arm in read_record(out)["arms"]} == {None}
+    # tuning.json: the gap arm, all of whose runs ended, has its pick; the fc arm's waits on the lost run, which it
+    # lists as still to train.
+    arms = {arm["arm_id"].split("-")[1]: arm for arm in read_record(out)["arms"]}
+    assert arms["gap"]["pick"] == 0.02 and arms["gap"]["pending"] == []
+    assert arms["fc"]["pick"] is None and len(arms["fc"]["pending"]) == 1 and "-fc-" in arms["fc"]["pending"][0]
     lost["seed"] = -1  # trained again, it succeeds
     again = FakeTraining(score)
     assert run_fake(monkeypatch, spec, out, again) == 0
