@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import textwrap
 from pathlib import Path
 
@@ -24,6 +25,13 @@ def write_grid(
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(f"name: {name}\nsettings: {settings}\n" + textwrap.dedent(body))
     return path
+
+
+def ctrl_c_reaches_it() -> None:
+    """preexec_fn for a runner a test sends Ctrl-C (SIGINT), as at a terminal: a suite started in the background
+    (`make test &`, a non-interactive shell) hands its children SIGINT ignored, and a Python so started never sees
+    it."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def results(grid_dir: Path) -> dict[str, dict]:

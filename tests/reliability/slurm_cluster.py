@@ -127,6 +127,13 @@ class SlurmCluster:
         raise AssertionError(f"the test Slurm node is not idle after {timeout} s ({self.node_state()!r}): "
                              f"{self.log_tail()}")  # fmt: skip
 
+    def cancel_all(self, timeout: float = 60) -> None:
+        """Cancel every job on this cluster (the test's own) and wait until the node is idle again."""
+        jobs = self.run("squeue", "-h", "-o", "%i", check=False).split()
+        if jobs:
+            self.run("scancel", *sorted({job.split("_")[0] for job in jobs}), check=False)
+        self.wait_idle(timeout)
+
     def wait_down(self, timeout: float = 60) -> None:
         """Until the controller declares the node down (SlurmdTimeout after its last answer)."""
         deadline = time.monotonic() + timeout

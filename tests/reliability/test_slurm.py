@@ -26,6 +26,7 @@ from tests.reliability.helpers import (
     assert_nothing_written,
     assert_one_clear_line,
     comparable,
+    ctrl_c_reaches_it,
     results,
     write_grid,
 )
@@ -49,9 +50,17 @@ WAIT_S = 240  # a hang guard, not a time limit
 
 
 @pytest.fixture(scope="session")
-def cluster():
+def shared_cluster():
     with slurm_cluster() as started:
         yield started
+
+
+@pytest.fixture
+def cluster(shared_cluster):
+    """The worker's cluster, handed on empty: a case that failed leaves no job (held, requeued, completing) for the
+    next case to find."""
+    yield shared_cluster
+    shared_cluster.cancel_all()
 
 
 class Reference:
@@ -87,7 +96,7 @@ def start_runner(cluster: SlurmCluster, spec: Path, out: Path, *extra: str) -> s
     env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1", **cluster.env}
     return subprocess.Popen([sys.executable, "-m", "runners", "run", str(spec), "--out", str(out), *FLAGS, *SLURM,
                              *extra], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)  # fmt: skip
+                            text=True, preexec_fn=ctrl_c_reaches_it)  # fmt: skip
 
 
 def finish(proc: subprocess.Popen) -> tuple[int, str, str]:

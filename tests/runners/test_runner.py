@@ -179,10 +179,8 @@ def test_ctrl_c_loses_only_the_epoch_in_flight(tmp_path):
     )  # fmt: skip
     argv = [sys.executable, "-m", "runners", "run", str(spec), "--out", str(tmp_path / "out"), *QUIET]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-    # As at a terminal: a suite started in the background (`make test &`, a non-interactive shell) hands its children
-    # SIGINT ignored, and a Python started so never sees the Ctrl-C this test sends.
     runner = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
+                              preexec_fn=reliability_helpers.ctrl_c_reaches_it)  # fmt: skip
     first_metrics = tmp_path / "out" / "t" / "runs"
     deadline = time.monotonic() + 300
     while not list(first_metrics.glob("*/metrics.jsonl")) and time.monotonic() < deadline:
