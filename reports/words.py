@@ -47,10 +47,11 @@ SENSITIVITY_TEXT = (
 # ---- one verdict ---------------------------------------------------------------------------------------------------
 def table(verdicts: Sequence[Verdict]) -> pd.DataFrame:
     """The verdicts as a frame: judge.verdicts.table's numbers, then detail (the numbers a sentence states), note
-    (what qualifies them), sequence (where a grown grid's claim resolved) and the sentence."""
+    (what qualifies them, as the page's table says it), sequence (where a grown grid's claim resolved) and the
+    sentence (whole, for verdicts.csv)."""
     frame = rule.table(list(verdicts))
-    frame["detail"] = [detail(v) for v in verdicts]
-    frame["note"] = [note(v) for v in verdicts]
+    frame["detail"] = [detail(v, brief=True) for v in verdicts]
+    frame["note"] = [note(v, brief=True) for v in verdicts]
     frame["sequence"] = [sequence_text(v) for v in verdicts]
     frame["sentence"] = [sentence(v) for v in verdicts]
     return frame
@@ -70,17 +71,19 @@ def sentence(v: Verdict) -> str:
     return f"{text.removesuffix('.')}; sequential: {where}." if where else text
 
 
-def detail(v: Verdict) -> str:
-    """The numbers the verdict rests on: the rule and the difference, the exact test, or the parameter ratios."""
+def detail(v: Verdict, brief: bool = False) -> str:
+    """The numbers the verdict rests on: the rule and the difference, the exact test, or the parameter ratios.
+    `brief`: without the exact test's name and level, which the page's table and its family paragraph state."""
     if v.untested:
         return ""
     if v.kind == "ratio":
         return f"params GAP/{_other(v)} = {_ratios_text(v)}" if v.reason == Reason.EXACT_COUNT else ""
     if v.reason == Reason.PAIRED_EXACT and v.fit is not None:
         fit, name = v.fit, _other(v)
-        return (f"{rule.PAIRED_EXACT} at {1 - v.confidence_adjusted:.4f}; GAP fit in {fit.fit_a} of {fit.pairs} runs, "
-                f"the {name} head in {fit.fit_b} of {fit.pairs}; discordant pairs {fit.only_a} (GAP alone fit) and "
-                f"{fit.only_b} ({name} alone), p = {fit.p_value:.3g}")  # fmt: skip
+        counts = (f"GAP fit in {fit.fit_a} of {fit.pairs} runs, the {name} head in {fit.fit_b} of {fit.pairs}; "
+                  f"discordant pairs {fit.only_a} (GAP alone fit) and {fit.only_b} ({name} alone), "
+                  f"p = {fit.p_value:.3g}")  # fmt: skip
+        return counts if brief else f"{rule.PAIRED_EXACT} at {1 - v.confidence_adjusted:.4f}; {counts}"
     rule_text = _rule_text(v)
     if v.reason == Reason.NO_PAIRS:
         return rule_text
@@ -89,8 +92,9 @@ def detail(v: Verdict) -> str:
     return f"{rule_text}; {_what(v.metric)} {difference}"
 
 
-def note(v: Verdict) -> str:
-    """What qualifies the numbers: why a claim is untested or undecided, data left out, failed training, planning."""
+def note(v: Verdict, brief: bool = False) -> str:
+    """What qualifies the numbers: why a claim is untested or undecided, data left out, failed training, planning.
+    `brief`: the planning figure without what it means, for a table whose page says that once (How to read this)."""
     if v.untested:
         return untested_text(v)
     if v.kind == "ratio":
@@ -106,7 +110,7 @@ def note(v: Verdict) -> str:
     if v.reason == Reason.NO_PAIRS:
         return f"{stats.FEW}: no matched pairs"
     if v.reason == Reason.PAIRED_EXACT:
-        return _trainability_note(v)
+        return _trainability_note(v, brief)
     notes = []
     if v.seeds_left_out:
         notes.append(f"{count(v.seeds_left_out, 'seed')} without a pair at every setting left out (missing "
@@ -120,7 +124,7 @@ def note(v: Verdict) -> str:
     if v.reason == Reason.FEW_SEEDS:
         notes.append(f"{stats.FEW} seeds: no interval")
     elif v.verdict == rule.INCONCLUSIVE and v.seeds_needed is not None:
-        notes.append(planning_text(v.seeds_needed))
+        notes.append(planning_text(v.seeds_needed, brief))
     elif v.verdict == rule.INCONCLUSIVE and (v.n_seeds or 0) >= stats.MIN_INTERVAL_N:
         notes.append(f"at this mean and spread not even a new grid of {rule.MAX_SEEDS_NEEDED} seeds would resolve it")
     if v.metric in stats.TIME_METRICS and v.verdict in (rule.SUPPORTED, rule.CONTRADICTED):
@@ -167,21 +171,28 @@ def sequence_text(v: Verdict) -> str:
     return f"open at {v.open_at_seeds} seeds" + (", the most this sequence plans" if v.max_seeds_reached else "")
 
 
-def planning_text(needed: int) -> str:
+def planning_text(needed: int, brief: bool = False) -> str:
     """Seeds needed, as what it is: a planning figure for a new grid, never a reason to add seeds to this one."""
+    if brief:
+        return f"planning figure: a new grid of about {needed} seeds would resolve it"
     return (f"a planning figure: a new, independent grid of about {needed} seeds would resolve it at this seed-level "
             f"spread; adding seeds to this grid and reporting again looks twice without correction "
             f"(run --until-resolved plans its looks)")  # fmt: skip
 
 
-def _trainability_note(v: Verdict) -> str:
+def _trainability_note(v: Verdict, brief: bool = False) -> str:
+    """Which way a contradicted share goes; in full, also why no pair could decide, and the test's unit (which the
+    page's How to read this states once)."""
     fit = v.fit
     assert fit is not None
-    text = ""
     if v.verdict == rule.CONTRADICTED:
         text = f"GAP fits {'less' if fit.only_b > fit.only_a else 'more'} often"
     elif not fit.only_a + fit.only_b:
-        text = "no pair where one side fit and the other did not"
+        text = "" if brief else "no pair where one side fit and the other did not"
+    else:
+        text = ""
+    if brief:
+        return text
     return text + ("; " if text else "") + "the unit is the pair of runs at one setting and seed"
 
 

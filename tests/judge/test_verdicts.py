@@ -121,6 +121,8 @@ def test_non_inferiority_equivalent_contradicted_and_inconclusive(tmp_path: Path
     assert row["seeds_needed"] == seeds_needed("non-inferiority", mean, sd, DELTA, +1, LEVEL)
     assert f"a new, independent grid of about {row['seeds_needed']} seeds would resolve it" in row["sentence"]
     assert "looks twice without correction" in row["sentence"]  # a planning figure, never "add seeds here"
+    # The page's table keeps the figure and leaves what it means to its "How to read this" (said once, not per row).
+    assert row["note"] == f"planning figure: a new grid of about {row['seeds_needed']} seeds would resolve it"
 
 
 def test_superiority_on_overfitting_each_outcome(tmp_path: Path) -> None:
@@ -429,6 +431,11 @@ def test_training_time_reads_the_stopping_rules_record_where_result_json_has_one
     assert epochs["rule"] == "superiority" and epochs["margin"] == 1.0 and "margin 1 epoch" in epochs["sentence"]
     trains = frame.loc["gap_trains_as_often_as_fc"]
     assert trains["verdict"] == "inconclusive" and "GAP fit in 3 of 3 runs, the FC head in 2 of 3" in trains["sentence"]
+    assert trains["sentence"].endswith("p = 1; the unit is the pair of runs at one setting and seed.")
+    assert "exact paired test (McNemar) at 0.0" in trains["sentence"]
+    # The page's table: the counts alone; its Rule column names the test and How to read this gives its unit.
+    assert (trains["detail"], trains["note"]) == (
+        "GAP fit in 3 of 3 runs, the FC head in 2 of 3; discordant pairs 1 (GAP alone fit) and 0 (FC alone), p = 1", "")
     # A plain epoch budget (stop_reason "epochs") is no record of the criterion: the training accuracy decides.
     for run in runs:
         run["stop_reason"] = "epochs"

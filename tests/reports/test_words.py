@@ -45,6 +45,7 @@ def test_each_reason_reads_as_what_it_means() -> None:
                    confidence_adjusted=0.99, fit=Fit(2, 9, 10, 0, 7, 0.0156))  # fmt: skip
     assert "GAP fit in 2 of 10 runs, the FC head in 9 of 10" in words.detail(fits)
     assert words.note(fits).startswith("GAP fits less often")
+    assert words.note(fits, brief=True) == "GAP fits less often"  # which way goes on the page's table too
     assert words.sequence_text(few.resolved(4, 2, 5, False)) == "resolved at 5 seeds (look 2 of 4)"
     still = few.resolved(4, None, 8, True)
     assert words.sequence_text(still) == "open at 8 seeds, the most this sequence plans"
