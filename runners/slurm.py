@@ -15,14 +15,16 @@ grid's directory, which the cluster's nodes must share; result.json is the only 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shlex
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -37,6 +39,9 @@ from runners.slurm_job import SlurmTask
 
 SLURM_DIR = "slurm"  # OUT/<grid>/slurm/: jobs.json and the jobs' logs (logs/<job id>_0_log.out)
 JOBS_FILE = "jobs.json"
+# What stops a runner on a login node: Ctrl-C, `kill`, the SSH session closing. None may land between sbatch's answer
+# and jobs.json: a job submitted but not recorded would be submitted again, and two jobs would train one variant.
+STOP_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
 COMMAND_TIMEOUT_S = 60.0  # one squeue/scontrol call; a controller that does not answer in this long is down
 # Slurm's end states and what they mean for the user; any other state is still queued or running.
 ENDED = {
@@ -394,9 +399,7 @@ def _submit(
     assigned: dict[str, str] = {}
     for start in range(0, len(packs), limits.max_array_size):
         chunk = packs[start : start + limits.max_array_size]
-        # Ctrl-C waits until the array is on record: a job submitted but not recorded would be submitted again.
-        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-        try:
+        with stop_signals_held():  # until the array is on record
             try:
                 jobs = executor.map_array(task, [[v.config() for v in group] for group in chunk])
             except Exception as exc:  # sbatch refused: one line; what was submitted before stays recorded
@@ -406,9 +409,36 @@ def _submit(
                 assigned.update({v.id: str(job.job_id) for v in group})
             book.jobs.update(assigned)
             book.save()
-        finally:
-            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     return assigned
+
+
+@contextlib.contextmanager
+def stop_signals_held() -> Iterator[None]:
+    """STOP_SIGNALS that arrive inside wait until it ends, then act as they would have (Ctrl-C raises, kill ends the
+    process). Blocked in this thread, and so in the sbatch it starts, which a Ctrl-C at the terminal would reach too;
+    and caught in Python as well: the kernel hands a signal this thread blocks to another (numpy's and torch's thread
+    pools), where SIGTERM's default action would end the process at once."""
+    held: list[int] = []
+    previous = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
+    caught = []
+    if threading.current_thread() is threading.main_thread():  # only it may set handlers
+        caught = [sig for sig, handler in previous.items() if handler not in (signal.SIG_IGN, None)]
+    for sig in caught:
+        signal.signal(sig, lambda number, _frame: held.append(number))
+    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)  # what was pending reaches the holding handler
+        _run_pending_handlers()
+        for sig in caught:
+            signal.signal(sig, previous[sig])
+        for sig in dict.fromkeys(held):
+            signal.raise_signal(sig)
+
+
+def _run_pending_handlers() -> None:
+    """Nothing: calling a Python function is what makes the interpreter run the handlers of signals just received."""
 
 
 def _lost(state: JobState | None, down: set[str]) -> str | None:

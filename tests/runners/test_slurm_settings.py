@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -13,6 +17,8 @@ from nin.layout import GridDir
 from nin.variant import Variant
 from runners import slurm
 from runners.slurm import JobState, SlurmSettings, job_devices, load_settings
+from tests.conftest import REPO
+from tests.reliability.helpers import ctrl_c_reaches_it
 
 TINY = dict(arch="cifar", width=0.125, dataset="synthetic", batch_size=50, lr=0.05, momentum=0.9, head="fc",
             image_size=16, train_size=100, test_size=50)  # fmt: skip
@@ -120,3 +126,37 @@ def test_a_requested_stop_ends_training_after_the_epoch_in_flight_with_its_check
     uninterrupted = train.train(variant, tmp_path / "again", device="cpu", progress=False)
     assert resumed["epochs_done"] == 3 and resumed["test_acc"] == uninterrupted["test_acc"]
 
+
+
+SUBMIT_STOPPED = """
+import json, os, signal, sys
+from pathlib import Path
+from nin.variant import Variant
+from runners import slurm
+
+class Job:  # what submitit's map_array returns
+    def __init__(self, index):
+        self.job_id = f"7_{index}"
+
+class Executor:
+    def map_array(self, task, configs):
+        os.kill(os.getpid(), int(sys.argv[3]))  # sbatch has answered; jobs.json is not yet written
+        return [Job(i) for i in range(len(configs))]
+
+variants = [Variant(**json.loads(sys.argv[2]), seed=seed) for seed in (0, 1)]
+slurm._submit(Executor(), None, variants, 1, slurm.Limits(10, 10), slurm.JobBook(Path(sys.argv[1])))
+print("went on")
+"""
+
+
+@pytest.mark.parametrize("stop", sorted(slurm.STOP_SIGNALS), ids=lambda s: signal.Signals(s).name)
+def test_a_runner_stopped_as_sbatch_answers_records_the_jobs_then_stops(tmp_path, stop):
+    """Ctrl-C, `kill` or a closed SSH session right after sbatch answered: the runner stops, but only once jobs.json
+    names the submitted jobs, so that the next run collects them instead of submitting their variants again."""
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    done = subprocess.run([sys.executable, "-c", SUBMIT_STOPPED, str(tmp_path), json.dumps(TINY), str(int(stop))],
+                          env=env, capture_output=True, text=True, timeout=120,
+                          preexec_fn=ctrl_c_reaches_it)  # fmt: skip
+    assert done.returncode != 0 and "went on" not in done.stdout, done.stderr
+    expected = {Variant(**TINY, seed=seed).id: f"7_{seed}" for seed in (0, 1)}
+    assert json.loads((tmp_path / slurm.JOBS_FILE).read_text()) == expected
