@@ -27,11 +27,12 @@ def write_grid(
     return path
 
 
-def ctrl_c_reaches_it() -> None:
-    """preexec_fn for a runner a test sends Ctrl-C (SIGINT), as at a terminal: a suite started in the background
-    (`make test &`, a non-interactive shell) hands its children SIGINT ignored, and a Python so started never sees
-    it."""
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
+def as_at_a_terminal() -> None:
+    """preexec_fn for a runner a test stops with a signal: its signals as at a terminal. A suite started in the
+    background (`make test &`, a non-interactive shell) hands its children SIGINT ignored, and `nohup` SIGHUP; a Python
+    so started never sees them."""
+    for stop in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(stop, signal.SIG_DFL)
 
 
 def results(grid_dir: Path) -> dict[str, dict]:

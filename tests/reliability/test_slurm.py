@@ -23,10 +23,10 @@ from runners.cli import main
 from tests.conftest import REPO
 from tests.reliability.helpers import (
     QUIET,
+    as_at_a_terminal,
     assert_nothing_written,
     assert_one_clear_line,
     comparable,
-    ctrl_c_reaches_it,
     results,
     write_grid,
 )
@@ -96,7 +96,7 @@ def start_runner(cluster: SlurmCluster, spec: Path, out: Path, *extra: str) -> s
     env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1", **cluster.env}
     return subprocess.Popen([sys.executable, "-m", "runners", "run", str(spec), "--out", str(out), *FLAGS, *SLURM,
                              *extra], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, preexec_fn=ctrl_c_reaches_it)  # fmt: skip
+                            text=True, preexec_fn=as_at_a_terminal)  # fmt: skip
 
 
 def finish(proc: subprocess.Popen) -> tuple[int, str, str]:

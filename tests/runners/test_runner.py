@@ -180,7 +180,7 @@ def test_ctrl_c_loses_only_the_epoch_in_flight(tmp_path):
     argv = [sys.executable, "-m", "runners", "run", str(spec), "--out", str(tmp_path / "out"), *QUIET]
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
     runner = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              preexec_fn=reliability_helpers.ctrl_c_reaches_it)  # fmt: skip
+                              preexec_fn=reliability_helpers.as_at_a_terminal)  # fmt: skip
     first_metrics = tmp_path / "out" / "t" / "runs"
     deadline = time.monotonic() + 300
     while not list(first_metrics.glob("*/metrics.jsonl")) and time.monotonic() < deadline:

@@ -18,7 +18,7 @@ from nin.variant import Variant
 from runners import slurm
 from runners.slurm import JobState, SlurmSettings, job_devices, load_settings
 from tests.conftest import REPO
-from tests.reliability.helpers import ctrl_c_reaches_it
+from tests.reliability.helpers import as_at_a_terminal
 
 TINY = dict(arch="cifar", width=0.125, dataset="synthetic", batch_size=50, lr=0.05, momentum=0.9, head="fc",
             image_size=16, train_size=100, test_size=50)  # fmt: skip
@@ -156,7 +156,7 @@ def test_a_runner_stopped_as_sbatch_answers_records_the_jobs_then_stops(tmp_path
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     done = subprocess.run([sys.executable, "-c", SUBMIT_STOPPED, str(tmp_path), json.dumps(TINY), str(int(stop))],
                           env=env, capture_output=True, text=True, timeout=120,
-                          preexec_fn=ctrl_c_reaches_it)  # fmt: skip
+                          preexec_fn=as_at_a_terminal)  # fmt: skip
     assert done.returncode != 0 and "went on" not in done.stdout, done.stderr
     expected = {Variant(**TINY, seed=seed).id: f"7_{seed}" for seed in (0, 1)}
     assert json.loads((tmp_path / slurm.JOBS_FILE).read_text()) == expected
