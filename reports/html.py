@@ -11,7 +11,7 @@ from typing import Any
 import pandas as pd
 
 from judge import verdicts as verdict_rule
-from judge.load import DIVERGED, FIT, MISSING, PAPER_LABELS, STALL_MARGIN, STALLED, UNDERFIT, Results, labels
+from judge.load import DIVERGED, FIT, MISSING, STALL_MARGIN, STALLED, UNDERFIT, Results
 from judge.stats import FEW, METHOD, MIN_INTERVAL_N, SUMMARY_METHOD
 from judge.verdicts import CONTRADICTED, EQUIVALENT, INCONCLUSIVE, NOT_TESTED, SUPPORTED
 from reports import tables, tuning, words
@@ -284,10 +284,9 @@ def _trainability(results: Results) -> str:
     runs = results.runs
     if runs.empty:
         return "<p class='note'>(no finished runs yet)</p>"
-    names = labels(runs, PAPER_LABELS, ", ")
     head = "".join(f"<th>{html.escape(h)}</th>" for h in ("Variant", "Did not fit", *(t for _, t in TRAINING_COLUMNS)))
     rows = []
-    for name, group in runs.groupby(names, sort=True):
+    for name, group in tables.variant_groups(results, runs):
         counts = group["training"].value_counts()
         launched = int((group["training"] != MISSING).sum())
         failed = launched - int(counts.get(FIT, 0))

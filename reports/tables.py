@@ -157,6 +157,19 @@ def _mean_sd(mean: float, sd: float, n: int, style: str) -> str:
     return f"{body} ({n})"
 
 
+def variant_groups(results: Results, runs: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
+    """`runs` (rows of results.runs) per variant, named and ordered as the summary table names and orders them: the
+    paper's words, the grid file's axis order, the reference last."""
+    names = labels(results.runs, PAPER_LABELS, ", ")[runs.index]
+    groups = [(str(name), group) for name, group in runs.groupby(names, sort=False)]
+
+    def order(item: tuple[str, pd.DataFrame]) -> tuple:
+        first = item[1].iloc[0]
+        return str(first["model"]) != "nin", _order_key(results, first)
+
+    return sorted(groups, key=order)
+
+
 def _order_key(results: Results, row: pd.Series) -> tuple:
     """The grid file's axis order (spec.yaml `axes`), then the label: GAP before FC when the file says so."""
     key: list[Any] = []
@@ -198,7 +211,7 @@ def ending_frame(results: Results) -> pd.DataFrame:
     if "stop_reason" not in runs or runs["stop_reason"].isna().all():
         return pd.DataFrame(columns=ENDING_HEADERS)
     rows = []
-    for label, group in runs[runs["epochs_done"].notna()].groupby("label", sort=False):
+    for label, group in variant_groups(results, runs[runs["epochs_done"].notna()]):
         reasons = group["stop_reason"].fillna(group["status"]).value_counts()
         epochs = group["epochs_done"]
         drops = [str(d) for d in group["lr_drop_epochs"].fillna("") if d] if "lr_drop_epochs" in group else []

@@ -137,8 +137,9 @@ def test_report_shows_how_each_variant_ended(tmp_path):
     loaded = load_results(grid)
     assert sorted(loaded.runs["lr_drop_epochs"]) == ["3 5"] * 3 + ["4"] * 3  # one text cell in results.csv
     ending = ending_frame(loaded).set_index("Variant")
-    assert ending.loc["gap", "Stopped by"] == "criterion 3" and ending.loc["fc", "Stopped by"] == "cap 3"
-    assert ending.loc["gap", "LR drops after epoch"] == "3 5; 3 5; 3 5"
+    assert list(ending.index) == ["GAP", "FC"]  # the summary table's names, in the grid file's axis order
+    assert ending.loc["GAP", "Stopped by"] == "criterion 3" and ending.loc["FC", "Stopped by"] == "cap 3"
+    assert ending.loc["GAP", "LR drops after epoch"] == "3 5; 3 5; 3 5"
     report = write_report(grid)
     assert report.plots["epochs_to_stop"].is_file()
     page = report.html.read_text()
