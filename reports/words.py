@@ -187,13 +187,11 @@ def _trainability_note(v: Verdict, brief: bool = False) -> str:
     assert fit is not None
     if v.verdict == rule.CONTRADICTED:
         text = f"GAP fits {'less' if fit.only_b > fit.only_a else 'more'} often"
-    elif not fit.only_a + fit.only_b:
-        text = "" if brief else "no pair where one side fit and the other did not"
+    elif not fit.only_a + fit.only_b and not brief:
+        text = "no pair where one side fit and the other did not"
     else:
         text = ""
-    if brief:
-        return text
-    return text + ("; " if text else "") + "the unit is the pair of runs at one setting and seed"
+    return text if brief else text + ("; " if text else "") + "the unit is the pair of runs at one setting and seed"
 
 
 def _rule_text(v: Verdict) -> str:
