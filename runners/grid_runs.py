@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 from judge import looks
+from nin.errors import InputError
 from nin.layout import GridDir
 from nin.variant import Variant
 from runners import tuning
@@ -61,20 +62,29 @@ def with_additions(grid: Grid, taken: Sequence[looks.Look]) -> Grid:
     return replace(grid, variants=(*grid.variants, *added))
 
 
-def _additions(start: Grid, grid_dir: GridDir, warn: Callable[[str], None]) -> tuple[looks.Look, ...]:
-    """The looks of grid_dir's looks.json when it is this grid's sequence; none otherwise (and `warn` says why)."""
+def existing(grid_dir: GridDir) -> looks.Sequence | None:
+    """The grid's looks.json, or None; InputError (one line) when it is there but unreadable."""
     path = grid_dir.looks_path
     if not path.is_file():
-        return ()
+        return None
     try:
-        record = looks.read(path)
+        return looks.read(path)
     except (OSError, UnicodeDecodeError, ValueError) as exc:
-        warn(f"nin-ablate: warning: {path}: unreadable ({exc}): restore it, or move it away to start a new sequence; "
-             f"its added seeds are not part of this run")  # fmt: skip
+        raise InputError(f"{path}: unreadable ({exc}): restore it, or move it away to start a new sequence") from None
+
+
+def _additions(start: Grid, grid_dir: GridDir, warn: Callable[[str], None]) -> tuple[looks.Look, ...]:
+    """The looks of grid_dir's looks.json when it is this grid's sequence; none otherwise (and `warn` says why)."""
+    try:
+        record = existing(grid_dir)
+    except InputError as error:
+        warn(f"nin-ablate: warning: {error}; its added seeds are not part of this run")
+        return ()
+    if record is None:
         return ()
     if record.looks and record.base_runs != base_digest(start):
-        warn(f"nin-ablate: warning: {path} is the sequence of another version of this grid: its added seeds are not "
-             f"part of this run")  # fmt: skip
+        warn(f"nin-ablate: warning: {grid_dir.looks_path} is the sequence of another version of this grid: its added "
+             f"seeds are not part of this run")  # fmt: skip
         return ()
     return record.looks
 

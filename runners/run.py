@@ -96,9 +96,10 @@ def run_grid(options: RunOptions, grid: Grid | None = None) -> int:
                 return EXIT_FAILED_RUNS
             context, plans = tuned
         trained = _train_stage(run, plans, context)
-        record = _grow_stage(run, grid_runs.base(run.grid, plans), context) if run.sequence is not None else None
+        base = grid_runs.base(run.grid, plans)
+        record = _grow_stage(run, base, context) if run.sequence is not None else None
         if record is not None:
-            grown = grid_runs.current(run.grid, run.grid_dir, plans)
+            grown = grid_runs.with_additions(base, record.looks)
             trained = replace(trained, grid=grown, selected=list(grown.variants))
             _write_spec(run.grid_dir, trained.grid)
         report_path = _write_report(run.grid_dir, run.wandb_mode, options) if options.report else None

@@ -24,7 +24,7 @@ from judge.looks import ClaimAtLook, Look
 from nin.errors import InputError
 from nin.layout import GridDir
 from nin.variant import Variant
-from runners.grid_runs import base_digest, with_additions
+from runners.grid_runs import base_digest, existing, with_additions
 from runners.spec import Grid
 
 
@@ -64,17 +64,6 @@ def check(grid: Grid, grid_dir: GridDir, options: SequenceOptions, spec: Path | 
 def family(grid: Grid) -> list[str]:
     """The keys of the difference claims the grid's structure tests: a sequence's family."""
     return [c.key for c in rule.testable_claims(planned_results(grid))]
-
-
-def existing(grid_dir: GridDir) -> looks.Sequence | None:
-    """The grid's looks.json, or None; one line when it is there but unreadable."""
-    path = grid_dir.looks_path
-    if not path.is_file():
-        return None
-    try:
-        return looks.read(path)
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        raise InputError(f"{path}: unreadable ({exc}): restore it, or move it away to start a new sequence") from None
 
 
 def planned_results(grid: Grid) -> Results:
